@@ -1,0 +1,324 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Traces TCP connections and aggregates them per edge in the kernel, so the
+ * cost per connection is a few map operations and no event to user space. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "depgraph.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+#define EEXIST 17
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* 0 traces every network namespace; otherwise only this netns inode. */
+const volatile __u32 filter_netns_ino = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct dg_edge_key);
+	__type(value, struct dg_edge_counters);
+} edges SEC(".maps");
+
+/* Keyed by socket cookie: stable for the socket's life and reported by
+ * inet_diag too, unlike the socket's address which the slab reuses. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct dg_sock_info);
+} socks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct dg_listener_key);
+	__type(value, struct dg_process);
+} listeners SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DG_LOSS_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} losses SEC(".maps");
+
+static __always_inline void count_loss(__u32 which)
+{
+	__u64 *n = bpf_map_lookup_elem(&losses, &which);
+
+	if (n)
+		(*n)++;
+}
+
+static __always_inline void current_process(struct dg_process *p)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	bpf_probe_read_kernel_str(p->comm, sizeof(p->comm), task->group_leader->comm);
+	p->cgroup_id = bpf_get_current_cgroup_id();
+}
+
+static __always_inline int is_v4_mapped(const __u8 *a)
+{
+	for (int i = 0; i < 10; i++)
+		if (a[i])
+			return 0;
+	return a[10] == 0xff && a[11] == 0xff;
+}
+
+/* Fills addresses, family and netns from the socket. Returns 0 when the
+ * socket is not one we trace (not TCP over IP, or another namespace). */
+static __always_inline int edge_from_sock(const struct sock *sk, struct dg_edge_key *key)
+{
+	__u16 family = sk->__sk_common.skc_family;
+
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	key->netns_ino = sk->__sk_common.skc_net.net->ns.inum;
+	if (filter_netns_ino && key->netns_ino != filter_netns_ino)
+		return 0;
+
+	if (family == AF_INET) {
+		__builtin_memcpy(key->local_addr, &sk->__sk_common.skc_rcv_saddr, 4);
+		__builtin_memcpy(key->remote_addr, &sk->__sk_common.skc_daddr, 4);
+		key->family = DG_AF_INET;
+		return 1;
+	}
+	if (family != AF_INET6)
+		return 0;
+
+	__u8 local[16], remote[16];
+
+	bpf_probe_read_kernel(local, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+	bpf_probe_read_kernel(remote, 16, &sk->__sk_common.skc_v6_daddr);
+	/* A dual-stack socket talking to an IPv4 peer: store it as IPv4, or one
+	 * edge splits in two. */
+	if (is_v4_mapped(remote)) {
+		__builtin_memcpy(key->local_addr, &local[12], 4);
+		__builtin_memcpy(key->remote_addr, &remote[12], 4);
+		key->family = DG_AF_INET;
+	} else {
+		__builtin_memcpy(key->local_addr, local, 16);
+		__builtin_memcpy(key->remote_addr, remote, 16);
+		key->family = DG_AF_INET6;
+	}
+	return 1;
+}
+
+static __always_inline struct dg_edge_counters *edge_counters(const struct dg_edge_key *key)
+{
+	static const struct dg_edge_counters zero;
+	struct dg_edge_counters *c = bpf_map_lookup_elem(&edges, key);
+
+	if (c)
+		return c;
+	long err = bpf_map_update_elem(&edges, key, &zero, BPF_NOEXIST);
+
+	if (err && err != -EEXIST) {
+		count_loss(DG_LOSS_EDGE_MAP_FULL);
+		return 0;
+	}
+	return bpf_map_lookup_elem(&edges, key);
+}
+
+static __always_inline void remember_sock(__u64 cookie, const struct dg_sock_info *info)
+{
+	if (bpf_map_update_elem(&socks, &cookie, info, BPF_ANY))
+		count_loss(DG_LOSS_SOCK_MAP_FULL);
+}
+
+static __always_inline void on_listen(const struct sock *sk)
+{
+	struct dg_edge_key key = {};
+	struct dg_listener_key lk = {};
+	struct dg_process owner = {};
+
+	if (!edge_from_sock(sk, &key))
+		return;
+	lk.netns_ino = key.netns_ino;
+	lk.port = sk->__sk_common.skc_num;
+	current_process(&owner);
+	if (bpf_map_update_elem(&listeners, &lk, &owner, BPF_ANY))
+		count_loss(DG_LOSS_LISTENER_MAP_FULL);
+}
+
+static __always_inline void on_listen_close(const struct sock *sk)
+{
+	struct dg_edge_key key = {};
+	struct dg_listener_key lk = {};
+
+	if (!edge_from_sock(sk, &key))
+		return;
+	lk.netns_ino = key.netns_ino;
+	lk.port = sk->__sk_common.skc_num;
+	bpf_map_delete_elem(&listeners, &lk);
+}
+
+/* CLOSE -> SYN_SENT runs in the connect() caller: the one moment the owner is current. */
+static __always_inline void on_connect(const struct sock *sk, __u64 cookie)
+{
+	struct dg_sock_info info = {};
+
+	if (!edge_from_sock(sk, &info.edge))
+		return;
+	info.edge.direction = DG_DIR_OUT;
+	current_process(&info.edge.process);
+	info.start_ns = bpf_ktime_get_ns();
+	info.state = DG_SOCK_CONNECTING;
+	remember_sock(cookie, &info);
+}
+
+static __always_inline void on_connected(const struct sock *sk, __u64 cookie)
+{
+	struct dg_sock_info info = {};
+	struct dg_sock_info *known = bpf_map_lookup_elem(&socks, &cookie);
+
+	if (known)
+		info = *known; /* keeps the owner and start time from SYN_SENT */
+	else
+		info.start_ns = bpf_ktime_get_ns(); /* connect() began before tracing */
+	/* Addresses are final only now (the source may be chosen late). */
+	if (!edge_from_sock(sk, &info.edge))
+		return;
+	info.edge.direction = DG_DIR_OUT;
+	info.edge.service_port = bpf_ntohs(sk->__sk_common.skc_dport);
+	info.state = DG_SOCK_OPEN;
+
+	struct dg_edge_counters *c = edge_counters(&info.edge);
+
+	if (c)
+		__sync_fetch_and_add(&c->connects, 1);
+	remember_sock(cookie, &info);
+}
+
+static __always_inline void on_connect_failed(const struct sock *sk, __u64 cookie)
+{
+	struct dg_sock_info *info = bpf_map_lookup_elem(&socks, &cookie);
+	struct dg_edge_key key;
+
+	if (!info)
+		return;
+	key = info->edge;
+	__u8 refused = info->reset_seen;
+
+	bpf_map_delete_elem(&socks, &cookie);
+	if (!edge_from_sock(sk, &key))
+		return;
+	key.service_port = bpf_ntohs(sk->__sk_common.skc_dport);
+
+	struct dg_edge_counters *c = edge_counters(&key);
+
+	if (!c)
+		return;
+	__sync_fetch_and_add(&c->failed, 1);
+	if (refused)
+		__sync_fetch_and_add(&c->refused, 1);
+}
+
+/* SYN_RECV -> ESTABLISHED runs in softirq: attribute to the listener's owner. */
+static __always_inline void on_accepted(const struct sock *sk, __u64 cookie)
+{
+	struct dg_sock_info info = {};
+	struct dg_listener_key lk = {};
+
+	if (!edge_from_sock(sk, &info.edge))
+		return;
+	info.edge.direction = DG_DIR_IN;
+	info.edge.service_port = sk->__sk_common.skc_num;
+	lk.netns_ino = info.edge.netns_ino;
+	lk.port = info.edge.service_port;
+
+	struct dg_process *owner = bpf_map_lookup_elem(&listeners, &lk);
+
+	/* Unknown (a listener from before tracing, not yet seeded): the comm
+	 * stays empty and the agent names it from its sock_diag listener table. */
+	if (owner)
+		info.edge.process = *owner;
+	info.start_ns = bpf_ktime_get_ns();
+	info.state = DG_SOCK_OPEN;
+
+	struct dg_edge_counters *c = edge_counters(&info.edge);
+
+	if (c)
+		__sync_fetch_and_add(&c->accepts, 1);
+	remember_sock(cookie, &info);
+}
+
+static __always_inline void on_closed(const struct sock *sk, int oldstate, __u64 cookie)
+{
+	struct dg_sock_info *info = bpf_map_lookup_elem(&socks, &cookie);
+
+	if (!info) {
+		struct dg_edge_key key = {};
+
+		/* An established connection we never saw open nor were told
+		 * about: count it, so a reader knows closes went missing. */
+		if (oldstate != TCP_SYN_RECV && edge_from_sock(sk, &key))
+			count_loss(DG_LOSS_CLOSE_UNKNOWN_SOCK);
+		return;
+	}
+	if (info->state != DG_SOCK_OPEN) {
+		bpf_map_delete_elem(&socks, &cookie);
+		return;
+	}
+	struct dg_edge_key key = info->edge;
+	__u64 lifetime_ns = bpf_ktime_get_ns() - info->start_ns;
+	const struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+
+	bpf_map_delete_elem(&socks, &cookie);
+
+	struct dg_edge_counters *c = edge_counters(&key);
+
+	if (!c)
+		return;
+	__sync_fetch_and_add(&c->closes, 1);
+	__sync_fetch_and_add(&c->lifetime_ns, lifetime_ns);
+	if (tp) {
+		__sync_fetch_and_add(&c->bytes_sent, tp->bytes_acked);
+		__sync_fetch_and_add(&c->bytes_received, tp->bytes_received);
+	}
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	__u64 cookie = bpf_get_socket_cookie((void *)sk);
+
+	if (newstate == TCP_LISTEN)
+		on_listen(sk);
+	else if (oldstate == TCP_LISTEN && newstate == TCP_CLOSE)
+		on_listen_close(sk);
+	else if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT)
+		on_connect(sk, cookie);
+	else if (oldstate == TCP_SYN_SENT && newstate == TCP_ESTABLISHED)
+		on_connected(sk, cookie);
+	else if (oldstate == TCP_SYN_SENT && newstate == TCP_CLOSE)
+		on_connect_failed(sk, cookie);
+	else if (oldstate == TCP_SYN_RECV && newstate == TCP_ESTABLISHED)
+		on_accepted(sk, cookie);
+	else if (newstate == TCP_CLOSE)
+		on_closed(sk, oldstate, cookie);
+	return 0;
+}
+
+/* A RST while connecting is what tells "refused" from "timed out". */
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(tcp_receive_reset, struct sock *sk)
+{
+	if (sk->__sk_common.skc_state != TCP_SYN_SENT)
+		return 0;
+	__u64 cookie = bpf_get_socket_cookie(sk);
+	struct dg_sock_info *info = bpf_map_lookup_elem(&socks, &cookie);
+
+	if (info)
+		info->reset_seen = 1;
+	return 0;
+}

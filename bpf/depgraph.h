@@ -1,0 +1,89 @@
+/* The ABI between the BPF programs (depgraph.bpf.c) and the agent.
+ * Only fixed-size types and explicit padding: agent/edge_abi.hpp pins every
+ * size and offset with static_assert, so drift fails to compile. */
+#ifndef DEPGRAPH_BPF_ABI_H
+#define DEPGRAPH_BPF_ABI_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define DG_COMM_LEN 16
+
+enum dg_direction {
+	DG_DIR_OUT = 0, /* this host connected (active open) */
+	DG_DIR_IN = 1,  /* this host accepted (passive open) */
+};
+
+/* Address families after normalisation: an IPv4-mapped IPv6 address
+ * (::ffff:a.b.c.d) is stored as DG_AF_INET, so a dual-stack peer is one edge. */
+enum dg_family {
+	DG_AF_INET = 2,
+	DG_AF_INET6 = 10,
+};
+
+/* Who owns a socket: the thread-group leader's name (worker threads must not
+ * split a service) and its cgroup v2 id. Never a pid: prefork workers collapse. */
+struct dg_process {
+	char comm[DG_COMM_LEN];
+	__u64 cgroup_id;
+};
+
+/* One edge: the ephemeral port is gone, the service port stays. */
+struct dg_edge_key {
+	__u8 local_addr[16];  /* network order; IPv4 in the first 4 bytes, rest zero */
+	__u8 remote_addr[16]; /* network order; same layout */
+	__u32 netns_ino;      /* inode of the socket's network namespace */
+	__u16 service_port;   /* host order: the listening side's port */
+	__u8 direction;       /* enum dg_direction */
+	__u8 family;          /* enum dg_family */
+	struct dg_process process;
+};
+
+/* Counters since the last drain; the agent deletes entries as it reads them. */
+struct dg_edge_counters {
+	__u64 connects;       /* SYN_SENT -> ESTABLISHED */
+	__u64 failed;         /* SYN_SENT -> CLOSE (refused or timed out) */
+	__u64 refused;        /* of failed: a RST arrived in SYN_SENT */
+	__u64 accepts;        /* SYN_RECV -> ESTABLISHED */
+	__u64 closes;         /* an established connection reached CLOSE */
+	__u64 bytes_sent;     /* tcp_sock.bytes_acked at close */
+	__u64 bytes_received; /* tcp_sock.bytes_received at close */
+	__u64 lifetime_ns;    /* sum over closes of (close - open) */
+};
+
+/* What the kernel side remembers per socket, keyed by the socket cookie
+ * (the same cookie inet_diag reports, so the agent can seed entries for
+ * connections that were open before it started). */
+struct dg_sock_info {
+	struct dg_edge_key edge;
+	__u64 start_ns;   /* bpf_ktime_get_ns() at SYN_SENT / ESTABLISHED */
+	__u8 state;       /* enum dg_sock_phase */
+	__u8 reset_seen;  /* a RST arrived while connecting */
+	__u8 pad[6];
+};
+
+enum dg_sock_phase {
+	DG_SOCK_CONNECTING = 1, /* SYN_SENT: owner known, addresses not final */
+	DG_SOCK_OPEN = 2,       /* ESTABLISHED: counted as connect or accept */
+};
+
+/* A listener, keyed by (netns, port): passive opens run in softirq, where the
+ * current task is whoever was on the CPU, so they are attributed through it. */
+struct dg_listener_key {
+	__u32 netns_ino;
+	__u16 port; /* host order */
+	__u16 pad;
+};
+
+/* Indexes into the loss counter array: every bounded map counts what it
+ * could not hold, so nothing is dropped silently. */
+enum dg_loss {
+	DG_LOSS_EDGE_MAP_FULL = 0,
+	DG_LOSS_SOCK_MAP_FULL = 1,
+	DG_LOSS_LISTENER_MAP_FULL = 2,
+	DG_LOSS_CLOSE_UNKNOWN_SOCK = 3, /* a close of a socket opened before tracing and not seeded */
+	DG_LOSS_COUNT = 4,
+};
+
+#endif

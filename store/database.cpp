@@ -1,0 +1,264 @@
+#include "store/database.hpp"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <filesystem>
+
+namespace depgraph {
+namespace {
+
+// Version 1. Times are Unix seconds, UTC. Addresses are text (IPv4-mapped
+// IPv6 written as IPv4). A run_id is random so that merging databases from
+// many hosts, or the same database twice, never collides or double-counts.
+constexpr std::string_view kSchemaV1 = R"sql(
+CREATE TABLE agent_runs (
+    run_id         TEXT PRIMARY KEY,
+    host           TEXT NOT NULL,
+    started_at     INTEGER NOT NULL,
+    stopped_at     INTEGER,            -- NULL: still running, or it died
+    last_report_at INTEGER NOT NULL,   -- the last flush that committed
+    version        TEXT NOT NULL,
+    kernel         TEXT NOT NULL,
+    scope          TEXT NOT NULL,      -- 'host' or 'netns'
+    netns          INTEGER NOT NULL    -- the agent's own network namespace inode
+);
+CREATE TABLE edges (
+    edge_id     INTEGER PRIMARY KEY,
+    host        TEXT NOT NULL,
+    direction   TEXT NOT NULL CHECK (direction IN ('out', 'in')),
+    netns       INTEGER NOT NULL,
+    process     TEXT NOT NULL,         -- thread-group leader's name
+    cgroup      TEXT NOT NULL,         -- cgroup v2 path, '' for the root
+    local_addr  TEXT NOT NULL,
+    remote_addr TEXT NOT NULL,
+    port        INTEGER NOT NULL,      -- the service (listening) port
+    loopback    INTEGER NOT NULL,
+    source      TEXT NOT NULL,         -- what observed it: 'ebpf'
+    UNIQUE (host, direction, netns, process, cgroup, local_addr, remote_addr, port)
+);
+CREATE TABLE edge_buckets (
+    edge_id        INTEGER NOT NULL REFERENCES edges (edge_id),
+    bucket_start   INTEGER NOT NULL,   -- aligned to bucket_seconds from the epoch
+    bucket_seconds INTEGER NOT NULL,
+    connects       INTEGER NOT NULL,
+    failed         INTEGER NOT NULL,
+    refused        INTEGER NOT NULL,
+    accepts        INTEGER NOT NULL,
+    closes         INTEGER NOT NULL,
+    bytes_sent     INTEGER NOT NULL,
+    bytes_received INTEGER NOT NULL,
+    lifetime_ns    INTEGER NOT NULL,
+    open           INTEGER NOT NULL,   -- gauge: connections open at the bucket's last flush
+    PRIMARY KEY (edge_id, bucket_start)
+) WITHOUT ROWID;
+CREATE INDEX edge_buckets_by_time ON edge_buckets (bucket_start);
+CREATE TABLE host_addresses (
+    host       TEXT NOT NULL,
+    netns      INTEGER NOT NULL,
+    addr       TEXT NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL,
+    PRIMARY KEY (host, netns, addr, first_seen)
+);
+CREATE TABLE losses (
+    run_id       TEXT NOT NULL REFERENCES agent_runs (run_id),
+    bucket_start INTEGER NOT NULL,
+    counter      TEXT NOT NULL,        -- e.g. 'edge_map_full', 'netlink_enobufs'
+    value        INTEGER NOT NULL,
+    PRIMARY KEY (run_id, bucket_start, counter)
+) WITHOUT ROWID;
+)sql";
+
+// migrations[v] takes a database at version v to v + 1.
+constexpr std::string_view kMigrations[] = {kSchemaV1};
+static_assert(std::size(kMigrations) == kSchemaVersion);
+
+Result<int64_t> pragma_int(Database& db, const char* pragma) {
+    auto stmt = db.prepare(std::string("PRAGMA ") + pragma);
+    if (!stmt) return stmt.error();
+    auto row = stmt->step();
+    if (!row) return row.error();
+    return *row ? stmt->column_int(0) : 0;
+}
+
+// Tells our database from any other file, and a newer schema from a known one.
+Status check_identity(Database& db, bool empty_is_ok) {
+    auto app = pragma_int(db, "application_id");
+    if (!app) {
+        return Error{db.path() + " is not a depgraph database (" + app.error().message + ")"};
+    }
+    auto version = pragma_int(db, "user_version");
+    if (!version) return version.error();
+    if (*app == 0 && *version == 0 && empty_is_ok) {
+        auto tables = db.prepare("SELECT count(*) FROM sqlite_schema");
+        if (!tables) return tables.error();
+        auto row = tables->step();
+        if (!row) return row.error();
+        if (tables->column_int(0) == 0) return ok_status();
+    }
+    if (*app != kApplicationId) return Error{db.path() + " is not a depgraph database"};
+    if (*version > kSchemaVersion) {
+        return Error{db.path() + " has schema version " + std::to_string(*version) +
+                     ", newer than this build reads (" + std::to_string(kSchemaVersion) +
+                     "): upgrade depgraph"};
+    }
+    return ok_status();
+}
+
+Status migrate(Database& db) {
+    auto version = pragma_int(db, "user_version");
+    if (!version) return version.error();
+    if (*version == kSchemaVersion) return ok_status();
+    auto tx = Transaction::begin(db);
+    if (!tx) return tx.error();
+    for (int64_t v = *version; v < kSchemaVersion; v++) {
+        if (auto s = db.exec(kMigrations[v]); !s) return s;
+    }
+    if (auto s = db.exec("PRAGMA application_id = " + std::to_string(kApplicationId)); !s) return s;
+    if (auto s = db.exec("PRAGMA user_version = " + std::to_string(kSchemaVersion)); !s) return s;
+    return tx->commit();
+}
+
+Result<SqliteDb> open_with(const std::string& path, int flags) {
+    sqlite3* raw = nullptr;
+    int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+    SqliteDb db(raw);  // sqlite3_open_v2 allocates a handle even when it fails
+    if (rc != SQLITE_OK) {
+        std::string why = raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
+        return Error{"cannot open database " + path + ": " + why};
+    }
+    sqlite3_extended_result_codes(raw, 1);
+    sqlite3_busy_timeout(raw, 5000);
+    return db;
+}
+
+}  // namespace
+
+Result<Database> Database::open_for_write(const std::string& path) {
+    std::error_code ec;
+    auto dir = std::filesystem::path(path).parent_path();
+    if (!dir.empty() && !std::filesystem::exists(dir, ec)) {
+        std::filesystem::create_directories(dir, ec);
+        if (ec) return Error{"cannot create directory " + dir.string() + ": " + ec.message()};
+    }
+    auto handle = open_with(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    if (!handle) return handle.error();
+    Database db(std::move(*handle), path);
+    if (auto s = check_identity(db, true); !s) return s.error();
+    // WAL: readers (depgraph) never block the agent's flushes and vice versa.
+    {
+        auto mode = db.prepare("PRAGMA journal_mode = WAL");
+        if (!mode) return mode.error();
+        if (auto row = mode->step(); !row) return Error{"cannot write database " + path + ": " + row.error().message};
+    }
+    if (auto s = db.exec("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON"); !s) return s.error();
+    if (auto s = migrate(db); !s) return Error{"cannot set up the schema in " + s.error().message};
+    return db;
+}
+
+Result<Database> Database::open_read_only(const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return errno_error("cannot open database " + path, errno);
+    if (!S_ISREG(st.st_mode)) return Error{"cannot open database " + path + ": not a regular file"};
+    auto handle = open_with(path, SQLITE_OPEN_READONLY);
+    if (!handle) return handle.error();
+    Database db(std::move(*handle), path);
+    if (auto s = check_identity(db, false); !s) return s.error();
+    // A truncated or damaged file often passes the header checks above.
+    auto check = db.prepare("PRAGMA quick_check");
+    if (!check) return Error{path + " is damaged: " + check.error().message};
+    auto row = check->step();
+    if (!row) return Error{path + " is damaged: " + row.error().message};
+    if (*row && check->column_text(0) != "ok") return Error{path + " is damaged: " + check->column_text(0)};
+    return db;
+}
+
+Status Database::exec(std::string_view sql) {
+    char* msg = nullptr;
+    std::string text(sql);
+    if (sqlite3_exec(db_.get(), text.c_str(), nullptr, nullptr, &msg) != SQLITE_OK) {
+        std::string why = msg ? msg : sqlite3_errmsg(db_.get());
+        sqlite3_free(msg);
+        return Error{"database " + path_ + ": " + why};
+    }
+    return ok_status();
+}
+
+Result<Statement> Database::prepare(std::string_view sql) {
+    sqlite3_stmt* raw = nullptr;
+    int rc = sqlite3_prepare_v2(db_.get(), sql.data(), static_cast<int>(sql.size()), &raw, nullptr);
+    SqliteStmt stmt(raw);
+    if (rc != SQLITE_OK) return error("cannot prepare query");
+    return Statement(std::move(stmt), db_.get());
+}
+
+Error Database::error(const std::string& what) const {
+    return Error{what + " on " + path_ + ": " + sqlite3_errmsg(db_.get())};
+}
+
+Statement& Statement::bind(int index, int64_t value) {
+    sqlite3_bind_int64(stmt_.get(), index, value);
+    return *this;
+}
+
+Statement& Statement::bind(int index, const std::string& value) {
+    sqlite3_bind_text(stmt_.get(), index, value.data(), static_cast<int>(value.size()), SQLITE_TRANSIENT);
+    return *this;
+}
+
+Statement& Statement::bind_null(int index) {
+    sqlite3_bind_null(stmt_.get(), index);
+    return *this;
+}
+
+Result<bool> Statement::step() {
+    int rc = sqlite3_step(stmt_.get());
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return Error{sqlite3_errmsg(db_)};
+}
+
+Status Statement::run() {
+    for (;;) {
+        auto row = step();
+        if (!row) {
+            reset();
+            return row.error();
+        }
+        if (!*row) break;
+    }
+    reset();
+    return ok_status();
+}
+
+void Statement::reset() {
+    sqlite3_reset(stmt_.get());
+    sqlite3_clear_bindings(stmt_.get());
+}
+
+int64_t Statement::column_int(int col) const { return sqlite3_column_int64(stmt_.get(), col); }
+
+std::string Statement::column_text(int col) const {
+    auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_.get(), col));
+    return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(stmt_.get(), col))) : std::string();
+}
+
+bool Statement::column_is_null(int col) const { return sqlite3_column_type(stmt_.get(), col) == SQLITE_NULL; }
+
+Result<Transaction> Transaction::begin(Database& db) {
+    if (auto s = db.exec("BEGIN IMMEDIATE"); !s) return s.error();
+    return Transaction(&db);
+}
+
+Transaction::~Transaction() {
+    if (db_) (void)db_->exec("ROLLBACK");
+}
+
+Status Transaction::commit() {
+    auto s = db_->exec("COMMIT");
+    if (s) db_ = nullptr;
+    return s;
+}
+
+}  // namespace depgraph

@@ -1,0 +1,108 @@
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+
+#include "store/database.hpp"
+
+using namespace depgraph;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        char tmpl[] = "/tmp/depgraph-test-XXXXXX";
+        path = mkdtemp(tmpl);
+    }
+    ~TempDir() { fs::remove_all(path); }
+};
+
+}  // namespace
+
+TEST_CASE("a new database gets the current schema and identity") {
+    TempDir dir;
+    auto path = (dir.path / "sub" / "agent.db").string();
+    {
+        auto db = Database::open_for_write(path);
+        REQUIRE(db.ok());
+        auto stmt = db->prepare("PRAGMA user_version");
+        REQUIRE(stmt.ok());
+        REQUIRE(*stmt->step());
+        CHECK(stmt->column_int(0) == kSchemaVersion);
+    }
+    auto again = Database::open_read_only(path);
+    REQUIRE(again.ok());
+    auto tables = again->prepare("SELECT count(*) FROM sqlite_schema WHERE type = 'table'");
+    REQUIRE(*tables->step());
+    CHECK(tables->column_int(0) == 5);
+}
+
+TEST_CASE("a file that is not ours is refused, for reading and for writing, and left intact") {
+    TempDir dir;
+    auto text = (dir.path / "notes.txt").string();
+    std::ofstream(text) << "not a database, just some text that is long enough to look like a header\n";
+    auto size_before = fs::file_size(text);
+    auto w = Database::open_for_write(text);
+    REQUIRE_FALSE(w.ok());
+    CHECK(w.error().message.find("not a depgraph database") != std::string::npos);
+    CHECK(fs::file_size(text) == size_before);
+    REQUIRE_FALSE(Database::open_read_only(text).ok());
+
+    auto other = (dir.path / "other.db").string();
+    {
+        sqlite3* raw = nullptr;
+        sqlite3_open(other.c_str(), &raw);
+        SqliteDb db(raw);
+        sqlite3_exec(raw, "CREATE TABLE t(x); INSERT INTO t VALUES (1);", nullptr, nullptr, nullptr);
+    }
+    auto o = Database::open_for_write(other);
+    REQUIRE_FALSE(o.ok());
+    CHECK(o.error().message.find("not a depgraph database") != std::string::npos);
+}
+
+TEST_CASE("a newer schema is refused with advice to upgrade") {
+    TempDir dir;
+    auto path = (dir.path / "new.db").string();
+    {
+        auto db = Database::open_for_write(path);
+        REQUIRE(db.ok());
+        REQUIRE(db->exec("PRAGMA user_version = 99").ok());
+    }
+    auto r = Database::open_read_only(path);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find("newer") != std::string::npos);
+    CHECK_FALSE(Database::open_for_write(path).ok());
+}
+
+TEST_CASE("missing and truncated files are refused for reading") {
+    TempDir dir;
+    CHECK_FALSE(Database::open_read_only((dir.path / "missing.db").string()).ok());
+    CHECK_FALSE(fs::exists(dir.path / "missing.db"));
+
+    auto path = (dir.path / "cut.db").string();
+    {
+        auto db = Database::open_for_write(path);
+        REQUIRE(db.ok());
+        REQUIRE(db->exec("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE").ok());
+    }
+    fs::resize_file(path, 1500);
+    auto r = Database::open_read_only(path);
+    REQUIRE_FALSE(r.ok());
+}
+
+TEST_CASE("a transaction that is not committed leaves nothing behind") {
+    TempDir dir;
+    auto db = Database::open_for_write((dir.path / "t.db").string());
+    REQUIRE(db.ok());
+    {
+        auto tx = Transaction::begin(*db);
+        REQUIRE(tx.ok());
+        REQUIRE(db->exec("INSERT INTO host_addresses VALUES ('h', 1, '198.18.0.1', 1, 2)").ok());
+    }
+    auto count = db->prepare("SELECT count(*) FROM host_addresses");
+    REQUIRE(*count->step());
+    CHECK(count->column_int(0) == 0);
+}
