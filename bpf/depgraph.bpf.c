@@ -18,12 +18,26 @@ char LICENSE[] SEC("license") = "GPL";
 /* 0 traces every network namespace; otherwise only this netns inode. */
 const volatile __u32 filter_netns_ino = 0;
 
-struct {
+/* Edge counters are double-buffered: programs write to the map that
+ * edge_maps[0] points at; the agent points it at the other one and then
+ * drains the first. Updating a map-in-map waits for running programs
+ * (synchronize_rcu), so nothing writes to the map being drained and no
+ * increment is lost between read and delete. */
+struct edge_map {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct dg_edge_key);
 	__type(value, struct dg_edge_counters);
-} edges SEC(".maps");
+} edges_a SEC(".maps"), edges_b SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct edge_map);
+} edge_maps SEC(".maps") = {
+	.values = { &edges_a },
+};
 
 /* Keyed by socket cookie: stable for the socket's life and reported by
  * inet_diag too, unlike the socket's address which the slab reuses. */
@@ -114,17 +128,22 @@ static __always_inline int edge_from_sock(const struct sock *sk, struct dg_edge_
 static __always_inline struct dg_edge_counters *edge_counters(const struct dg_edge_key *key)
 {
 	static const struct dg_edge_counters zero;
-	struct dg_edge_counters *c = bpf_map_lookup_elem(&edges, key);
+	__u32 active = 0;
+	void *edges = bpf_map_lookup_elem(&edge_maps, &active);
+
+	if (!edges)
+		return 0;
+	struct dg_edge_counters *c = bpf_map_lookup_elem(edges, key);
 
 	if (c)
 		return c;
-	long err = bpf_map_update_elem(&edges, key, &zero, BPF_NOEXIST);
+	long err = bpf_map_update_elem(edges, key, &zero, BPF_NOEXIST);
 
 	if (err && err != -EEXIST) {
 		count_loss(DG_LOSS_EDGE_MAP_FULL);
 		return 0;
 	}
-	return bpf_map_lookup_elem(&edges, key);
+	return bpf_map_lookup_elem(edges, key);
 }
 
 static __always_inline void remember_sock(__u64 cookie, const struct dg_sock_info *info)

@@ -1,0 +1,28 @@
+// The agent's life: attach, snapshot what was already open, then flush the
+// kernel's edge counters into the store every interval until told to stop.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/result.hpp"
+
+namespace depgraph {
+
+enum class Scope { host, netns };
+
+struct AgentOptions {
+    std::string db_path = "/var/lib/depgraph/depgraph.db";
+    int64_t flush_interval_s = 10;
+    int64_t bucket_s = 60;
+    Scope scope = Scope::host;
+    std::string hostname;  // empty: gethostname()
+    bool once = false;
+    bool verbose = false;
+};
+
+// Returns when SIGINT or SIGTERM arrives (after a last flush), or after one
+// flush with `once`. The caller blocks those signals in every thread first.
+Status run_agent(const AgentOptions& options);
+
+}  // namespace depgraph

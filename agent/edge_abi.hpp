@@ -1,0 +1,35 @@
+// The C++ view of bpf/depgraph.h: pins the layout the BPF programs share
+// with the agent, so a change on one side that the other misses fails to compile.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "depgraph.h"
+
+namespace depgraph {
+
+static_assert(sizeof(dg_process) == 24);
+static_assert(offsetof(dg_process, cgroup_id) == 16);
+static_assert(sizeof(dg_edge_key) == 64);
+static_assert(offsetof(dg_edge_key, remote_addr) == 16);
+static_assert(offsetof(dg_edge_key, netns_ino) == 32);
+static_assert(offsetof(dg_edge_key, service_port) == 36);
+static_assert(offsetof(dg_edge_key, direction) == 38);
+static_assert(offsetof(dg_edge_key, family) == 39);
+static_assert(offsetof(dg_edge_key, process) == 40);
+static_assert(sizeof(dg_edge_counters) == 64);
+static_assert(sizeof(dg_sock_info) == 80);
+static_assert(offsetof(dg_sock_info, start_ns) == 64);
+static_assert(offsetof(dg_sock_info, state) == 72);
+static_assert(sizeof(dg_listener_key) == 8);
+
+// The names the store uses for the loss counters, indexed by enum dg_loss.
+inline constexpr const char* kLossNames[DG_LOSS_COUNT] = {
+    "edge_map_full",
+    "sock_map_full",
+    "listener_map_full",
+    "close_of_unknown_socket",
+};
+
+}  // namespace depgraph

@@ -1,0 +1,124 @@
+#include "agent/edge_store.hpp"
+
+#include "common/address.hpp"
+
+namespace depgraph {
+
+Result<EdgeStore> EdgeStore::open(const std::string& path) {
+    auto db = Database::open_for_write(path);
+    if (!db) return db.error();
+    return EdgeStore(std::move(*db));
+}
+
+Status EdgeStore::begin_run(const AgentRun& run) {
+    run_ = run;
+    auto stmt = db_.prepare(
+        "INSERT INTO agent_runs (run_id, host, started_at, last_report_at, version, kernel, scope, netns) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    if (!stmt) return stmt.error();
+    stmt->bind(1, run.run_id).bind(2, run.host).bind(3, run.started_at).bind(4, run.started_at);
+    stmt->bind(5, run.version).bind(6, run.kernel).bind(7, run.scope).bind(8, static_cast<int64_t>(run.netns));
+    if (auto s = stmt->run(); !s) return Error{"cannot record the agent run in " + db_.path() + ": " + s.error().message};
+    return ok_status();
+}
+
+Result<int64_t> EdgeStore::edge_id(const EdgeIdentity& edge, const std::string& host) {
+    if (auto it = edge_ids_.find(edge); it != edge_ids_.end()) return it->second;
+    auto upsert = db_.prepare(
+        "INSERT INTO edges (host, direction, netns, process, cgroup, local_addr, remote_addr, port, loopback, source) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'ebpf') "
+        "ON CONFLICT (host, direction, netns, process, cgroup, local_addr, remote_addr, port) "
+        "DO UPDATE SET port = excluded.port RETURNING edge_id");
+    if (!upsert) return upsert.error();
+    bool loopback = is_loopback_address(edge.remote_addr) || edge.local_addr == edge.remote_addr;
+    upsert->bind(1, host).bind(2, edge.direction).bind(3, static_cast<int64_t>(edge.netns)).bind(4, edge.process);
+    upsert->bind(5, edge.cgroup).bind(6, edge.local_addr).bind(7, edge.remote_addr);
+    upsert->bind(8, static_cast<int64_t>(edge.port)).bind(9, static_cast<int64_t>(loopback));
+    auto row = upsert->step();
+    if (!row) return Error{row.error().message};
+    int64_t id = upsert->column_int(0);
+    edge_ids_.emplace(edge, id);
+    return id;
+}
+
+Status EdgeStore::write(const Flush& flush) {
+    auto s = write_in_transaction(flush);
+    // Ids of edges inserted by a rolled-back transaction do not exist.
+    if (!s) edge_ids_.clear();
+    return s;
+}
+
+Status EdgeStore::write_in_transaction(const Flush& flush) {
+    auto tx = Transaction::begin(db_);
+    if (!tx) return tx.error();
+    auto bucket = db_.prepare(
+        "INSERT INTO edge_buckets (edge_id, bucket_start, bucket_seconds, connects, failed, refused, accepts, "
+        "closes, bytes_sent, bytes_received, lifetime_ns, open) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (edge_id, bucket_start) DO UPDATE SET "
+        "connects = connects + excluded.connects, failed = failed + excluded.failed, "
+        "refused = refused + excluded.refused, accepts = accepts + excluded.accepts, "
+        "closes = closes + excluded.closes, bytes_sent = bytes_sent + excluded.bytes_sent, "
+        "bytes_received = bytes_received + excluded.bytes_received, "
+        "lifetime_ns = lifetime_ns + excluded.lifetime_ns, open = excluded.open");
+    if (!bucket) return bucket.error();
+    for (const auto& [edge, c] : flush.edges) {
+        auto id = edge_id(edge, run_.host);
+        if (!id) return id.error();
+        bucket->bind(1, *id).bind(2, flush.bucket_start).bind(3, flush.bucket_seconds);
+        int col = 4;
+        for (uint64_t v : {c.connects, c.failed, c.refused, c.accepts, c.closes, c.bytes_sent, c.bytes_received,
+                           c.lifetime_ns}) {
+            bucket->bind(col++, static_cast<int64_t>(v));
+        }
+        bucket->bind(col, c.open);
+        if (auto s = bucket->run(); !s) return s;
+    }
+
+    // An address keeps its row while it stays; one that comes back after a
+    // gap gets a new row, so a re-used address is not joined to its old owner.
+    auto extend = db_.prepare("UPDATE host_addresses SET last_seen = ?5 WHERE host = ?1 AND netns = ?2 AND addr = ?3 "
+                              "AND first_seen = ?4");
+    auto add = db_.prepare("INSERT OR IGNORE INTO host_addresses (host, netns, addr, first_seen, last_seen) "
+                           "VALUES (?, ?, ?, ?, ?)");
+    if (!extend) return extend.error();
+    if (!add) return add.error();
+    std::map<HostAddress, int64_t> present;
+    for (const auto& a : flush.addresses) {
+        auto known = address_first_seen_.find(a);
+        bool seen_before = known != address_first_seen_.end();
+        int64_t first_seen = seen_before ? known->second : flush.now;
+        auto& stmt = seen_before ? *extend : *add;
+        stmt.bind(1, run_.host).bind(2, static_cast<int64_t>(a.netns)).bind(3, a.addr);
+        stmt.bind(4, first_seen).bind(5, flush.now);
+        if (auto s = stmt.run(); !s) return s;
+        present.emplace(a, first_seen);
+    }
+
+    auto loss = db_.prepare(
+        "INSERT INTO losses (run_id, bucket_start, counter, value) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (run_id, bucket_start, counter) DO UPDATE SET value = value + excluded.value");
+    if (!loss) return loss.error();
+    for (size_t i = 0; i < flush.loss_deltas.size(); i++) {
+        if (!flush.loss_deltas[i]) continue;
+        loss->bind(1, run_.run_id).bind(2, flush.bucket_start).bind(3, std::string(kLossNames[i]));
+        loss->bind(4, static_cast<int64_t>(flush.loss_deltas[i]));
+        if (auto s = loss->run(); !s) return s;
+    }
+
+    auto report = db_.prepare("UPDATE agent_runs SET last_report_at = ? WHERE run_id = ?");
+    if (!report) return report.error();
+    report->bind(1, flush.now).bind(2, run_.run_id);
+    if (auto s = report->run(); !s) return s;
+    if (auto s = tx->commit(); !s) return s;
+    address_first_seen_ = std::move(present);
+    return ok_status();
+}
+
+Status EdgeStore::end_run(int64_t now) {
+    auto stmt = db_.prepare("UPDATE agent_runs SET stopped_at = ?, last_report_at = ? WHERE run_id = ?");
+    if (!stmt) return stmt.error();
+    stmt->bind(1, now).bind(2, now).bind(3, run_.run_id);
+    return stmt->run();
+}
+
+}  // namespace depgraph

@@ -1,0 +1,89 @@
+// What the agent writes: its runs, one transaction per flush with the edge
+// counters of the current time bucket, the host's addresses over time and
+// the loss counters.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "agent/edge_abi.hpp"
+#include "store/database.hpp"
+
+namespace depgraph {
+
+struct EdgeIdentity {
+    std::string direction;  // "out" or "in"
+    uint32_t netns = 0;
+    std::string process;
+    std::string cgroup;
+    std::string local_addr;
+    std::string remote_addr;
+    uint16_t port = 0;
+
+    auto tie() const { return std::tie(direction, netns, process, cgroup, local_addr, remote_addr, port); }
+    bool operator<(const EdgeIdentity& o) const { return tie() < o.tie(); }
+    bool operator==(const EdgeIdentity& o) const { return tie() == o.tie(); }
+};
+
+struct EdgeCounts {
+    uint64_t connects = 0, failed = 0, refused = 0, accepts = 0, closes = 0;
+    uint64_t bytes_sent = 0, bytes_received = 0, lifetime_ns = 0;
+    int64_t open = 0;  // gauge, not a delta
+
+    bool any_activity() const {
+        return connects || failed || accepts || closes || bytes_sent || bytes_received;
+    }
+};
+
+struct AgentRun {
+    std::string run_id;
+    std::string host;
+    int64_t started_at = 0;
+    std::string version;
+    std::string kernel;
+    std::string scope;
+    uint32_t netns = 0;
+};
+
+struct HostAddress {
+    uint32_t netns = 0;
+    std::string addr;
+    bool operator<(const HostAddress& o) const { return std::tie(netns, addr) < std::tie(o.netns, o.addr); }
+};
+
+struct Flush {
+    int64_t now = 0;
+    int64_t bucket_start = 0;
+    int64_t bucket_seconds = 0;
+    std::map<EdgeIdentity, EdgeCounts> edges;
+    std::vector<HostAddress> addresses;
+    std::array<uint64_t, DG_LOSS_COUNT> loss_deltas{};
+};
+
+class EdgeStore {
+public:
+    static Result<EdgeStore> open(const std::string& path);
+
+    Status begin_run(const AgentRun& run);
+    // One transaction: all of it lands or none of it does.
+    Status write(const Flush& flush);
+    Status end_run(int64_t now);
+
+    Database& database() { return db_; }
+
+private:
+    explicit EdgeStore(Database db) : db_(std::move(db)) {}
+    Status write_in_transaction(const Flush& flush);
+    Result<int64_t> edge_id(const EdgeIdentity& edge, const std::string& host);
+
+    Database db_;
+    AgentRun run_;
+    std::map<EdgeIdentity, int64_t> edge_ids_;
+    std::map<HostAddress, int64_t> address_first_seen_;  // addresses present at the last flush
+};
+
+}  // namespace depgraph

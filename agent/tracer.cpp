@@ -1,0 +1,130 @@
+#include "agent/tracer.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <filesystem>
+
+#include "common/unique_fd.hpp"
+#include "depgraph.skel.h"
+
+namespace depgraph {
+
+struct Tracer::Skeleton {
+    std::unique_ptr<depgraph_bpf, Free<depgraph_bpf__destroy>> bpf;
+};
+
+namespace {
+
+bool g_libbpf_verbose = false;
+
+// Without -v libbpf stays quiet: its failures reach the user as our own
+// one-line errors, not as a page of verifier output.
+int libbpf_print(enum libbpf_print_level, const char* format, va_list args) {
+    return g_libbpf_verbose ? std::vfprintf(stderr, format, args) : 0;
+}
+
+Error load_error(const char* what, int err) {
+    std::string message = std::string(what) + ": " + errno_text(err);
+    if (err == -EPERM || err == -EACCES)
+        message += " (run depgraph-agent as root, or with CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN)";
+    return Error{message};
+}
+
+}  // namespace
+
+void set_libbpf_verbose(bool verbose) {
+    g_libbpf_verbose = verbose;
+    libbpf_set_print(libbpf_print);
+}
+
+Tracer::Tracer(std::unique_ptr<Skeleton> skel) : skel_(std::move(skel)) {}
+Tracer::Tracer(Tracer&&) noexcept = default;
+Tracer& Tracer::operator=(Tracer&&) noexcept = default;
+Tracer::~Tracer() = default;
+
+Result<Tracer> Tracer::start(uint32_t netns_filter) {
+    // CO-RE relocates against the kernel's BTF; without it loading fails with
+    // a cryptic ENOENT, so say what is missing instead.
+    if (!std::filesystem::exists("/sys/kernel/btf/vmlinux")) {
+        return Error{"this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): "
+                     "depgraph-agent needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"};
+    }
+    libbpf_set_print(libbpf_print);
+    auto skel = std::make_unique<Skeleton>();
+    skel->bpf.reset(depgraph_bpf__open());
+    if (!skel->bpf) return load_error("failed to open the BPF object", -errno);
+    skel->bpf->rodata->filter_netns_ino = netns_filter;
+    if (int err = depgraph_bpf__load(skel->bpf.get()); err) return load_error("failed to load the BPF programs", err);
+    if (int err = depgraph_bpf__attach(skel->bpf.get()); err) {
+        return load_error("failed to attach to the tcp tracepoints", err);
+    }
+    return Tracer(std::move(skel));
+}
+
+Result<std::vector<EdgeSample>> Tracer::drain() {
+    auto* maps = &skel_->bpf->maps;
+    bpf_map* full = active_ == 0 ? maps->edges_a : maps->edges_b;
+    bpf_map* empty = active_ == 0 ? maps->edges_b : maps->edges_a;
+    uint32_t zero = 0;
+    int empty_fd = bpf_map__fd(empty);
+    // Returns only after running programs finish: from here on nothing writes to `full`.
+    if (bpf_map_update_elem(bpf_map__fd(maps->edge_maps), &zero, &empty_fd, BPF_ANY) != 0) {
+        return errno_error("failed to switch the edge maps", errno);
+    }
+    active_ = 1 - active_;
+
+    constexpr uint32_t kChunk = 1024;
+    std::vector<dg_edge_key> keys(kChunk);
+    std::vector<dg_edge_counters> values(kChunk);
+    std::vector<EdgeSample> samples;
+    uint32_t in_token = 0, out_token = 0;
+    bool first = true;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    for (;;) {
+        uint32_t count = kChunk;
+        int err = bpf_map_lookup_and_delete_batch(bpf_map__fd(full), first ? nullptr : &in_token, &out_token,
+                                                  keys.data(), values.data(), &count, &opts);
+        // At the end of the map the kernel says ENOENT together with what it did read.
+        if (err && errno != ENOENT) return errno_error("failed to drain the edge map", errno);
+        for (uint32_t i = 0; i < count; i++) samples.push_back({keys[i], values[i]});
+        if (err) break;
+        in_token = out_token;
+        first = false;
+    }
+    return samples;
+}
+
+Result<LossCounters> Tracer::losses() const {
+    int cpus = libbpf_num_possible_cpus();
+    if (cpus <= 0) return errno_error("failed to count CPUs", -cpus);
+    LossCounters totals{};
+    std::vector<uint64_t> per_cpu(static_cast<size_t>(cpus));
+    for (uint32_t i = 0; i < DG_LOSS_COUNT; i++) {
+        if (bpf_map_lookup_elem(bpf_map__fd(skel_->bpf->maps.losses), &i, per_cpu.data()) != 0) {
+            return errno_error("failed to read the loss counters", errno);
+        }
+        for (uint64_t n : per_cpu) totals[i] += n;
+    }
+    return totals;
+}
+
+Status Tracer::seed_listener(const dg_listener_key& key, const dg_process& owner) {
+    if (bpf_map_update_elem(bpf_map__fd(skel_->bpf->maps.listeners), &key, &owner, BPF_NOEXIST) != 0 &&
+        errno != EEXIST) {
+        return errno_error("failed to record a listener", errno);
+    }
+    return ok_status();
+}
+
+Result<bool> Tracer::seed_socket(uint64_t cookie, const dg_sock_info& info) {
+    if (bpf_map_update_elem(bpf_map__fd(skel_->bpf->maps.socks), &cookie, &info, BPF_NOEXIST) == 0) return true;
+    if (errno == EEXIST) return false;
+    return errno_error("failed to record an open connection", errno);
+}
+
+}  // namespace depgraph

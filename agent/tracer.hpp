@@ -1,0 +1,55 @@
+// The kernel side's lifecycle: load and attach the BPF programs, seed them
+// with what sock_diag saw, drain the edge counters.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "agent/edge_abi.hpp"
+#include "common/result.hpp"
+
+struct depgraph_bpf;
+
+namespace depgraph {
+
+struct EdgeSample {
+    dg_edge_key key;
+    dg_edge_counters counters;
+};
+
+using LossCounters = std::array<uint64_t, DG_LOSS_COUNT>;
+
+class Tracer {
+public:
+    // netns_filter: 0 traces every network namespace, else only that inode.
+    static Result<Tracer> start(uint32_t netns_filter);
+
+    Tracer(Tracer&&) noexcept;
+    Tracer& operator=(Tracer&&) noexcept;
+    ~Tracer();
+
+    // Every edge counted since the last drain, each exactly once.
+    Result<std::vector<EdgeSample>> drain();
+    // Totals since start, summed over CPUs.
+    Result<LossCounters> losses() const;
+
+    // A listener that existed before tracing; one the programs saw themselves wins.
+    Status seed_listener(const dg_listener_key& key, const dg_process& owner);
+    // A connection that was open before tracing. Returns false when the
+    // programs already know the socket (it opened after attach), so it is
+    // not counted twice.
+    Result<bool> seed_socket(uint64_t cookie, const dg_sock_info& info);
+
+private:
+    struct Skeleton;
+    explicit Tracer(std::unique_ptr<Skeleton> skel);
+    std::unique_ptr<Skeleton> skel_;
+    int active_ = 0;  // which of the two edge maps the programs write to
+};
+
+// Routes libbpf's own messages to stderr only when verbose.
+void set_libbpf_verbose(bool verbose);
+
+}  // namespace depgraph

@@ -1,0 +1,71 @@
+// depgraph-agent: argument parsing only; the work is in agent/.
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "agent/agent.hpp"
+#include "common/time.hpp"
+#include "version.h"
+
+namespace {
+
+// CLI11 validator: durations like 10s, 5m, 2h.
+struct DurationValidator : CLI::Validator {
+    DurationValidator() {
+        name_ = "DURATION";
+        func_ = [](const std::string& text) {
+            auto d = depgraph::parse_duration(text);
+            return d ? std::string() : d.error().message;
+        };
+    }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    depgraph::AgentOptions options;
+    std::string flush_interval = "10s", bucket = "60s", scope = "host";
+
+    CLI::App app{"depgraph-agent: traces this host's TCP connections (eBPF, netlink sock_diag) and records "
+                 "per-time-bucket edge summaries in SQLite"};
+    app.set_version_flag("--version", std::string("depgraph-agent ") + DEPGRAPH_VERSION);
+    app.add_option("--db", options.db_path, "SQLite database to write")->capture_default_str();
+    app.add_option("--flush-interval", flush_interval, "how often to drain the kernel's counters into the database")
+        ->check(DurationValidator())
+        ->capture_default_str();
+    app.add_option("--bucket", bucket, "time bucket of the stored rows, aligned to UTC; a multiple of the flush interval")
+        ->check(DurationValidator())
+        ->capture_default_str();
+    app.add_option("--scope", scope,
+                   "host: every network namespace on the machine; netns: only the agent's own, so that one agent "
+                   "per namespace acts as a separate host")
+        ->check(CLI::IsMember({"host", "netns"}))
+        ->capture_default_str();
+    app.add_option("--hostname", options.hostname, "name to record for this host (default: the system's hostname)");
+    app.add_flag("--once", options.once, "take one snapshot, write it and exit");
+    app.add_flag("-v,--verbose", options.verbose, "log what the agent and libbpf do");
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
+    }
+    options.flush_interval_s = *depgraph::parse_duration(flush_interval);
+    options.bucket_s = *depgraph::parse_duration(bucket);
+    options.scope = scope == "netns" ? depgraph::Scope::netns : depgraph::Scope::host;
+
+    // Blocked before any other thread exists, so only the flush loop sees them.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+    auto status = depgraph::run_agent(options);
+    if (!status) {
+        std::fprintf(stderr, "depgraph-agent: error: %s\n", status.error().message.c_str());
+        return 1;
+    }
+    return 0;
+}
