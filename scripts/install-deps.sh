@@ -8,7 +8,7 @@ packages=(
   libmnl-dev libsqlite3-dev libgraphviz-dev graphviz libcli11-dev catch2
   # tests, benchmarks, examples
   iproute2 nftables conntrack python3 sqlite3 procps
-  libbpf-tools nginx-light postgresql redis-server curl systemd
+  libbpf-tools nginx-light nlohmann-json3-dev libxml2-dev postgresql redis-server curl systemd
 )
 sudo_cmd=()
 [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)

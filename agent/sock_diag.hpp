@@ -1,0 +1,43 @@
+// Snapshots of TCP sockets from netlink sock_diag (inet_diag), with libmnl.
+// The agent takes one after its tracepoints are attached, to learn listeners
+// and connections that were open before it started.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+
+struct nlmsghdr;
+
+namespace depgraph {
+
+struct TcpSocket {
+    int family = 0;                      // AF_INET or AF_INET6, after IPv4-mapped normalisation
+    std::array<uint8_t, 16> local{};     // network order; IPv4 in the first 4 bytes
+    std::array<uint8_t, 16> remote{};    // network order; IPv4 in the first 4 bytes
+    uint16_t local_port = 0;             // host order
+    uint16_t remote_port = 0;            // host order
+    uint8_t state = 0;                   // TCP_LISTEN, TCP_ESTABLISHED, ... (netinet/tcp.h)
+    uint64_t cookie = 0;                 // inet_diag cookie, equal to the BPF socket cookie
+    uint64_t inode = 0;                  // socket inode, to find the owning process in /proc
+};
+
+// All TCP sockets (IPv4 and IPv6) of the calling thread's network namespace
+// whose state is in `state_mask` (bit 1 << TCP_xxx).
+Result<std::vector<TcpSocket>> dump_tcp_sockets(uint32_t state_mask);
+
+// Decodes one SOCK_DIAG_BY_FAMILY reply. Exposed for unit tests; `nlh` must
+// point at nlh->nlmsg_len readable bytes (the caller checks the framing).
+Result<TcpSocket> parse_inet_diag_msg(const nlmsghdr* nlh);
+
+// Decodes one datagram of a dump reply (several netlink messages), appending
+// to `out`. Returns true once the dump is complete (NLMSG_DONE), false when
+// more datagrams follow. Exposed for unit tests on hand-built buffers.
+Result<bool> parse_inet_diag_batch(const void* buf, size_t len, uint32_t seq, uint32_t portid,
+                                   std::vector<TcpSocket>& out);
+
+}  // namespace depgraph

@@ -1,0 +1,278 @@
+#include "cli/depgraph_commands.hpp"
+
+#include <algorithm>
+#include <fstream>
+#include <iostream>
+
+#include "cli/depgraph_output.hpp"
+#include "common/time.hpp"
+#include "graph/grouping.hpp"
+#include "graph/hosts.hpp"
+#include "graph/impact.hpp"
+#include "graph/join.hpp"
+#include "graph/merge.hpp"
+#include "graph/records.hpp"
+#include "graph/render_graphviz.hpp"
+
+namespace depgraph {
+namespace {
+
+// Keys in the order written: window, nodes, edges read better than alphabetical.
+using json = nlohmann::ordered_json;
+
+Result<Window> window_of(const Inputs& in) {
+    Window window;
+    int64_t now = unix_now();
+    if (!in.since.empty()) {
+        auto since = parse_time_point(in.since, now);
+        if (!since) return since.error();
+        window.since = *since;
+    }
+    if (!in.until.empty()) {
+        auto until = parse_time_point(in.until, now);
+        if (!until) return until.error();
+        window.until = *until;
+    }
+    if (window.since >= window.until) return Error{"--since must be earlier than --until"};
+    return window;
+}
+
+json window_json(const Window& w) {
+    return {{"since", time_or_null(w.since, w.bounded_since())}, {"until", time_or_null(w.until, w.bounded_until())}};
+}
+
+std::string window_text(const Window& w) {
+    return (w.bounded_since() ? format_iso8601(w.since) : std::string("the beginning")) + " to " +
+           (w.bounded_until() ? format_iso8601(w.until) : std::string("now"));
+}
+
+// The graph with its filters and grouping applied, and what resolving targets needs.
+struct Fleet {
+    Records records;
+    RoleRules roles;
+    Graph graph;
+};
+
+Result<Fleet> load_fleet(const GraphOptions& options) {
+    auto window = window_of(options.inputs);
+    if (!window) return window.error();
+    Fleet fleet;
+    if (!options.roles_file.empty()) {
+        auto roles = RoleRules::load(options.roles_file);
+        if (!roles) return roles.error();
+        fleet.roles = std::move(*roles);
+    }
+    auto records = load_records(options.inputs.dbs, *window);
+    if (!records) return records.error();
+    fleet.records = std::move(*records);
+    auto group_by = options.group_by == "host" ? GroupBy::host : options.group_by == "role" ? GroupBy::role
+                                                                                            : GroupBy::process;
+    auto graph = exclude_nodes(build_graph(fleet.records, *window), options.filters);
+    fleet.graph = drop_small_edges(group_graph(graph, group_by, fleet.roles), options.filters);
+    return fleet;
+}
+
+json traffic_json(const Traffic& t) {
+    return {{"connections", t.connections}, {"failed", t.failed}, {"bytes_sent", t.bytes_sent},
+            {"bytes_received", t.bytes_received}, {"open", t.open},
+            {"first_seen", format_iso8601(t.first_seen)}, {"last_seen", format_iso8601(t.last_seen)}};
+}
+
+json graph_json(const Graph& graph) {
+    json nodes = json::array(), edges = json::array();
+    for (const auto& n : graph.nodes) {
+        nodes.push_back({{"id", n.id}, {"kind", to_string(n.kind)}, {"host", n.host}, {"process", n.process},
+                         {"ports", n.ports}, {"members", n.members.size()}});
+    }
+    for (const auto& e : graph.edges) {
+        json edge = {{"source", graph.nodes[e.source].id}, {"target", graph.nodes[e.target].id}, {"port", e.port},
+                     {"disputed", e.disputed}};
+        edge.update(traffic_json(e.traffic));
+        edges.push_back(std::move(edge));
+    }
+    return {{"window", window_json(graph.window)}, {"nodes", nodes}, {"edges", edges}};
+}
+
+// "-" is standard output; a file is written whole or reported.
+Status write_output(const std::string& output, const std::string& bytes) {
+    if (output == "-") {
+        std::cout << bytes << std::flush;
+        return std::cout ? ok_status() : Status(Error{"cannot write to standard output"});
+    }
+    std::ofstream file(output, std::ios::binary | std::ios::trunc);
+    file << bytes;
+    file.close();
+    if (!file) return errno_error("cannot write " + output, errno);
+    return ok_status();
+}
+
+// svg, png, dot or json for a graph, with its title.
+Result<std::string> draw(const Graph& graph, const std::string& format, const RenderOptions& base) {
+    if (format == "json") return graph_json(graph).dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+    RenderOptions options = base;
+    options.format = format;
+    return render_graphviz(graph, options);
+}
+
+std::string format_from(const std::string& output, const std::string& given) {
+    if (!given.empty()) return given;
+    auto dot = output.rfind('.');
+    std::string ext = dot == std::string::npos ? "" : output.substr(dot + 1);
+    if (ext == "gv") return "dot";
+    if (ext == "png" || ext == "dot" || ext == "json") return ext;
+    return "svg";
+}
+
+}  // namespace
+
+Status run_edges(const Inputs& in) {
+    auto window = window_of(in);
+    if (!window) return window.error();
+    auto records = load_records(in.dbs, *window);
+    if (!records) return records.error();
+    if (in.format == "json") {
+        auto rows = json::array();
+        for (const auto& e : records->edges) {
+            rows.push_back({{"host", e.host}, {"direction", e.direction}, {"netns", e.netns},
+                            {"process", e.process}, {"cgroup", e.cgroup}, {"local_addr", e.local_addr},
+                            {"remote_addr", e.remote_addr}, {"port", e.port}, {"loopback", e.loopback},
+                            {"connects", e.connects}, {"failed", e.failed}, {"refused", e.refused},
+                            {"accepts", e.accepts}, {"closes", e.closes}, {"bytes_sent", e.bytes_sent},
+                            {"bytes_received", e.bytes_received}, {"open", e.open},
+                            {"first_seen", format_iso8601(e.first_seen)},
+                            {"last_seen", format_iso8601(e.last_seen)}});
+        }
+        print_json(std::cout, rows);
+        return ok_status();
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& e : records->edges) {
+        rows.push_back({e.host, e.direction, e.process, e.local_addr, e.remote_addr, std::to_string(e.port),
+                        std::to_string(e.connects), std::to_string(e.failed), std::to_string(e.accepts),
+                        std::to_string(e.bytes_sent), std::to_string(e.bytes_received), std::to_string(e.open),
+                        format_iso8601(e.first_seen), format_iso8601(e.last_seen)});
+    }
+    print_table(std::cout,
+                {"HOST", "DIR", "PROCESS", "LOCAL", "REMOTE", "PORT", "CONNECTS", "FAILED", "ACCEPTS", "SENT",
+                 "RECEIVED", "OPEN", "FIRST_SEEN", "LAST_SEEN"},
+                rows);
+    return ok_status();
+}
+
+Status run_hosts(const Inputs& in) {
+    auto hosts = load_hosts(in.dbs);
+    if (!hosts) return hosts.error();
+    auto optional_time = [](const std::optional<int64_t>& t) { return time_or_null(t.value_or(0), t.has_value()); };
+    if (in.format == "json") {
+        auto rows = json::array();
+        for (const auto& h : *hosts) {
+            json runs = json::array();
+            for (const auto& r : h.runs) {
+                runs.push_back({{"run_id", r.run_id}, {"version", r.version},
+                                {"started_at", format_iso8601(r.started_at)}, {"stopped_at", optional_time(r.stopped_at)},
+                                {"last_report_at", format_iso8601(r.last_report_at)}});
+            }
+            rows.push_back({{"host", h.host}, {"edges", h.edges}, {"losses", h.losses},
+                            {"last_report_at", optional_time(h.last_report_at)}, {"runs", runs}});
+        }
+        print_json(std::cout, rows);
+        return ok_status();
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& h : *hosts) {
+        std::string losses;
+        for (const auto& [counter, value] : h.losses) losses += (losses.empty() ? "" : ",") + counter + "=" + std::to_string(value);
+        std::string first = h.host;
+        for (const auto& r : h.runs) {
+            rows.push_back({first, format_iso8601(r.started_at),
+                            r.stopped_at ? format_iso8601(*r.stopped_at) : "-", format_iso8601(r.last_report_at),
+                            r.version, first.empty() ? "" : std::to_string(h.edges),
+                            first.empty() ? "" : (losses.empty() ? "-" : losses)});
+            first.clear();
+        }
+        if (h.runs.empty()) rows.push_back({h.host, "-", "-", "-", "-", std::to_string(h.edges), losses.empty() ? "-" : losses});
+    }
+    print_table(std::cout, {"HOST", "RUN_STARTED", "RUN_STOPPED", "LAST_REPORT", "VERSION", "EDGES", "LOSSES"}, rows);
+    return ok_status();
+}
+
+Status run_merge(const std::string& output, const std::vector<std::string>& inputs) {
+    auto summary = merge_databases(output, inputs);
+    if (!summary) return summary.error();
+    std::cerr << "merged " << summary->databases << " databases (" << summary->edges << " edges, "
+              << summary->buckets << " buckets) into " << printable(output) << '\n';
+    return ok_status();
+}
+
+Status run_render(const RenderArgs& args) {
+    auto fleet = load_fleet(args.graph);
+    if (!fleet) return fleet.error();
+    RenderOptions options;
+    options.layout = args.layout;
+    options.title = "depgraph: " + window_text(fleet->graph.window);
+    options.host_clusters = args.graph.group_by == "process";
+    auto bytes = draw(fleet->graph, format_from(args.output, args.graph.inputs.format), options);
+    if (!bytes) return bytes.error();
+    return write_output(args.output, *bytes);
+}
+
+Status run_walk(const WalkArgs& args) {
+    auto fleet = load_fleet(args.graph);
+    if (!fleet) return fleet.error();
+    const auto& graph = fleet->graph;
+    auto target = resolve_target(graph, args.target, AddressBook(fleet->records.addresses), fleet->roles);
+    if (!target) return target.error();
+    auto direction = args.dependencies ? Direction::dependencies : Direction::dependents;
+    auto reached = walk(graph, *target, direction, args.depth);
+    std::stable_sort(reached.begin(), reached.end(), [&](const Reached& a, const Reached& b) {
+        return std::tie(a.depth, graph.nodes[a.node].id) < std::tie(b.depth, graph.nodes[b.node].id);
+    });
+    const auto& format = args.graph.inputs.format;
+    const char* list_name = args.dependencies ? "dependencies" : "dependents";
+
+    if (format == "svg" || format == "dot") {
+        std::vector<bool> keep(graph.nodes.size());
+        for (size_t n : target->nodes) keep[n] = true;
+        for (const auto& r : reached) keep[r.node] = true;
+        auto drawn = subgraph(graph, keep);
+        RenderOptions options;
+        options.title = std::string("depgraph ") + (args.dependencies ? "deps" : "impact") + " of " +
+                        args.target + ": " + window_text(graph.window);
+        options.host_clusters = args.graph.group_by == "process";
+        for (size_t n : target->nodes) options.highlight.insert(*drawn.find(graph.nodes[n].id));
+        auto bytes = draw(drawn, format, options);
+        if (!bytes) return bytes.error();
+        return write_output(args.output, *bytes);
+    }
+    if (format == "json") {
+        json list = json::array();
+        for (const auto& r : reached) {
+            const auto& n = graph.nodes[r.node];
+            const auto& via = graph.edges[r.via];
+            json row = {{"node", n.id}, {"kind", to_string(n.kind)}, {"host", n.host}, {"process", n.process},
+                        {"depth", r.depth}, {"port", via.port},
+                        {"via", graph.nodes[args.dependencies ? via.source : via.target].id}};
+            row.update(traffic_json(via.traffic));
+            list.push_back(std::move(row));
+        }
+        json targets = json::array();
+        for (size_t n : target->nodes) targets.push_back(graph.nodes[n].id);
+        json doc = {{"target", args.target}, {"matched", targets}, {"window", window_json(graph.window)},
+                    {list_name, list}};
+        return write_output(args.output, doc.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& r : reached) {
+        const auto& via = graph.edges[r.via];
+        rows.push_back({std::to_string(r.depth), graph.nodes[r.node].id,
+                        graph.nodes[args.dependencies ? via.source : via.target].id, std::to_string(via.port),
+                        std::to_string(via.traffic.connections), std::to_string(via.traffic.failed),
+                        format_iso8601(via.traffic.first_seen), format_iso8601(via.traffic.last_seen)});
+    }
+    std::ostringstream table;
+    print_table(table, {"DEPTH", "NODE", args.dependencies ? "FROM" : "CALLS", "PORT", "CONNECTIONS", "FAILED",
+                        "FIRST_SEEN", "LAST_SEEN"}, rows);
+    return write_output(args.output, table.str());
+}
+
+}  // namespace depgraph

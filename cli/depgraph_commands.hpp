@@ -1,0 +1,51 @@
+// The depgraph subcommands: each takes its parsed options, asks graph/ for
+// the answer and prints it.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+#include "graph/filters.hpp"
+
+namespace depgraph {
+
+inline constexpr const char* kDefaultDb = "/var/lib/depgraph/depgraph.db";
+
+// Options that every reading command shares.
+struct Inputs {
+    std::vector<std::string> dbs{kDefaultDb};
+    std::string since;
+    std::string until;
+    std::string format;
+};
+
+// Options of the commands that build the graph.
+struct GraphOptions {
+    Inputs inputs;
+    std::string group_by = "process";
+    std::string roles_file;
+    Filters filters;
+};
+
+struct RenderArgs {
+    GraphOptions graph;
+    std::string output;
+    std::string layout;
+};
+
+struct WalkArgs {
+    GraphOptions graph;
+    std::string target;
+    int depth = 0;
+    bool dependencies = false;  // deps rather than impact
+    std::string output = "-";
+};
+
+Status run_edges(const Inputs& in);
+Status run_hosts(const Inputs& in);
+Status run_merge(const std::string& output, const std::vector<std::string>& inputs);
+Status run_render(const RenderArgs& args);
+Status run_walk(const WalkArgs& args);
+
+}  // namespace depgraph

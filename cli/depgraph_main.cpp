@@ -1,0 +1,120 @@
+// depgraph: merges hosts' edge databases into one dependency graph, renders
+// it, and answers "who depends on this?". Argument parsing only: the commands
+// are in depgraph_commands.cpp, the answers in graph/.
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <iostream>
+
+#include "cli/depgraph_commands.hpp"
+#include "cli/depgraph_output.hpp"
+
+namespace depgraph {
+namespace {
+
+void add_inputs(CLI::App& cmd, Inputs& in, const std::string& default_since) {
+    cmd.add_option("--db", in.dbs, "agent or merged database (repeatable)")->capture_default_str();
+    cmd.add_option("--since", in.since,
+                   "start of the window: a duration back from now (7d) or ISO 8601 (default: " +
+                       (default_since.empty() ? std::string("everything") : default_since) + ")");
+    cmd.add_option("--until", in.until, "end of the window: a duration back from now or ISO 8601 (default: now)");
+    in.since = default_since;
+}
+
+void add_format(CLI::App& cmd, Inputs& in, const std::vector<std::string>& formats, const std::string& fallback) {
+    auto* option = cmd.add_option("--format", in.format, "output format")->check(CLI::IsMember(formats));
+    if (!fallback.empty()) option->default_val(fallback);
+}
+
+void add_graph_options(CLI::App& cmd, GraphOptions& g) {
+    cmd.add_option("--group-by", g.group_by, "one node per process, host or role")
+        ->check(CLI::IsMember({"process", "host", "role"}))
+        ->capture_default_str();
+    cmd.add_option("--roles", g.roles_file, "file of 'PATTERN ROLE' lines (default: hostname without its number)");
+    cmd.add_option("--min-connections", g.filters.min_connections,
+                   "leave out edges with fewer connection attempts")->check(CLI::NonNegativeNumber);
+    cmd.add_option("--exclude", g.filters.excludes, "leave out nodes whose host, process or address match (glob)");
+    cmd.add_flag("--no-external", g.filters.no_external, "leave out addresses that no agent reports for");
+}
+
+int run(int argc, char** argv) {
+    CLI::App app{"depgraph: the fleet's TCP dependency graph, from depgraph-agent databases"};
+    app.require_subcommand(1);
+    std::function<Status()> command;
+
+    Inputs edges_in;
+    auto* edges = app.add_subcommand("edges", "list the recorded edges, counters summed over the window");
+    add_inputs(*edges, edges_in, "");
+    add_format(*edges, edges_in, {"table", "json"}, "table");
+    edges->callback([&] { command = [&] { return run_edges(edges_in); }; });
+
+    Inputs hosts_in;
+    auto* hosts = app.add_subcommand("hosts", "each host's agent runs, loss counters and last report");
+    hosts->add_option("--db", hosts_in.dbs, "agent or merged database (repeatable)")->capture_default_str();
+    add_format(*hosts, hosts_in, {"table", "json"}, "table");
+    hosts->callback([&] { command = [&] { return run_hosts(hosts_in); }; });
+
+    std::string merge_output;
+    std::vector<std::string> merge_inputs;
+    auto* merge = app.add_subcommand("merge", "combine databases into one (merging one twice counts it once)");
+    merge->add_option("-o,--output", merge_output, "the merged database (created if missing)")->required();
+    merge->add_option("inputs", merge_inputs, "databases to merge")->required();
+    merge->callback([&] { command = [&] { return run_merge(merge_output, merge_inputs); }; });
+
+    RenderArgs render_args;
+    auto* render = app.add_subcommand("render", "draw the dependency graph with Graphviz");
+    add_inputs(*render, render_args.graph.inputs, "");
+    add_graph_options(*render, render_args.graph);
+    render->add_option("-o,--output", render_args.output, "output file, '-' for standard output")->required();
+    add_format(*render, render_args.graph.inputs, {"svg", "png", "dot", "json"}, "");
+    render->add_option("--layout", render_args.layout, "Graphviz engine (default: chosen by the graph's size and shape)")
+        ->check(CLI::IsMember({"dot", "sfdp", "neato"}));
+    render->callback([&] { command = [&] { return run_render(render_args); }; });
+
+    WalkArgs impact_args, deps_args;
+    deps_args.dependencies = true;
+    for (auto* walk_args : {&impact_args, &deps_args}) {
+        auto* cmd = walk_args->dependencies
+                        ? app.add_subcommand("deps", "everything TARGET depends on, transitively")
+                        : app.add_subcommand("impact", "everything that depends on TARGET, transitively");
+        cmd->add_option("target", walk_args->target, "HOST, HOST:PORT, HOST/PROCESS, ADDRESS:PORT or a role")
+            ->required();
+        add_inputs(*cmd, walk_args->graph.inputs, "30d");
+        add_graph_options(*cmd, walk_args->graph);
+        cmd->add_option("--depth", walk_args->depth, "how many hops to follow (default: all)")
+            ->check(CLI::NonNegativeNumber);
+        add_format(*cmd, walk_args->graph.inputs, {"table", "json", "svg", "dot"}, "table");
+        cmd->add_option("-o,--output", walk_args->output, "output file, '-' for standard output")
+            ->capture_default_str();
+        cmd->callback([&command, walk_args] { command = [walk_args] { return run_walk(*walk_args); }; });
+    }
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        std::cerr << "depgraph: error: " << e.what() << '\n';
+        return 2;
+    }
+    auto status = command();
+    if (!status) {
+        std::cerr << "depgraph: error: " << printable(status.error().message) << '\n';
+        return 1;
+    }
+    return 0;
+}
+
+}  // namespace
+}  // namespace depgraph
+
+int main(int argc, char** argv) {
+    try {
+        return depgraph::run(argc, argv);
+    } catch (const std::exception& e) {
+        std::cerr << "depgraph: error: " << depgraph::printable(e.what()) << '\n';
+        return 1;
+    }
+}

@@ -1,0 +1,77 @@
+#include "graph/filters.hpp"
+
+#include <fnmatch.h>
+
+#include <functional>
+
+namespace depgraph {
+namespace {
+
+bool matches(const std::string& pattern, const std::string& text) {
+    return fnmatch(pattern.c_str(), text.c_str(), 0) == 0;
+}
+
+bool excluded(const Node& n, const Filters& filters) {
+    if (filters.no_external && n.kind == NodeKind::external) return true;
+    for (const auto& p : filters.excludes) {
+        if (matches(p, n.id) || matches(p, n.host) || (!n.process.empty() && matches(p, n.process))) return true;
+    }
+    return false;
+}
+
+// The graph with only the edges `keep` accepts, and the nodes those touch.
+Graph keep_edges(const Graph& graph, const std::function<bool(const Edge&)>& keep) {
+    Graph kept;
+    kept.window = graph.window;
+    std::vector<size_t> renumbered(graph.nodes.size(), SIZE_MAX);
+    auto place = [&](size_t old) {
+        if (renumbered[old] == SIZE_MAX) {
+            renumbered[old] = kept.nodes.size();
+            kept.nodes.push_back(graph.nodes[old]);
+        }
+        return renumbered[old];
+    };
+    for (const auto& e : graph.edges) {
+        if (!keep(e)) continue;
+        Edge copy = e;
+        copy.source = place(e.source);
+        copy.target = place(e.target);
+        kept.edges.push_back(copy);
+    }
+    kept.settle();
+    return kept;
+}
+
+}  // namespace
+
+Graph subgraph(const Graph& graph, const std::vector<bool>& keep) {
+    Graph kept;
+    kept.window = graph.window;
+    std::vector<size_t> renumbered(graph.nodes.size());
+    for (size_t i = 0; i < graph.nodes.size(); i++) {
+        if (!keep[i]) continue;
+        renumbered[i] = kept.nodes.size();
+        kept.nodes.push_back(graph.nodes[i]);
+    }
+    for (const auto& e : graph.edges) {
+        if (!keep[e.source] || !keep[e.target]) continue;
+        kept.edges.push_back(e);
+        kept.edges.back().source = renumbered[e.source];
+        kept.edges.back().target = renumbered[e.target];
+    }
+    kept.settle();
+    return kept;
+}
+
+// A node left with no edge once its peers are gone goes too: it was only in the graph for them.
+Graph exclude_nodes(const Graph& graph, const Filters& filters) {
+    std::vector<bool> gone(graph.nodes.size());
+    for (size_t i = 0; i < graph.nodes.size(); i++) gone[i] = excluded(graph.nodes[i], filters);
+    return keep_edges(graph, [&](const Edge& e) { return !gone[e.source] && !gone[e.target]; });
+}
+
+Graph drop_small_edges(const Graph& graph, const Filters& filters) {
+    return keep_edges(graph, [&](const Edge& e) { return e.traffic.attempts() >= filters.min_connections; });
+}
+
+}  // namespace depgraph

@@ -1,0 +1,26 @@
+// What the user asked to leave out of the graph.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "graph/model.hpp"
+
+namespace depgraph {
+
+struct Filters {
+    int64_t min_connections = 0;        // attempts (established + failed) per edge
+    std::vector<std::string> excludes;  // globs on host, process, host/process or address
+    bool no_external = false;
+};
+
+// The nodes marked in `keep` (in their order) and the edges between them.
+Graph subgraph(const Graph& graph, const std::vector<bool>& keep);
+
+// Node filters: before grouping, while processes are still visible.
+Graph exclude_nodes(const Graph& graph, const Filters& filters);
+// Edge filters: after grouping, so a role's edge counts its members together.
+Graph drop_small_edges(const Graph& graph, const Filters& filters);
+
+}  // namespace depgraph

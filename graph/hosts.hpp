@@ -1,0 +1,33 @@
+// `depgraph hosts`: when each host's agent ran, and what it lost, so that
+// "no traffic" can be told from "agent not running".
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+
+namespace depgraph {
+
+struct AgentRun {
+    std::string run_id;
+    std::string version;
+    int64_t started_at = 0;
+    std::optional<int64_t> stopped_at;  // none: still running, or it died
+    int64_t last_report_at = 0;
+};
+
+struct HostReport {
+    std::string host;
+    std::vector<AgentRun> runs;               // oldest first
+    std::map<std::string, int64_t> losses;    // counter -> total over all runs
+    int64_t edges = 0;
+    std::optional<int64_t> last_report_at;
+};
+
+Result<std::vector<HostReport>> load_hosts(const std::vector<std::string>& db_paths);
+
+}  // namespace depgraph

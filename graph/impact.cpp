@@ -1,0 +1,122 @@
+#include "graph/impact.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <set>
+
+namespace depgraph {
+namespace {
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+    std::vector<size_t> row(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); j++) row[j] = j;
+    for (size_t i = 1; i <= a.size(); i++) {
+        size_t diagonal = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= b.size(); j++) {
+            size_t above = row[j];
+            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+            diagonal = above;
+        }
+    }
+    return row[b.size()];
+}
+
+// "web-01:8080" -> ("web-01", 8080); "[::1]:80" -> ("::1", 80); anything else: no port.
+std::pair<std::string, std::optional<int>> split_port(const std::string& text) {
+    auto colon = text.rfind(':');
+    if (colon == std::string::npos || colon + 1 == text.size()) return {text, std::nullopt};
+    int port = 0;
+    auto digits = std::string_view(text).substr(colon + 1);
+    auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+    if (ec != std::errc() || ptr != digits.data() + digits.size() || port <= 0 || port > 65535) {
+        return {text, std::nullopt};
+    }
+    auto name = text.substr(0, colon);
+    if (name.size() > 2 && name.front() == '[' && name.back() == ']') name = name.substr(1, name.size() - 2);
+    // A bare IPv6 address has colons too: it is only HOST:PORT if the rest has none.
+    if (name.find(':') != std::string::npos && text.front() != '[') return {text, std::nullopt};
+    return {name, port};
+}
+
+std::string closest_matches(const Graph& graph, const std::string& text, const RoleRules& roles) {
+    std::set<std::string> names;
+    for (const auto& n : graph.nodes) {
+        names.insert(n.id);
+        names.insert(n.host);
+        if (n.kind != NodeKind::external) names.insert(roles.role_of(n.host));
+    }
+    std::vector<std::pair<size_t, std::string>> ranked;
+    for (const auto& name : names) ranked.emplace_back(edit_distance(text, name), name);
+    std::sort(ranked.begin(), ranked.end());
+    std::string list;
+    for (size_t i = 0; i < ranked.size() && i < 3; i++) list += (i ? ", " : "") + ranked[i].second;
+    return list.empty() ? "the graph is empty in this window" : "closest matches: " + list;
+}
+
+}  // namespace
+
+Result<Target> resolve_target(const Graph& graph, const std::string& text, const AddressBook& book,
+                              const RoleRules& roles) {
+    auto [name, port] = split_port(text);
+    auto hosts = book.owners(name);
+    hosts.insert(name);
+    Target target{{}, port};
+    auto select = [&](auto&& wanted) {
+        for (size_t i = 0; i < graph.nodes.size(); i++) {
+            const auto& n = graph.nodes[i];
+            if (wanted(n) && (!port || n.ports.count(*port))) target.nodes.push_back(i);
+        }
+        return !target.nodes.empty();
+    };
+    bool found = select([&](const Node& n) { return n.id == name; }) ||
+                 select([&](const Node& n) {
+                     if (n.kind == NodeKind::external) return false;
+                     return std::any_of(hosts.begin(), hosts.end(), [&](auto& h) { return n.members.count(h); });
+                 }) ||
+                 select([&](const Node& n) {
+                     return n.kind != NodeKind::external && roles.role_of(n.host) == name;
+                 });
+    if (!found) return Error{"no node matches '" + text + "' in this window; " + closest_matches(graph, text, roles)};
+    return target;
+}
+
+std::vector<Reached> walk(const Graph& graph, const Target& target, Direction direction, int depth_limit) {
+    // Edges by the node a walk arrives from: the service for dependents, the client for dependencies.
+    std::vector<std::vector<size_t>> arriving(graph.nodes.size());
+    for (size_t i = 0; i < graph.edges.size(); i++) {
+        const auto& e = graph.edges[i];
+        arriving[direction == Direction::dependents ? e.target : e.source].push_back(i);
+    }
+    // Where each node sits in `reached`; SIZE_MAX: not reached; the targets are never listed.
+    constexpr size_t kTarget = SIZE_MAX - 1;
+    std::vector<size_t> position(graph.nodes.size(), SIZE_MAX);
+    std::vector<size_t> frontier = target.nodes;
+    for (size_t n : frontier) position[n] = kTarget;
+    std::vector<Reached> reached;
+    for (int depth = 1; !frontier.empty() && (depth_limit == 0 || depth <= depth_limit); depth++) {
+        std::vector<size_t> next;
+        for (size_t from : frontier) {
+            for (size_t edge : arriving[from]) {
+                const auto& e = graph.edges[edge];
+                if (depth == 1 && target.port && direction == Direction::dependents && e.port != *target.port) continue;
+                size_t other = direction == Direction::dependents ? e.source : e.target;
+                if (position[other] == SIZE_MAX) {
+                    position[other] = reached.size();
+                    reached.push_back({other, depth, edge});
+                    next.push_back(other);
+                } else if (position[other] != kTarget) {
+                    // Reached twice at its depth: the busier edge is the better evidence.
+                    auto& prior = reached[position[other]];
+                    if (prior.depth == depth && graph.edges[prior.via].traffic.attempts() < e.traffic.attempts()) {
+                        prior.via = edge;
+                    }
+                }
+            }
+        }
+        frontier = std::move(next);
+    }
+    return reached;
+}
+
+}  // namespace depgraph

@@ -1,0 +1,190 @@
+#include "graph/join.hpp"
+
+#include <algorithm>
+#include <map>
+#include <tuple>
+
+namespace depgraph {
+namespace {
+
+// The agent stamps addresses at its flushes and edges at bucket bounds, so
+// the two disagree by up to a flush interval.
+constexpr int64_t kOwnershipSlack = 300;
+
+Traffic client_side(const EdgeRecord& e) {
+    return {e.connects, e.failed, e.bytes_sent, e.bytes_received, e.open, e.first_seen, e.last_seen};
+}
+
+// The service's record, turned to the client's point of view.
+Traffic service_side(const EdgeRecord& e) {
+    return {e.accepts, 0, e.bytes_received, e.bytes_sent, e.open, e.first_seen, e.last_seen};
+}
+
+std::string process_id(const std::string& host, const std::string& process) { return host + "/" + process; }
+
+// Both halves of the connections from one client host to one service host on one port.
+struct Bundle {
+    std::vector<const EdgeRecord*> outgoing;
+    std::vector<const EdgeRecord*> incoming;
+    // An outgoing half also belongs to another service host (its address
+    // changed owner within the window): only the services' counts can tell
+    // the two apart.
+    bool shared = false;
+};
+using BundleKey = std::tuple<std::string, std::string, int>;  // client host, service host, port
+
+class Joiner {
+public:
+    Joiner(const Records& records, Graph& graph) : records_(records), book_(records.addresses), graph_(graph) {
+        for (const auto& a : records.addresses) own_addresses_.insert({a.host, a.addr});
+        for (const auto& e : records.edges) {
+            if (!e.outgoing()) listeners_[{e.host, e.port}][e.process] += e.accepts + 1;
+        }
+    }
+
+    // Incoming halves first, so that an outgoing half whose address had two
+    // owners in the window can go to the ones that saw it arrive.
+    void run() {
+        for (const auto& e : records_.edges) {
+            if (!e.outgoing()) place_incoming(e);
+        }
+        for (const auto& e : records_.edges) {
+            if (e.outgoing()) place_outgoing(e);
+        }
+        for (const auto& [key, bundle] : bundles_) join(key, bundle);
+    }
+
+private:
+    // The hosts at the far end of a half: itself for loopback or its own address.
+    std::set<std::string> far_hosts(const EdgeRecord& e) const {
+        if (e.loopback || own_addresses_.count({e.host, e.remote_addr})) return {e.host};
+        auto owners = book_.owners(e.remote_addr, e.first_seen - kOwnershipSlack, e.last_seen + kOwnershipSlack);
+        owners.erase(e.host);
+        return owners;
+    }
+
+    void place_outgoing(const EdgeRecord& e) {
+        auto servers = far_hosts(e);
+        if (servers.empty()) {
+            size_t client = graph_.node(process_id(e.host, e.process), NodeKind::client, e.host, e.process);
+            size_t external = graph_.node(e.remote_addr, NodeKind::external, e.remote_addr, "");
+            graph_.connect(client, external, e.port, client_side(e), false);
+            return;
+        }
+        if (servers.size() > 1) {
+            std::set<std::string> answered;
+            for (const auto& server : servers) {
+                auto it = bundles_.find({e.host, server, e.port});
+                if (it != bundles_.end() && !it->second.incoming.empty()) answered.insert(server);
+            }
+            if (!answered.empty()) servers = answered;
+        }
+        for (const auto& server : servers) {
+            auto& bundle = bundles_[{e.host, server, e.port}];
+            bundle.outgoing.push_back(&e);
+            bundle.shared = bundle.shared || servers.size() > 1;
+        }
+    }
+
+    void place_incoming(const EdgeRecord& e) {
+        auto clients = far_hosts(e);
+        if (clients.empty()) {
+            size_t external = graph_.node(e.remote_addr, NodeKind::external, e.remote_addr, "");
+            size_t service = graph_.node(process_id(e.host, e.process), NodeKind::service, e.host, e.process);
+            graph_.connect(external, service, e.port, service_side(e), false);
+            return;
+        }
+        for (const auto& client : clients) bundles_[{client, e.host, e.port}].incoming.push_back(&e);
+    }
+
+    // The process serving a port on a host: the one that accepted most there,
+    // whichever client it was (a SNAT'd client's half names another address).
+    std::string service_process(const std::string& host, int port, const Bundle& bundle) const {
+        std::map<std::string, int64_t> accepted;
+        for (const auto* in : bundle.incoming) accepted[in->process] += in->accepts + 1;
+        if (accepted.empty()) {
+            auto it = listeners_.find({host, port});
+            if (it == listeners_.end()) return kUnknownProcess;
+            accepted = it->second;
+        }
+        return std::max_element(accepted.begin(), accepted.end(),
+                                [](const auto& a, const auto& b) { return a.second < b.second; })
+            ->first;
+    }
+
+    void join(const BundleKey& key, const Bundle& bundle) {
+        const auto& [client_host, service_host, port] = key;
+        auto process = service_process(service_host, port, bundle);
+        size_t service = graph_.node(process_id(service_host, process), NodeKind::service, service_host, process);
+
+        Traffic seen_by_service;
+        for (const auto* in : bundle.incoming) seen_by_service.add(service_side(*in));
+        if (bundle.outgoing.empty()) {
+            size_t client = graph_.node(process_id(client_host, kUnknownProcess), NodeKind::client, client_host,
+                                        kUnknownProcess);
+            graph_.connect(client, service, port, seen_by_service, true);
+            return;
+        }
+        std::map<std::string, Traffic> by_process;
+        Traffic seen_by_clients;
+        for (const auto* out : bundle.outgoing) {
+            by_process[out->process].add(client_side(*out));
+            seen_by_clients.add(client_side(*out));
+        }
+        if (bundle.shared) {
+            by_process = {{by_process.begin()->first, seen_by_service}};
+            seen_by_clients = seen_by_service;
+        }
+        bool disputed = seen_by_service.connections != seen_by_clients.connections;
+        // Keep the larger count: what the clients missed goes to their busiest process.
+        auto& top = std::max_element(by_process.begin(), by_process.end(), [](const auto& a, const auto& b) {
+                        return a.second.connections < b.second.connections;
+                    })->second;
+        top.connections += std::max<int64_t>(0, seen_by_service.connections - seen_by_clients.connections);
+        top.bytes_sent += std::max<int64_t>(0, seen_by_service.bytes_sent - seen_by_clients.bytes_sent);
+        top.bytes_received += std::max<int64_t>(0, seen_by_service.bytes_received - seen_by_clients.bytes_received);
+        for (const auto& [name, traffic] : by_process) {
+            size_t client = graph_.node(process_id(client_host, name), NodeKind::client, client_host, name);
+            graph_.connect(client, service, port, traffic, disputed);
+        }
+    }
+
+    const Records& records_;
+    AddressBook book_;
+    Graph& graph_;
+    std::set<std::pair<std::string, std::string>> own_addresses_;
+    std::map<std::pair<std::string, int>, std::map<std::string, int64_t>> listeners_;
+    std::map<BundleKey, Bundle> bundles_;
+};
+
+}  // namespace
+
+AddressBook::AddressBook(const std::vector<HostAddress>& addresses) {
+    for (const auto& a : addresses) by_addr_.emplace(a.addr, a);
+}
+
+std::set<std::string> AddressBook::owners(const std::string& addr, int64_t from, int64_t to) const {
+    std::set<std::string> hosts;
+    auto [begin, end] = by_addr_.equal_range(addr);
+    for (auto it = begin; it != end; ++it) {
+        if (it->second.first_seen <= to && it->second.last_seen >= from) hosts.insert(it->second.host);
+    }
+    return hosts;
+}
+
+std::set<std::string> AddressBook::owners(const std::string& addr) const {
+    std::set<std::string> hosts;
+    auto [begin, end] = by_addr_.equal_range(addr);
+    for (auto it = begin; it != end; ++it) hosts.insert(it->second.host);
+    return hosts;
+}
+
+Graph build_graph(const Records& records, const Window& window) {
+    Graph graph;
+    graph.window = window;
+    Joiner(records, graph).run();
+    graph.settle();
+    return graph;
+}
+
+}  // namespace depgraph

@@ -1,0 +1,32 @@
+// The cross-host join: each host's outgoing half of a connection meets the
+// incoming half recorded by the host that owned the address at the time.
+#pragma once
+
+#include <set>
+#include <string>
+
+#include "graph/model.hpp"
+#include "graph/records.hpp"
+
+namespace depgraph {
+
+// The process name given to the side of a connection whose agent saw nothing
+// (it was down, or nothing listened on the port).
+inline constexpr const char* kUnknownProcess = "(unknown)";
+
+// Which agent hosts owned an address: all of them ever, or those whose record
+// overlaps [from, to].
+class AddressBook {
+public:
+    explicit AddressBook(const std::vector<HostAddress>& addresses);
+    std::set<std::string> owners(const std::string& addr, int64_t from, int64_t to) const;
+    std::set<std::string> owners(const std::string& addr) const;
+
+private:
+    std::multimap<std::string, HostAddress> by_addr_;
+};
+
+// One node per (host, process); external nodes for addresses no agent owns.
+Graph build_graph(const Records& records, const Window& window);
+
+}  // namespace depgraph

@@ -1,0 +1,167 @@
+#include "graph/merge.hpp"
+
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "store/database.hpp"
+
+namespace depgraph {
+namespace {
+
+struct Copy {
+    std::string_view select;
+    std::string_view insert;
+    int columns;
+};
+
+constexpr Copy kRuns{
+    "SELECT run_id, host, started_at, stopped_at, last_report_at, version, kernel, scope, netns FROM agent_runs",
+    "INSERT INTO agent_runs VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (run_id) DO UPDATE SET "
+    "stopped_at = coalesce(max(stopped_at, excluded.stopped_at), stopped_at, excluded.stopped_at), "
+    "last_report_at = max(last_report_at, excluded.last_report_at)",
+    9};
+constexpr Copy kAddresses{
+    "SELECT host, netns, addr, first_seen, last_seen FROM host_addresses",
+    "INSERT INTO host_addresses VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO UPDATE SET "
+    "last_seen = max(last_seen, excluded.last_seen)",
+    5};
+constexpr Copy kLosses{
+    "SELECT run_id, bucket_start, counter, value FROM losses",
+    "INSERT INTO losses VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO UPDATE SET value = max(value, excluded.value)",
+    4};
+
+constexpr std::string_view kSelectEdges =
+    "SELECT edge_id, host, direction, netns, process, cgroup, local_addr, remote_addr, port, loopback, source "
+    "FROM edges";
+constexpr std::string_view kInsertEdge =
+    "INSERT INTO edges (host, direction, netns, process, cgroup, local_addr, remote_addr, port, loopback, source) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING";
+constexpr std::string_view kFindEdge =
+    "SELECT edge_id FROM edges WHERE host = ?1 AND direction = ?2 AND netns = ?3 AND process = ?4 AND "
+    "cgroup = ?5 AND local_addr = ?6 AND remote_addr = ?7 AND port = ?8";
+constexpr std::string_view kSelectBuckets =
+    "SELECT edge_id, bucket_start, bucket_seconds, connects, failed, refused, accepts, closes, bytes_sent, "
+    "bytes_received, lifetime_ns, open FROM edge_buckets";
+constexpr std::string_view kInsertBucket =
+    "INSERT INTO edge_buckets VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
+    "ON CONFLICT DO UPDATE SET connects = max(connects, excluded.connects), failed = max(failed, excluded.failed), "
+    "refused = max(refused, excluded.refused), accepts = max(accepts, excluded.accepts), "
+    "closes = max(closes, excluded.closes), bytes_sent = max(bytes_sent, excluded.bytes_sent), "
+    "bytes_received = max(bytes_received, excluded.bytes_received), "
+    "lifetime_ns = max(lifetime_ns, excluded.lifetime_ns), open = max(open, excluded.open)";
+
+// Binds column c of `from` as parameter c + 1 of `to`, keeping NULLs and text as they are.
+void bind_column(Statement& to, const Statement& from, int c, bool text) {
+    if (from.column_is_null(c)) {
+        to.bind_null(c + 1);
+    } else if (text) {
+        to.bind(c + 1, from.column_text(c));
+    } else {
+        to.bind(c + 1, from.column_int(c));
+    }
+}
+
+Status read_error(const Database& db, const Error& e) { return Error{"cannot read " + db.path() + ": " + e.message}; }
+
+Result<int64_t> copy_rows(Database& in, Database& out, const Copy& copy, const std::set<int>& text_columns) {
+    auto select = in.prepare(copy.select);
+    if (!select) return select.error();
+    auto insert = out.prepare(copy.insert);
+    if (!insert) return insert.error();
+    int64_t rows = 0;
+    for (;;) {
+        auto row = select->step();
+        if (!row) return read_error(in, row.error()).error();
+        if (!*row) return rows;
+        for (int c = 0; c < copy.columns; c++) bind_column(*insert, *select, c, text_columns.count(c) > 0);
+        if (auto s = insert->run(); !s) return s.error();
+        rows++;
+    }
+}
+
+Status merge_one(Database& in, Database& out, MergeSummary& summary) {
+    if (auto r = copy_rows(in, out, kRuns, {0, 1, 5, 6, 7}); !r) return r.error();
+    if (auto r = copy_rows(in, out, kAddresses, {0, 2}); !r) return r.error();
+    if (auto r = copy_rows(in, out, kLosses, {0, 2}); !r) return r.error();
+
+    // edge_ids are local to each file: translate through the edge's identity.
+    std::map<int64_t, int64_t> edge_ids;
+    auto select = in.prepare(kSelectEdges);
+    auto insert = out.prepare(kInsertEdge);
+    auto find = out.prepare(kFindEdge);
+    if (!select || !insert || !find) return in.error("cannot prepare the merge");
+    for (;;) {
+        auto row = select->step();
+        if (!row) return read_error(in, row.error());
+        if (!*row) break;
+        // The SELECT has edge_id first, so column c is parameter c; netns, port and loopback are numbers.
+        for (int c = 1; c <= 10; c++) {
+            if (c == 3 || c == 8 || c == 9) {
+                insert->bind(c, select->column_int(c));
+            } else {
+                insert->bind(c, select->column_text(c));
+            }
+        }
+        if (auto s = insert->run(); !s) return s.error();
+        for (int c = 1; c <= 8; c++) {
+            if (c == 3 || c == 8) {
+                find->bind(c, select->column_int(c));
+            } else {
+                find->bind(c, select->column_text(c));
+            }
+        }
+        auto found = find->step();
+        if (!found || !*found) return Error{"cannot merge an edge into " + out.path()};
+        edge_ids[select->column_int(0)] = find->column_int(0);
+        find->reset();
+        summary.edges++;
+    }
+
+    auto buckets = in.prepare(kSelectBuckets);
+    auto put = out.prepare(kInsertBucket);
+    if (!buckets || !put) return in.error("cannot prepare the merge");
+    for (;;) {
+        auto row = buckets->step();
+        if (!row) return read_error(in, row.error());
+        if (!*row) break;
+        auto id = edge_ids.find(buckets->column_int(0));
+        if (id == edge_ids.end()) return Error{in.path() + " is damaged: a bucket refers to a missing edge"};
+        put->bind(1, id->second);
+        for (int c = 1; c < 12; c++) put->bind(c + 1, buckets->column_int(c));
+        if (auto s = put->run(); !s) return s.error();
+        summary.buckets++;
+    }
+    return ok_status();
+}
+
+}  // namespace
+
+Result<MergeSummary> merge_databases(const std::string& output, const std::vector<std::string>& inputs) {
+    std::error_code ec;
+    for (const auto& input : inputs) {
+        if (std::filesystem::equivalent(input, output, ec)) {
+            return Error{"cannot merge " + input + " into itself: choose another output file"};
+        }
+    }
+    // Every input is checked before the output is touched, so a bad input leaves no half-written file.
+    std::vector<Database> sources;
+    for (const auto& input : inputs) {
+        auto db = Database::open_read_only(input);
+        if (!db) return db.error();
+        sources.push_back(std::move(*db));
+    }
+    auto out = Database::open_for_write(output);
+    if (!out) return out.error();
+    MergeSummary summary;
+    auto tx = Transaction::begin(*out);
+    if (!tx) return tx.error();
+    for (auto& in : sources) {
+        if (auto s = merge_one(in, *out, summary); !s) return s.error();
+        summary.databases++;
+    }
+    if (auto s = tx->commit(); !s) return s.error();
+    return summary;
+}
+
+}  // namespace depgraph

@@ -1,0 +1,21 @@
+// `depgraph merge`: many hosts' databases into one. Idempotent: a bucket
+// already present keeps the larger of each counter, so merging the same
+// database twice, or an overlapping one, never doubles a count.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+
+namespace depgraph {
+
+struct MergeSummary {
+    int64_t databases = 0;
+    int64_t edges = 0;    // edge rows read
+    int64_t buckets = 0;  // bucket rows read
+};
+
+Result<MergeSummary> merge_databases(const std::string& output, const std::vector<std::string>& inputs);
+
+}  // namespace depgraph

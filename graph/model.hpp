@@ -1,0 +1,73 @@
+// The dependency graph: nodes are (host, process) pairs, whole hosts, roles,
+// or external addresses; an edge is a client calling a service on one port,
+// with what was counted on it over the window.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "graph/records.hpp"
+
+namespace depgraph {
+
+enum class NodeKind { service, client, external };
+const char* to_string(NodeKind kind);
+
+struct Node {
+    std::string id;       // unique: "host/process", "host", a role name, or the external address
+    NodeKind kind = NodeKind::client;
+    std::string host;     // the host, the role, or the external address
+    std::string process;  // empty unless grouped by process
+    std::set<int> ports;  // ports it accepts on (those its incoming edges use)
+    std::set<std::string> members;  // the agent hosts folded into this node (settle() fills in the host)
+};
+
+struct Traffic {
+    int64_t connections = 0;  // established
+    int64_t failed = 0;
+    int64_t bytes_sent = 0;      // client to service
+    int64_t bytes_received = 0;  // service to client
+    int64_t open = 0;
+    int64_t first_seen = 0;
+    int64_t last_seen = 0;
+
+    void add(const Traffic& other);
+    int64_t attempts() const { return connections + failed; }
+};
+
+struct Edge {
+    size_t source = 0;  // the client
+    size_t target = 0;  // the service
+    int port = 0;
+    Traffic traffic;
+    // The two hosts' halves disagreed (one agent was down or missed some):
+    // the larger count was kept.
+    bool disputed = false;
+};
+
+class Graph {
+public:
+    Window window;
+    std::vector<Node> nodes;
+    std::vector<Edge> edges;
+
+    // The node with this id, added with `kind` if it does not exist yet.
+    size_t node(const std::string& id, NodeKind kind, const std::string& host, const std::string& process);
+    std::optional<size_t> find(const std::string& id) const;
+    // Adds traffic to the (source, target, port) edge, creating it if needed.
+    void connect(size_t source, size_t target, int port, const Traffic& traffic, bool disputed);
+    // Puts nodes in id order and edges in (source, target, port) order, so
+    // every output is deterministic, and rebuilds the indexes; a node that an
+    // edge enters becomes a service with that edge's port. Node indices change.
+    void settle();
+
+private:
+    std::map<std::string, size_t> index_;
+    std::map<std::tuple<size_t, size_t, int>, size_t> edge_index_;
+};
+
+}  // namespace depgraph

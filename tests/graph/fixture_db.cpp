@@ -1,0 +1,91 @@
+#include "tests/graph/fixture_db.hpp"
+
+#include <stdexcept>
+
+namespace depgraph::fixture {
+namespace {
+
+Database open_or_throw(const std::string& path) {
+    auto db = Database::open_for_write(path);
+    if (!db) throw std::runtime_error(db.error().message);
+    return std::move(*db);
+}
+
+Statement prepare_or_throw(Database& db, std::string_view sql) {
+    auto stmt = db.prepare(sql);
+    if (!stmt) throw std::runtime_error(stmt.error().message);
+    return std::move(*stmt);
+}
+
+void run_or_throw(Statement& stmt) {
+    if (auto s = stmt.run(); !s) throw std::runtime_error(s.error().message);
+}
+
+}  // namespace
+
+HostDb::HostDb(const std::string& path, std::string host)
+    : db_(open_or_throw(path)), host_(std::move(host)), statements_(5) {}
+
+Statement& HostDb::statement(int which, std::string_view sql) {
+    auto& slot = statements_[static_cast<size_t>(which)];
+    if (!slot) slot.emplace(prepare_or_throw(db_, sql));
+    return *slot;
+}
+
+void HostDb::run(const std::string& run_id, int64_t started, int64_t stopped, int64_t last_report) {
+    auto& stmt = statement(0,
+        "INSERT INTO agent_runs (run_id, host, started_at, stopped_at, last_report_at, version, kernel, scope, netns) "
+        "VALUES (?, ?, ?, ?, ?, '0.1.0', '6.1.0', 'netns', 4026531840)");
+    stmt.bind(1, run_id).bind(2, host_).bind(3, started).bind(5, last_report);
+    if (stopped == 0) {
+        stmt.bind_null(4);
+    } else {
+        stmt.bind(4, stopped);
+    }
+    run_or_throw(stmt);
+}
+
+void HostDb::address(const std::string& addr, int64_t first_seen, int64_t last_seen) {
+    auto& stmt = statement(1,
+        "INSERT INTO host_addresses (host, netns, addr, first_seen, last_seen) VALUES (?, 4026531840, ?, ?, ?)");
+    stmt.bind(1, host_).bind(2, addr).bind(3, first_seen).bind(4, last_seen);
+    run_or_throw(stmt);
+}
+
+int64_t HostDb::edge(const std::string& direction, const std::string& process, const std::string& local_addr,
+                     const std::string& remote_addr, int port, bool loopback, const std::string& cgroup) {
+    auto& stmt = statement(2,
+        "INSERT INTO edges (host, direction, netns, process, cgroup, local_addr, remote_addr, port, loopback, source) "
+        "VALUES (?, ?, 4026531840, ?, ?, ?, ?, ?, ?, 'ebpf')");
+    stmt.bind(1, host_).bind(2, direction).bind(3, process).bind(4, cgroup);
+    stmt.bind(5, local_addr).bind(6, remote_addr).bind(7, port).bind(8, loopback ? 1 : 0);
+    run_or_throw(stmt);
+    return sqlite3_last_insert_rowid(db_.handle());
+}
+
+void HostDb::bucket(int64_t edge_id, int64_t bucket_start, const Bucket& c, int64_t bucket_seconds) {
+    auto& stmt = statement(3,
+        "INSERT INTO edge_buckets (edge_id, bucket_start, bucket_seconds, connects, failed, refused, accepts, "
+        "closes, bytes_sent, bytes_received, lifetime_ns, open) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)");
+    stmt.bind(1, edge_id).bind(2, bucket_start).bind(3, bucket_seconds).bind(4, c.connects).bind(5, c.failed);
+    stmt.bind(6, c.refused).bind(7, c.accepts).bind(8, c.closes).bind(9, c.bytes_sent);
+    stmt.bind(10, c.bytes_received).bind(11, c.open);
+    run_or_throw(stmt);
+}
+
+void HostDb::loss(const std::string& run_id, int64_t bucket_start, const std::string& counter, int64_t value) {
+    auto& stmt = statement(4,
+        "INSERT INTO losses (run_id, bucket_start, counter, value) VALUES (?, ?, ?, ?)");
+    stmt.bind(1, run_id).bind(2, bucket_start).bind(3, counter).bind(4, value);
+    run_or_throw(stmt);
+}
+
+void HostDb::begin() {
+    if (auto s = db_.exec("BEGIN"); !s) throw std::runtime_error(s.error().message);
+}
+
+void HostDb::commit() {
+    if (auto s = db_.exec("COMMIT"); !s) throw std::runtime_error(s.error().message);
+}
+
+}  // namespace depgraph::fixture

@@ -1,0 +1,56 @@
+// Synthetic agent databases for tests and the fleet benchmark: written through
+// Database::open_for_write, so they carry exactly the schema the agent writes.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "store/database.hpp"
+
+namespace depgraph::fixture {
+
+// 2025-11-26T00:00:00Z: fixtures use fixed times so outputs are exact.
+inline constexpr int64_t kT0 = 1764115200;
+
+struct Bucket {
+    int64_t connects = 0;
+    int64_t failed = 0;
+    int64_t refused = 0;
+    int64_t accepts = 0;
+    int64_t closes = 0;
+    int64_t bytes_sent = 0;
+    int64_t bytes_received = 0;
+    int64_t open = 0;
+};
+
+// One host's database. Failures throw: a broken fixture is a broken test.
+class HostDb {
+public:
+    HostDb(const std::string& path, std::string host);
+
+    // An agent run from `started` to `stopped` (0: still running).
+    void run(const std::string& run_id, int64_t started, int64_t stopped, int64_t last_report);
+    void address(const std::string& addr, int64_t first_seen, int64_t last_seen);
+    // An edge in the host's root network namespace; returns its edge_id.
+    int64_t edge(const std::string& direction, const std::string& process, const std::string& local_addr,
+                 const std::string& remote_addr, int port, bool loopback = false, const std::string& cgroup = "");
+    void bucket(int64_t edge_id, int64_t bucket_start, const Bucket& counts, int64_t bucket_seconds = 60);
+    void loss(const std::string& run_id, int64_t bucket_start, const std::string& counter, int64_t value);
+    // Wraps many inserts in one transaction (the fleet generator writes millions).
+    void begin();
+    void commit();
+
+    Database& database() { return db_; }
+
+private:
+    Statement& statement(int which, std::string_view sql);
+
+    Database db_;
+    std::string host_;
+    // Prepared once per kind of insert: the fleet generator writes millions of rows.
+    std::vector<std::optional<Statement>> statements_;
+};
+
+}  // namespace depgraph::fixture

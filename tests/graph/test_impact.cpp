@@ -1,0 +1,140 @@
+// impact and deps: transitive, with depth, evidence, cycles, and unknown targets.
+#include <catch2/catch.hpp>
+
+#include "tests/graph/fixture_db.hpp"
+#include "tests/graph/small_fleet.hpp"
+
+using namespace depgraph::fixture;
+using nlohmann::json;
+
+namespace {
+
+CliResult walk(const std::string& command, const std::string& target, const std::vector<std::string>& dbs,
+               std::vector<std::string> extra = {}, const std::string& format = "json") {
+    // the fixtures are in 2025: the default 30-day window would miss them
+    std::vector<std::string> args{command, target, "--since", "2025-11-01", "--format", format};
+    for (const auto& a : db_args(dbs)) args.push_back(a);
+    for (const auto& a : extra) args.push_back(a);
+    return run_depgraph(args);
+}
+
+// "node@depth" for each entry, in output order (depth, then node).
+std::vector<std::string> listed(const json& doc, const char* key) {
+    std::vector<std::string> out;
+    for (const auto& d : doc[key]) out.push_back(d["node"].get<std::string>() + "@" + std::to_string(d["depth"].get<int>()));
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("impact of a service port lists its clients, then their clients, with evidence") {
+    TempDir dir;
+    auto r = walk("impact", "db-01:5432", write_small_fleet(dir));
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    auto doc = r.json();
+    CHECK(doc["target"] == "db-01:5432");
+    CHECK(doc["matched"] == json::array({"db-01/postgres"}));
+    CHECK(doc["window"]["since"] == "2025-11-01T00:00:00Z");
+    CHECK(listed(doc, "dependents") == std::vector<std::string>{"batch-01/(unknown)@1", "web-01/app@1",
+                                                                "web-02/app@1", "web-01/nginx@2",
+                                                                "203.0.113.5@3"});
+    const auto& app = doc["dependents"][1];
+    CHECK(app["host"] == "web-01");
+    CHECK(app["process"] == "app");
+    CHECK(app["port"] == 5432);
+    CHECK(app["via"] == "db-01/postgres");
+    CHECK(app["connections"] == 10);
+    CHECK(app["first_seen"] == "2025-11-26T00:00:00Z");
+    CHECK(app["last_seen"] == "2025-11-26T00:01:00Z");
+    const auto& nginx = doc["dependents"][3];
+    CHECK(nginx["port"] == 8080);
+    CHECK(nginx["via"] == "web-01/app");
+    CHECK(nginx["connections"] == 40);
+}
+
+TEST_CASE("impact --depth stops the walk; a port narrows only the first hop") {
+    TempDir dir;
+    auto dbs = write_small_fleet(dir);
+    auto one = walk("impact", "db-01", dbs, {"--depth", "1"});
+    REQUIRE(one.exit_code == 0);
+    CHECK(listed(one.json(), "dependents") ==
+          std::vector<std::string>{"batch-01/(unknown)@1", "web-01/app@1", "web-02/app@1"});
+    auto redis = walk("impact", "198.18.0.31:6379", dbs);
+    REQUIRE(redis.exit_code == 0);
+    CHECK(listed(redis.json(), "dependents") ==
+          std::vector<std::string>{"198.18.0.77@1", "web-01/app@1", "web-01/nginx@2", "203.0.113.5@3"});
+    auto by_process = walk("impact", "web-01/app", dbs);
+    REQUIRE(by_process.exit_code == 0);
+    CHECK(listed(by_process.json(), "dependents") == std::vector<std::string>{"web-01/nginx@1", "203.0.113.5@2"});
+}
+
+TEST_CASE("impact of a role, at role grouping, counts its members together") {
+    TempDir dir;
+    auto r = walk("impact", "db", write_small_fleet(dir), {"--group-by", "role"});
+    REQUIRE(r.exit_code == 0);
+    auto doc = r.json();
+    CHECK(listed(doc, "dependents") == std::vector<std::string>{"batch@1", "web@1", "203.0.113.5@2"});
+    CHECK(doc["dependents"][1]["connections"] == 16);
+}
+
+TEST_CASE("a cycle A -> B -> A terminates and lists each node once") {
+    TempDir dir;
+    auto dbs = write_cycle_fleet(dir);
+    auto a = walk("impact", "a-01", dbs);
+    REQUIRE(a.exit_code == 0);
+    CHECK(listed(a.json(), "dependents") == std::vector<std::string>{"b-01/beta@1", "c-01/gamma@1"});
+    auto b = walk("impact", "b-01/beta", dbs);
+    REQUIRE(b.exit_code == 0);
+    CHECK(listed(b.json(), "dependents") == std::vector<std::string>{"a-01/alpha@1", "c-01/gamma@2"});
+    CHECK(b.json()["dependents"][0]["connections"] == 5);
+}
+
+TEST_CASE("deps walks the other way") {
+    TempDir dir;
+    auto r = walk("deps", "web-01/nginx", write_small_fleet(dir));
+    REQUIRE(r.exit_code == 0);
+    auto doc = r.json();
+    CHECK(listed(doc, "dependencies") == std::vector<std::string>{"web-01/app@1", "93.184.216.34@2",
+                                                                  "cache-01/redis@2", "db-01/postgres@2"});
+    CHECK(doc["dependencies"][1]["failed"] == 1);
+    CHECK(doc["dependencies"][2]["via"] == "web-01/app");
+}
+
+TEST_CASE("an unknown target is one error line naming the closest matches") {
+    TempDir dir;
+    auto r = walk("impact", "db-1", write_small_fleet(dir));
+    CHECK(r.exit_code == 1);
+    CHECK(r.out.empty());
+    CHECK(r.err.rfind("depgraph: error: no node matches 'db-1'", 0) == 0);
+    CHECK(r.err.find("closest matches: db-01, db") != std::string::npos);
+    CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+}
+
+TEST_CASE("impact defaults to the last 30 days, as a table") {
+    TempDir dir;
+    // the fixture's traffic is from 2025: outside the default window
+    auto r = run_depgraph({"impact", "db-01", "--db", write_small_fleet(dir)[2]});
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("the graph is empty in this window") != std::string::npos);
+
+    auto table = run_depgraph({"impact", "db-01", "--since", "2025-11-01", "--db", dir.file("db-01.db"), "--db",
+                               dir.file("web-01.db")});
+    REQUIRE(table.exit_code == 0);
+    CHECK(table.out.rfind("DEPTH  NODE", 0) == 0);
+    CHECK(table.out.find("web-01/app") != std::string::npos);
+}
+
+TEST_CASE("impact as svg and dot draws the subgraph with the target highlighted") {
+    TempDir dir;
+    auto dbs = write_small_fleet(dir);
+    auto dot = walk("impact", "cache-01", dbs, {}, "dot");
+    REQUIRE(dot.exit_code == 0);
+    CHECK(dot.out.find("gold") != std::string::npos);
+    CHECK(dot.out.find("redis") != std::string::npos);
+    CHECK(dot.out.find("nginx") != std::string::npos);
+    CHECK(dot.out.find("postgres") == std::string::npos);  // not a dependent
+    auto svg = walk("impact", "cache-01", dbs, {}, "svg");
+    REQUIRE(svg.exit_code == 0);
+    CHECK(svg.out.find("<svg") != std::string::npos);
+}

@@ -1,0 +1,193 @@
+// The cross-host join, grouping and filters, checked through `render --format json`.
+#include <catch2/catch.hpp>
+
+#include "tests/graph/fixture_db.hpp"
+#include "tests/graph/small_fleet.hpp"
+
+using namespace depgraph::fixture;
+using nlohmann::json;
+
+namespace {
+
+json render_json(const std::vector<std::string>& dbs, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args{"render", "-o", "-", "--format", "json"};
+    for (const auto& a : db_args(dbs)) args.push_back(a);
+    for (const auto& a : extra) args.push_back(a);
+    auto r = run_depgraph(args);
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    return r.json();
+}
+
+}  // namespace
+
+TEST_CASE("the join matches each outgoing half with the host that owned the address and accepted") {
+    TempDir dir;
+    auto g = render_json(write_small_fleet(dir));
+    CHECK(g["window"]["since"].is_null());
+    CHECK(g["nodes"].size() == 9);
+    CHECK(g["edges"].size() == 8);
+
+    auto db = find_edge(g, "web-01/app", "db-01/postgres");
+    REQUIRE(db.is_object());
+    CHECK(db["port"] == 5432);
+    CHECK(db["connections"] == 10);
+    CHECK(db["failed"] == 0);
+    CHECK(db["bytes_sent"] == 1000);
+    CHECK(db["bytes_received"] == 5000);
+    CHECK(db["open"] == 2);
+    CHECK(db["disputed"] == false);
+    CHECK(db["first_seen"] == "2025-11-26T00:00:00Z");
+    CHECK(db["last_seen"] == "2025-11-26T00:01:00Z");
+
+    auto web2 = find_edge(g, "web-02/app", "db-01/postgres");
+    CHECK(web2["connections"] == 6);
+    CHECK(web2["failed"] == 2);
+    CHECK(web2["disputed"] == false);
+
+    auto postgres = find_node(g, "db-01/postgres");
+    CHECK(postgres["kind"] == "service");
+    CHECK(postgres["host"] == "db-01");
+    CHECK(postgres["process"] == "postgres");
+    CHECK(postgres["ports"] == json::array({5432}));
+    CHECK(postgres["members"] == 1);
+    CHECK(find_node(g, "web-02/app")["kind"] == "client");
+}
+
+TEST_CASE("loopback edges stay inside their host") {
+    TempDir dir;
+    auto g = render_json(write_small_fleet(dir));
+    auto local = find_edge(g, "web-01/nginx", "web-01/app");
+    REQUIRE(local.is_object());
+    CHECK(local["port"] == 8080);
+    CHECK(local["connections"] == 40);
+    CHECK(local["disputed"] == false);
+    CHECK(find_edge(g, "web-02/(unknown)", "web-01/app").is_null());
+    CHECK(find_edge(g, "web-01/nginx", "web-02/app").is_null());
+}
+
+TEST_CASE("halves that disagree keep the larger count and are marked") {
+    TempDir dir;
+    auto g = render_json(write_small_fleet(dir));
+    auto cache = find_edge(g, "web-01/app", "cache-01/redis");
+    CHECK(cache["connections"] == 12);
+    CHECK(cache["disputed"] == true);
+    // batch-01 owns 198.18.0.13 but its agent recorded nothing: the service's half alone.
+    auto batch = find_edge(g, "batch-01/(unknown)", "db-01/postgres");
+    CHECK(batch["connections"] == 4);
+    CHECK(batch["disputed"] == true);
+}
+
+TEST_CASE("addresses no agent owns become external nodes, as clients and as services") {
+    TempDir dir;
+    auto g = render_json(write_small_fleet(dir));
+    CHECK(find_node(g, "203.0.113.5")["kind"] == "external");
+    CHECK(find_edge(g, "203.0.113.5", "web-01/nginx")["connections"] == 40);
+    CHECK(find_edge(g, "198.18.0.77", "cache-01/redis")["connections"] == 1);
+    auto api = find_node(g, "93.184.216.34");
+    CHECK(api["kind"] == "external");
+    CHECK(api["ports"] == json::array({443}));
+    auto call = find_edge(g, "web-01/app", "93.184.216.34");
+    CHECK(call["connections"] == 3);
+    CHECK(call["failed"] == 1);
+
+    TempDir again;
+    auto inside = render_json(write_small_fleet(again), {"--no-external"});
+    CHECK(inside["nodes"].size() == 6);
+    CHECK(inside["edges"].size() == 5);
+    CHECK(find_node(inside, "93.184.216.34").is_null());
+    // web-01/nginx keeps its edge to app, so it stays
+    CHECK(find_node(inside, "web-01/nginx").is_object());
+}
+
+TEST_CASE("a re-used address joins the host that owned it when the connection was made") {
+    TempDir dir;
+    const int64_t later = kT0 + 7200;
+    {
+        HostDb old_owner(dir.file("old.db"), "old-01");
+        old_owner.address("198.18.0.99", kT0, kT0 + 3600);
+        old_owner.bucket(old_owner.edge("in", "legacy", "198.18.0.99", "198.18.0.5", 9000), kT0, {.accepts = 2});
+        HostDb new_owner(dir.file("new.db"), "new-01");
+        new_owner.address("198.18.0.99", later, later + 3600);
+        new_owner.bucket(new_owner.edge("in", "modern", "198.18.0.99", "198.18.0.5", 9000), later, {.accepts = 3});
+        HostDb client(dir.file("client.db"), "cli-01");
+        client.address("198.18.0.5", kT0, later + 3600);
+        auto out = client.edge("out", "curl", "198.18.0.5", "198.18.0.99", 9000);
+        client.bucket(out, kT0, {.connects = 2});
+        client.bucket(out, later, {.connects = 3});
+    }
+    std::vector<std::string> dbs{dir.file("old.db"), dir.file("new.db"), dir.file("client.db")};
+    auto both = render_json(dbs);
+    CHECK(both["edges"].size() == 2);
+    CHECK(find_edge(both, "cli-01/curl", "old-01/legacy")["connections"] == 2);
+    CHECK(find_edge(both, "cli-01/curl", "new-01/modern")["connections"] == 3);
+
+    auto recent = render_json(dbs, {"--since", "2025-11-26T01:30:00Z"});
+    REQUIRE(recent["edges"].size() == 1);
+    CHECK(recent["edges"][0]["target"] == "new-01/modern");
+    CHECK(recent["edges"][0]["connections"] == 3);
+    CHECK(recent["edges"][0]["disputed"] == false);
+    CHECK(recent["window"]["since"] == "2025-11-26T01:30:00Z");
+}
+
+TEST_CASE("group-by host and role fold nodes and sum their edges") {
+    TempDir dir;
+    auto dbs = write_small_fleet(dir);
+    auto hosts = render_json(dbs, {"--group-by", "host"});
+    CHECK(find_node(hosts, "web-01")["process"] == "");
+    CHECK(find_edge(hosts, "web-01", "web-01")["connections"] == 40);
+    CHECK(find_edge(hosts, "web-01", "db-01")["connections"] == 10);
+
+    auto roles = render_json(dbs, {"--group-by", "role"});
+    auto web = find_node(roles, "web");
+    CHECK(web["members"] == 2);
+    CHECK(web["kind"] == "service");
+    CHECK(web["ports"] == json::array({80, 8080}));
+    auto to_db = find_edge(roles, "web", "db");
+    CHECK(to_db["connections"] == 16);
+    CHECK(to_db["failed"] == 2);
+    CHECK(to_db["open"] == 2);
+    CHECK(find_edge(roles, "batch", "db")["connections"] == 4);
+    CHECK(roles["nodes"].size() == 7);  // web, db, cache, batch and 3 external
+    CHECK(roles["edges"].size() == 7);
+}
+
+TEST_CASE("a roles file assigns roles by glob, first match first") {
+    TempDir dir;
+    auto dbs = write_small_fleet(dir);
+    std::ofstream(dir.file("roles")) << "# role rules\nweb-0[12]  frontend\ndb-*  storage\ncache-*  storage\n";
+    auto g = render_json(dbs, {"--group-by", "role", "--roles", dir.file("roles")});
+    CHECK(find_node(g, "frontend")["members"] == 2);
+    CHECK(find_node(g, "storage")["members"] == 2);
+    CHECK(find_node(g, "storage")["ports"] == json::array({5432, 6379}));
+    CHECK(find_edge(g, "frontend", "storage")["port"] == 5432);  // edges stay per port
+    CHECK(find_edge(g, "frontend", "storage")["connections"] == 16);
+    CHECK(g["edges"].size() == 7);
+
+    std::ofstream(dir.file("bad-roles")) << "web-01\n";
+    auto r = run_depgraph({"render", "-o", "-", "--format", "json", "--db", dbs[0], "--group-by", "role",
+                           "--roles", dir.file("bad-roles")});
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("bad-roles:1: expected 'PATTERN ROLE'") != std::string::npos);
+}
+
+TEST_CASE("filters: --min-connections counts attempts after grouping, --exclude drops nodes by glob") {
+    TempDir dir;
+    auto dbs = write_small_fleet(dir);
+    auto busy = render_json(dbs, {"--min-connections", "12"});
+    CHECK(busy["edges"].size() == 3);  // the external client's 40, the loopback's 40, redis's 12
+    CHECK(find_edge(busy, "web-01/app", "cache-01/redis").is_object());
+    CHECK(find_edge(busy, "web-01/app", "db-01/postgres").is_null());
+    auto roles = render_json(dbs, {"--group-by", "role", "--min-connections", "16"});
+    CHECK(find_edge(roles, "web", "db")["connections"] == 16);
+
+    auto no_db = render_json(dbs, {"--exclude", "db-*", "--exclude", "redis"});
+    CHECK(find_node(no_db, "db-01/postgres").is_null());
+    CHECK(find_node(no_db, "cache-01/redis").is_null());
+    CHECK(find_node(no_db, "web-02/app").is_null());  // it only called db-01
+    CHECK(no_db["edges"].size() == 3);
+
+    auto until = render_json(dbs, {"--until", "2025-11-26T00:00:00Z"});
+    CHECK(until["edges"].empty());
+    CHECK(until["window"]["until"] == "2025-11-26T00:00:00Z");
+}

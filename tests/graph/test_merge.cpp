@@ -1,0 +1,118 @@
+// merge: one database from many, idempotent, and nothing but merge writes.
+#include <sys/stat.h>
+
+#include <catch2/catch.hpp>
+
+#include "tests/graph/fixture_db.hpp"
+#include "tests/graph/small_fleet.hpp"
+
+using namespace depgraph::fixture;
+using nlohmann::json;
+
+namespace {
+
+json edges_of(const std::vector<std::string>& dbs) {
+    std::vector<std::string> args{"edges", "--format", "json"};
+    for (const auto& a : db_args(dbs)) args.push_back(a);
+    auto r = run_depgraph(args);
+    REQUIRE(r.exit_code == 0);
+    return r.json();
+}
+
+json graph_of(const std::vector<std::string>& dbs) {
+    std::vector<std::string> args{"render", "-o", "-", "--format", "json"};
+    for (const auto& a : db_args(dbs)) args.push_back(a);
+    auto r = run_depgraph(args);
+    REQUIRE(r.exit_code == 0);
+    return r.json();
+}
+
+CliResult merge(const std::string& output, const std::vector<std::string>& inputs) {
+    std::vector<std::string> args{"merge", "-o", output};
+    args.insert(args.end(), inputs.begin(), inputs.end());
+    return run_depgraph(args);
+}
+
+}  // namespace
+
+TEST_CASE("a merged database holds the same edges and graph as its inputs") {
+    TempDir dir;
+    auto dbs = write_small_fleet(dir);
+    auto r = merge(dir.file("fleet.db"), dbs);
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.err == "merged 5 databases (12 edges, 12 buckets) into " + dir.file("fleet.db") + "\n");
+    CHECK(edges_of({dir.file("fleet.db")}) == edges_of(dbs));
+    CHECK(graph_of({dir.file("fleet.db")}) == graph_of(dbs));
+}
+
+TEST_CASE("merging the same databases again, or one twice, doubles nothing") {
+    TempDir dir;
+    auto dbs = write_small_fleet(dir);
+    REQUIRE(merge(dir.file("fleet.db"), dbs).exit_code == 0);
+    auto once = edges_of({dir.file("fleet.db")});
+    REQUIRE(merge(dir.file("fleet.db"), dbs).exit_code == 0);
+    REQUIRE(merge(dir.file("fleet.db"), {dbs[0], dbs[0]}).exit_code == 0);
+    CHECK(edges_of({dir.file("fleet.db")}) == once);
+    // a merged file merged into another, plus one of its own inputs
+    REQUIRE(merge(dir.file("again.db"), {dir.file("fleet.db"), dbs[2]}).exit_code == 0);
+    CHECK(edges_of({dir.file("again.db")}) == once);
+    // reading a merged file next to one of its inputs counts each edge once too
+    CHECK(edges_of({dir.file("fleet.db"), dbs[0]}) == once);
+    auto hosts = run_depgraph({"hosts", "--format", "json", "--db", dir.file("again.db")});
+    REQUIRE(hosts.exit_code == 0);
+    CHECK(hosts.json().size() == 5);
+}
+
+TEST_CASE("a later bucket of an edge already merged adds to it; the same bucket does not") {
+    TempDir dir;
+    auto path = dir.file("h.db");
+    int64_t edge = 0;
+    {
+        HostDb h(path, "h-01");
+        edge = h.edge("out", "app", "198.18.0.1", "198.18.0.2", 80);
+        h.bucket(edge, kT0, {.connects = 2});
+    }
+    REQUIRE(merge(dir.file("fleet.db"), {path}).exit_code == 0);
+    {
+        HostDb h(path, "h-01");
+        h.bucket(edge, kT0 + 60, {.connects = 3});
+    }
+    REQUIRE(merge(dir.file("fleet.db"), {path}).exit_code == 0);
+    auto edges = edges_of({dir.file("fleet.db")});
+    REQUIRE(edges.size() == 1);
+    CHECK(edges[0]["connects"] == 5);
+}
+
+TEST_CASE("merge refuses its output as an input, and a bad input leaves no output") {
+    TempDir dir;
+    auto dbs = write_small_fleet(dir);
+    REQUIRE(merge(dir.file("fleet.db"), dbs).exit_code == 0);
+    auto self = merge(dir.file("fleet.db"), {dir.file("fleet.db")});
+    CHECK(self.exit_code == 1);
+    CHECK(self.err.rfind("depgraph: error: cannot merge", 0) == 0);
+
+    std::ofstream(dir.file("junk.db")) << "junk that is not a database, long enough to fill a header of sqlite";
+    auto bad = merge(dir.file("new.db"), {dbs[0], dir.file("junk.db")});
+    CHECK(bad.exit_code == 1);
+    CHECK(bad.err.find("junk.db is not a depgraph database") != std::string::npos);
+    struct stat st {};
+    CHECK(stat(dir.file("new.db").c_str(), &st) != 0);
+}
+
+TEST_CASE("reading commands never write to their databases") {
+    TempDir dir;
+    auto dbs = write_small_fleet(dir);
+    for (const auto& db : dbs) chmod(db.c_str(), 0444);
+    chmod(dir.path.c_str(), 0555);
+    // root ignores permissions: compare the bytes instead
+    auto before = read_file(dbs[0]);
+    for (std::vector<std::string> args : {std::vector<std::string>{"edges"}, {"hosts"},
+                                          {"render", "-o", "-", "--format", "json"},
+                                          {"impact", "db-01", "--since", "2025-01-01"}}) {
+        for (const auto& a : db_args(dbs)) args.push_back(a);
+        CHECK(run_depgraph(args).exit_code == 0);
+    }
+    CHECK(read_file(dbs[0]) == before);
+    chmod(dir.path.c_str(), 0755);
+}

@@ -1,0 +1,163 @@
+// render: SVG parsed as XML, DOT, PNG, the format from the extension, and
+// hostile names that must stay text everywhere.
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#include <catch2/catch.hpp>
+
+#include "tests/graph/fixture_db.hpp"
+#include "tests/graph/small_fleet.hpp"
+
+using namespace depgraph::fixture;
+using nlohmann::json;
+
+namespace {
+
+using XmlDoc = std::unique_ptr<xmlDoc, decltype(&xmlFreeDoc)>;
+
+XmlDoc parse_xml(const std::string& text) {
+    // no network, no entity expansion: the SVG's DOCTYPE names a remote DTD
+    return XmlDoc(xmlReadMemory(text.data(), static_cast<int>(text.size()), "graph.svg", nullptr, XML_PARSE_NONET),
+                  &xmlFreeDoc);
+}
+
+void collect(xmlNode* node, std::vector<std::string>& texts, std::vector<std::string>& elements) {
+    for (; node; node = node->next) {
+        if (node->type == XML_ELEMENT_NODE) {
+            elements.emplace_back(reinterpret_cast<const char*>(node->name));
+            if (xmlStrcmp(node->name, BAD_CAST "text") == 0) {
+                std::unique_ptr<xmlChar, decltype(xmlFree)> content(xmlNodeGetContent(node), xmlFree);
+                texts.emplace_back(reinterpret_cast<const char*>(content.get()));
+            }
+        }
+        collect(node->children, texts, elements);
+    }
+}
+
+struct Svg {
+    std::vector<std::string> texts;
+    std::vector<std::string> elements;
+    bool has_text(const std::string& t) const { return std::find(texts.begin(), texts.end(), t) != texts.end(); }
+};
+
+Svg parse_svg(const std::string& text) {
+    auto doc = parse_xml(text);
+    REQUIRE(doc);
+    Svg svg;
+    collect(xmlDocGetRootElement(doc.get()), svg.texts, svg.elements);
+    return svg;
+}
+
+std::vector<std::string> render_args(const std::vector<std::string>& dbs, std::vector<std::string> args) {
+    args.insert(args.begin(), "render");
+    for (const auto& a : db_args(dbs)) args.push_back(a);
+    return args;
+}
+
+}  // namespace
+
+TEST_CASE("render svg: a well-formed document with every node's label") {
+    TempDir dir;
+    auto dbs = write_small_fleet(dir);
+    auto r = run_depgraph(render_args(dbs, {"-o", dir.file("fleet.svg")}));
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    auto svg = parse_svg(read_file(dir.file("fleet.svg")));
+    for (const auto* label : {"nginx", "app", "postgres", "redis", "(unknown)", ":5432", ":6379", "203.0.113.5",
+                              "93.184.216.34", "198.18.0.77", "web-01", "web-02", "db-01", "cache-01", "batch-01",
+                              "depgraph: the beginning to now"}) {
+        INFO(label);
+        CHECK(svg.has_text(label));
+    }
+    // 8 edges, few enough to carry labels with their port and count
+    CHECK(svg.has_text(":5432 (10)"));
+    CHECK(svg.has_text(":80 (40)"));
+}
+
+TEST_CASE("render picks the format from the extension, or --format, and '-o -' writes to stdout") {
+    TempDir dir;
+    auto dbs = write_small_fleet(dir);
+    REQUIRE(run_depgraph(render_args(dbs, {"-o", dir.file("fleet.png")})).exit_code == 0);
+    CHECK(read_file(dir.file("fleet.png")).substr(0, 8) == "\x89PNG\r\n\x1a\n");
+    REQUIRE(run_depgraph(render_args(dbs, {"-o", dir.file("fleet.gv")})).exit_code == 0);
+    auto dot = read_file(dir.file("fleet.gv"));
+    CHECK(dot.rfind("digraph depgraph {", 0) == 0);
+    CHECK(dot.find("layout=dot") != std::string::npos);
+    CHECK(dot.find("subgraph cluster_") != std::string::npos);
+    REQUIRE(run_depgraph(render_args(dbs, {"-o", dir.file("fleet.json")})).exit_code == 0);
+    CHECK(json::parse(read_file(dir.file("fleet.json")))["edges"].size() == 8);
+    auto out = run_depgraph(render_args(dbs, {"-o", "-", "--format", "svg", "--layout", "neato"}));
+    REQUIRE(out.exit_code == 0);
+    CHECK(parse_svg(out.out).has_text("postgres"));
+    auto grouped = run_depgraph(render_args(dbs, {"-o", "-", "--format", "dot", "--group-by", "role"}));
+    REQUIRE(grouped.exit_code == 0);
+    CHECK(grouped.out.find("web (2 hosts)") != std::string::npos);
+    CHECK(grouped.out.find("cluster_") == std::string::npos);
+}
+
+TEST_CASE("hostile process and host names stay text in SVG, DOT, JSON and tables") {
+    TempDir dir;
+    const std::string script = "\"><script>alert(1)</script>";
+    const std::string graphviz_escapes = "\\N\\G\\l{x|y}";
+    const std::string cut_utf8 = "caf\xc3";  // comm cut in the middle of 'é'
+    const std::string host = "<b>h&st</b>";
+    {
+        HostDb h(dir.file("evil.db"), host);
+        h.address("198.18.2.1", kT0, kT0 + 60);
+        h.bucket(h.edge("out", script, "198.18.2.1", "198.18.2.2", 80), kT0, {.connects = 1});
+        h.bucket(h.edge("in", graphviz_escapes, "198.18.2.1", "198.18.2.3", 81), kT0, {.accepts = 1});
+        h.bucket(h.edge("in", cut_utf8, "198.18.2.1", "198.18.2.4", 82), kT0, {.accepts = 1});
+    }
+    std::vector<std::string> dbs{dir.file("evil.db")};
+
+    auto svg_run = run_depgraph(render_args(dbs, {"-o", "-", "--format", "svg"}));
+    REQUIRE(svg_run.exit_code == 0);
+    auto svg = parse_svg(svg_run.out);
+    CHECK(svg.has_text(script));
+    CHECK(svg.has_text(graphviz_escapes));
+    CHECK(svg.has_text(host));
+    CHECK(svg.has_text("caf\xef\xbf\xbd"));
+    CHECK(std::count(svg.elements.begin(), svg.elements.end(), "script") == 0);
+    CHECK(std::count(svg.elements.begin(), svg.elements.end(), "b") == 0);
+
+    auto dot = run_depgraph(render_args(dbs, {"-o", "-", "--format", "dot"}));
+    REQUIRE(dot.exit_code == 0);
+    CHECK(dot.out.find("label=\"\\\"><script>alert(1)</script>\"") != std::string::npos);
+    CHECK(dot.out.find("label=\"\\\\N\\\\G\\\\l{x|y}\\n:81\"") != std::string::npos);
+
+    auto js = run_depgraph(render_args(dbs, {"-o", "-", "--format", "json"}));
+    REQUIRE(js.exit_code == 0);
+    auto g = js.json();
+    CHECK(find_node(g, host + "/" + script)["process"] == script);
+    CHECK(find_node(g, host + "/" + graphviz_escapes)["process"] == graphviz_escapes);
+    CHECK(find_node(g, host + "/caf\xef\xbf\xbd")["host"] == host);
+
+    auto table = run_depgraph({"impact", host, "--since", "2025-01-01", "--db", dbs[0]});
+    REQUIRE(table.exit_code == 0);
+    CHECK(table.out.find("\\\\N\\\\G") != std::string::npos);
+    CHECK(table.out.find("caf\\xc3") != std::string::npos);
+}
+
+TEST_CASE("the engine follows the graph's shape; big graphs lose their edge labels") {
+    TempDir dir;
+    // 30 hosts in a ring, each calling the next 7: cyclic, 210 edges
+    const int kHosts = 30, kCalls = 7;
+    auto addr = [](int i) { return "198.18.3." + std::to_string((i + kHosts) % kHosts + 1); };
+    for (int i = 0; i < kHosts; i++) {
+        HostDb h(dir.file("ring.db"), "ring-" + std::to_string(i));
+        h.address(addr(i), kT0, kT0 + 60);
+        for (int k = 1; k <= kCalls; k++) {
+            h.bucket(h.edge("out", "svc" + std::to_string(i), addr(i), addr(i + k), 9000), kT0, {.connects = 1});
+            h.bucket(h.edge("in", "svc" + std::to_string(i), addr(i), addr(i - k), 9000), kT0, {.accepts = 1});
+        }
+    }
+    auto dot = run_depgraph({"render", "--db", dir.file("ring.db"), "-o", "-", "--format", "dot"});
+    REQUIRE(dot.exit_code == 0);
+    CHECK(dot.out.find("layout=sfdp") != std::string::npos);
+    CHECK(dot.out.find(":9000 (") == std::string::npos);
+    CHECK(run_depgraph({"render", "--db", dir.file("ring.db"), "-o", "-", "--format", "json"}).json()["edges"].size() ==
+          210);
+    auto svg = run_depgraph({"render", "--db", dir.file("ring.db"), "-o", "-", "--format", "svg"});
+    REQUIRE(svg.exit_code == 0);
+    CHECK(parse_svg(svg.out).has_text("svc0"));
+}

@@ -1,0 +1,88 @@
+// Bad database files: one clear line, exit 1, never a crash; for every command.
+#include <sqlite3.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+
+#include "tests/graph/fixture_db.hpp"
+#include "tests/graph/small_fleet.hpp"
+
+using namespace depgraph::fixture;
+
+namespace {
+
+void expect_one_error_line(const CliResult& r, const std::string& fragment) {
+    INFO(r.err);
+    CHECK(r.exit_code == 1);
+    CHECK(r.out.empty());
+    CHECK(r.err.rfind("depgraph: error: ", 0) == 0);
+    CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+    CHECK(r.err.find(fragment) != std::string::npos);
+}
+
+void sql(const std::string& path, const char* statement) {
+    sqlite3* raw = nullptr;
+    sqlite3_open(path.c_str(), &raw);
+    depgraph::SqliteDb db(raw);
+    REQUIRE(sqlite3_exec(raw, statement, nullptr, nullptr, nullptr) == SQLITE_OK);
+}
+
+}  // namespace
+
+TEST_CASE("every reading command refuses bad database files with one line") {
+    TempDir dir;
+    auto good = write_small_fleet(dir)[0];
+
+    std::ofstream(dir.file("text.db")) << "this is a text file that someone named .db by mistake, not sqlite\n";
+    std::ofstream(dir.file("empty.db"));
+    sql(dir.file("foreign.db"), "CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+    std::filesystem::copy_file(good, dir.file("newer.db"));
+    sql(dir.file("newer.db"), "PRAGMA user_version = 99");
+    // the first half of a real database: header intact, pages missing
+    {
+        auto bytes = read_file(good);
+        std::ofstream(dir.file("truncated.db"), std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+    }
+    std::filesystem::create_directory(dir.file("dir.db"));
+
+    const std::vector<std::pair<std::string, std::string>> cases{
+        {"missing.db", "No such file or directory"},
+        {"text.db", "not a depgraph database"},
+        {"empty.db", "not a depgraph database"},
+        {"foreign.db", "not a depgraph database"},
+        {"newer.db", "newer than this build reads"},
+        {"truncated.db", "truncated.db"},
+        {"dir.db", "not a regular file"},
+    };
+    const std::vector<std::vector<std::string>> commands{
+        {"edges"}, {"hosts"}, {"render", "-o", "-", "--format", "svg"}, {"impact", "db-01"}, {"deps", "web-01"},
+        {"merge", "-o", dir.file("out.db")},
+    };
+    for (const auto& [file, fragment] : cases) {
+        for (auto args : commands) {
+            INFO(file << " with " << args[0]);
+            if (args[0] == "merge") {
+                args.push_back(good);
+                args.push_back(dir.file(file));
+            } else {
+                args.insert(args.end(), {"--db", good, "--db", dir.file(file)});
+            }
+            expect_one_error_line(run_depgraph(args), fragment);
+        }
+    }
+    CHECK_FALSE(std::filesystem::exists(dir.file("out.db")));
+}
+
+TEST_CASE("usage errors exit 2 with one line") {
+    for (const auto& args : std::vector<std::vector<std::string>>{
+             {}, {"render"}, {"impact"}, {"render", "-o", "-", "--group-by", "rack"}, {"impact", "x", "--depth", "-1"},
+             {"frobnicate"}}) {
+        auto r = run_depgraph(args);
+        INFO(r.err);
+        CHECK(r.exit_code == 2);
+        CHECK(r.err.rfind("depgraph: error: ", 0) == 0);
+    }
+    auto window = run_depgraph({"edges", "--since", "yesterday"});
+    CHECK(window.exit_code == 1);
+    CHECK(window.err.find("invalid") != std::string::npos);
+}

@@ -1,0 +1,111 @@
+#include "tests/integration/child_process.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <stdexcept>
+#include <thread>
+
+namespace depgraph::test {
+namespace {
+
+void enter_netns_or_die(const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) {
+        std::perror(("child: cannot enter " + path).c_str());
+        _exit(126);
+    }
+    ::close(fd);
+}
+
+}  // namespace
+
+ChildProcess ChildProcess::fork_in(const std::string& netns_path, const std::string& name,
+                                   const std::function<int()>& body) {
+    std::fflush(nullptr);
+    pid_t pid = fork();
+    if (pid < 0) throw std::runtime_error("fork failed");
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        enter_netns_or_die(netns_path);
+        if (!name.empty()) prctl(PR_SET_NAME, name.c_str());
+        int rc = body();
+        std::fflush(nullptr);
+        _exit(rc);
+    }
+    return ChildProcess(pid);
+}
+
+ChildProcess ChildProcess::exec_in(const std::string& netns_path, const std::vector<std::string>& argv) {
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    return fork_in(netns_path, "", [&] {
+        execv(args[0], args.data());
+        std::perror(("child: cannot exec " + argv[0]).c_str());
+        return 127;
+    });
+}
+
+ChildProcess::ChildProcess(ChildProcess&& o) noexcept : pid_(o.pid_) { o.pid_ = -1; }
+
+ChildProcess::~ChildProcess() {
+    if (pid_ > 0) stop(SIGKILL);
+}
+
+int ChildProcess::wait_exit(int timeout_ms) {
+    if (pid_ <= 0) return -1;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+        int status = 0;
+        pid_t r = waitpid(pid_, &status, WNOHANG);
+        if (r == pid_) {
+            pid_ = -1;
+            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        }
+        if (std::chrono::steady_clock::now() > deadline) return -1;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+}
+
+int ChildProcess::stop(int sig) {
+    if (pid_ <= 0) return -1;
+    ::kill(pid_, sig);
+    int rc = wait_exit(10000);
+    if (pid_ > 0) {  // did not stop in time
+        ::kill(pid_, SIGKILL);
+        waitpid(pid_, nullptr, 0);
+        pid_ = -1;
+    }
+    return rc;
+}
+
+Signal::Signal() {
+    if (pipe2(fds_, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+}
+
+Signal::~Signal() {
+    ::close(fds_[0]);
+    ::close(fds_[1]);
+}
+
+void Signal::send() {
+    char c = 1;
+    if (::write(fds_[1], &c, 1) != 1) std::perror("signal write");
+}
+
+bool Signal::wait(int timeout_ms) {
+    pollfd p{fds_[0], POLLIN, 0};
+    if (poll(&p, 1, timeout_ms) != 1) return false;
+    char c;
+    return ::read(fds_[0], &c, 1) == 1;
+}
+
+}  // namespace depgraph::test

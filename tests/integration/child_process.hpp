@@ -1,0 +1,52 @@
+// Processes that integration tests start inside a test network namespace:
+// an agent binary, or a forked function playing a server or a client.
+// The destructor stops and reaps the process, also when a test fails.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace depgraph::test {
+
+class ChildProcess {
+public:
+    // Forks; the child enters the network namespace at `netns_path`, names
+    // itself `name` (what the kernel reports as its comm), and exits with
+    // the value `body` returns.
+    static ChildProcess fork_in(const std::string& netns_path, const std::string& name,
+                                const std::function<int()>& body);
+    // Forks and execs `argv` inside the network namespace (the program keeps its own name).
+    static ChildProcess exec_in(const std::string& netns_path, const std::vector<std::string>& argv);
+
+    ChildProcess(ChildProcess&& o) noexcept;
+    ChildProcess& operator=(ChildProcess&&) = delete;
+    ~ChildProcess();
+
+    pid_t pid() const { return pid_; }
+    // Sends `sig` and waits; returns the exit status (-1 if killed by a signal).
+    int stop(int sig);
+    // Waits up to `timeout_ms` for a normal exit; -1 on timeout or signal.
+    int wait_exit(int timeout_ms);
+
+private:
+    explicit ChildProcess(pid_t pid) : pid_(pid) {}
+    pid_t pid_ = -1;
+};
+
+// A one-byte-per-message pipe between a test and its child: "go", "done".
+class Signal {
+public:
+    Signal();
+    ~Signal();
+    void send();
+    // false when nothing arrived within `timeout_ms`.
+    bool wait(int timeout_ms);
+
+private:
+    int fds_[2] = {-1, -1};
+};
+
+}  // namespace depgraph::test

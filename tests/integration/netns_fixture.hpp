@@ -1,0 +1,74 @@
+// Network namespaces for integration tests: each test makes the "hosts" it
+// needs, with lo up and veth links on 198.18.0.0/15, and they are removed
+// whatever happens to the test (see TestNetns).
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace depgraph::test {
+
+// meson reads this exit code as "skipped".
+constexpr int kSkipExitCode = 77;
+
+// For an integration test's main(): whether it may run (root); when not, it
+// says why on stderr and main returns kSkipExitCode:
+//
+//     #define CATCH_CONFIG_RUNNER
+//     #include <catch2/catch.hpp>
+//     int main(int argc, char* argv[]) {
+//         if (!depgraph::test::can_run_as_root(argv[0])) return depgraph::test::kSkipExitCode;
+//         return Catch::Session().run(argc, argv);
+//     }
+bool can_run_as_root(const char* test_name);
+
+// Runs a program (found in PATH) with these arguments and waits for it; no
+// shell. Throws std::runtime_error naming the command when it fails.
+void run_command(const std::vector<std::string>& argv);
+
+// An address for bind()/connect(): "198.18.0.1" or "::1" (IPv6 when the text
+// has a colon). Throws std::invalid_argument on text that is neither.
+struct SocketAddress {
+    sockaddr_storage storage{};
+    socklen_t length = 0;
+    int family() const { return storage.ss_family; }
+    const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
+};
+SocketAddress socket_address(const std::string& addr, uint16_t port);
+
+// A named network namespace, `ip netns add depgraph-test-<pid>-<n>`, with lo
+// up. It is removed (as `ip netns delete` does) by the destructor, so also
+// when a REQUIRE throws; by a signal handler on SIGINT/SIGTERM/SIGABRT/SIGSEGV
+// (meson's timeout, a crash); and, for SIGKILL, by the next test run, which
+// removes the namespaces of test processes that no longer exist.
+// Sockets opened inside keep the namespace alive until they are closed, but
+// its name is gone, so `ip netns list` is empty after the test.
+class TestNetns {
+public:
+    TestNetns();
+    ~TestNetns();
+    TestNetns(const TestNetns&) = delete;
+    TestNetns& operator=(const TestNetns&) = delete;
+
+    const std::string& name() const { return name_; }
+    // /run/netns/NAME: what setns() and depgraph::in_netns() take.
+    std::string path() const;
+
+    // Runs `ip -n NAME args...`, e.g. ip({"route", "add", "default", "dev", "dg0a"}).
+    void ip(const std::vector<std::string>& args) const;
+
+    // A veth pair between two namespaces, each end up with its address in
+    // CIDR form ("198.18.0.1/24"). Returns the two interface names (a's, b's).
+    static std::pair<std::string, std::string> link(TestNetns& a, const std::string& addr_a, TestNetns& b,
+                                                    const std::string& addr_b);
+
+private:
+    std::string name_;
+    int slot_ = -1;  // in the signal handler's table of names to remove
+};
+
+}  // namespace depgraph::test

@@ -1,0 +1,248 @@
+// Two network namespaces as two hosts, one agent each with --scope netns.
+// A client makes exactly N connections to a server, M to a closed port, one
+// over IPv6, and holds one that was open before the agents started; each
+// agent's database must show exactly that, and nothing from elsewhere.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define CATCH_CONFIG_RUNNER
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+#include "store/database.hpp"
+#include "tests/integration/child_process.hpp"
+#include "tests/integration/netns_fixture.hpp"
+
+using namespace depgraph;
+using namespace depgraph::test;
+
+namespace {
+
+constexpr int kConnections = 7;        // N
+constexpr int kRefused = 3;            // M
+constexpr int kRequestBytes = 1000;
+constexpr int kResponseBytes = 500;
+constexpr uint16_t kServicePort = 8080;
+constexpr uint16_t kClosedPort = 9090;
+
+int connect_to(const std::string& addr, uint16_t port) {
+    auto sa = socket_address(addr, port);
+    int fd = socket(sa.family(), SOCK_STREAM, 0);
+    if (connect(fd, sa.get(), sa.length) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+bool send_bytes(int fd, int n) {
+    std::string buf(static_cast<size_t>(n), 'x');
+    return send(fd, buf.data(), buf.size(), MSG_NOSIGNAL) == n;
+}
+
+bool recv_bytes(int fd, int n) {
+    char buf[4096];
+    while (n > 0) {
+        ssize_t r = recv(fd, buf, std::min<size_t>(sizeof buf, static_cast<size_t>(n)), 0);
+        if (r <= 0) return false;
+        n -= static_cast<int>(r);
+    }
+    return true;
+}
+
+// Dual-stack listener on [::]:port, so IPv4 clients arrive as ::ffff:a.b.c.d
+// and the agent has to normalise them. One thread per connection.
+int serve() {
+    int ls = socket(AF_INET6, SOCK_STREAM, 0);
+    int off = 0, on = 1;
+    setsockopt(ls, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    sockaddr_in6 sin6{};
+    sin6.sin6_family = AF_INET6;
+    sin6.sin6_port = htons(kServicePort);
+    sin6.sin6_addr = in6addr_any;
+    if (bind(ls, reinterpret_cast<sockaddr*>(&sin6), sizeof sin6) != 0 || listen(ls, 64) != 0) return 2;
+    for (;;) {
+        int fd = accept(ls, nullptr, nullptr);
+        if (fd < 0) continue;
+        std::thread([fd] {
+            if (recv_bytes(fd, kRequestBytes)) send_bytes(fd, kResponseBytes);
+            char c;
+            while (recv(fd, &c, 1, 0) > 0) {
+            }
+            close(fd);
+        }).detach();
+    }
+}
+
+struct EdgeTotals {
+    int64_t rows = 0, connects = 0, failed = 0, refused = 0, accepts = 0, closes = 0;
+    int64_t bytes_sent = 0, bytes_received = 0, open = 0;
+};
+
+// Counters of one edge summed over its buckets; `open` from its latest bucket.
+EdgeTotals totals(Database& db, const std::string& direction, const std::string& process,
+                  const std::string& local_addr, const std::string& remote_addr, int port) {
+    auto stmt = db.prepare(
+        "SELECT count(DISTINCT e.edge_id), sum(connects), sum(failed), sum(refused), sum(accepts), sum(closes), "
+        "sum(bytes_sent), sum(bytes_received), "
+        "(SELECT open FROM edge_buckets b2 WHERE b2.edge_id = e.edge_id ORDER BY bucket_start DESC LIMIT 1) "
+        "FROM edges e JOIN edge_buckets b USING (edge_id) "
+        "WHERE direction = ? AND process = ? AND local_addr = ? AND remote_addr = ? AND port = ?");
+    REQUIRE(stmt.ok());
+    stmt->bind(1, direction).bind(2, process).bind(3, local_addr).bind(4, remote_addr).bind(5, int64_t{port});
+    REQUIRE(*stmt->step());
+    EdgeTotals t;
+    int64_t* fields[] = {&t.rows, &t.connects, &t.failed, &t.refused, &t.accepts, &t.closes,
+                         &t.bytes_sent, &t.bytes_received, &t.open};
+    for (int i = 0; i < 9; i++) *fields[i] = stmt->column_int(i);
+    return t;
+}
+
+int64_t count(Database& db, const std::string& sql) {
+    auto stmt = db.prepare(sql);
+    REQUIRE(stmt.ok());
+    REQUIRE(*stmt->step());
+    return stmt->column_int(0);
+}
+
+}  // namespace
+
+TEST_CASE("two agents in two namespaces record exact connection counts") {
+    const char* agent_bin = std::getenv("DEPGRAPH_AGENT");
+    REQUIRE(agent_bin != nullptr);
+
+    TestNetns host_a, host_b;
+    auto [if_a, if_b] = TestNetns::link(host_a, "198.18.0.1/24", host_b, "198.18.0.2/24");
+    // 2001:2::/48 is IPv6's benchmarking range, the counterpart of 198.18.0.0/15.
+    // nodad: usable at once, without waiting for duplicate address detection.
+    host_a.ip({"addr", "add", "2001:2::1/64", "dev", if_a, "nodad"});
+    host_b.ip({"addr", "add", "2001:2::2/64", "dev", if_b, "nodad"});
+
+    char tmpl[] = "/tmp/depgraph-agent-test-XXXXXX";
+    std::filesystem::path dir = mkdtemp(tmpl);
+    struct RemoveDir {
+        std::filesystem::path p;
+        ~RemoveDir() { std::filesystem::remove_all(p); }
+    } remove_dir{dir};
+    std::string db_a = (dir / "a.db").string(), db_b = (dir / "b.db").string();
+
+    auto server = ChildProcess::fork_in(host_b.path(), "dg-server", serve);
+
+    Signal held, go, done;
+    auto client = ChildProcess::fork_in(host_a.path(), "dg-client", [&] {
+        int pre = -1;
+        for (int i = 0; i < 200 && pre < 0; i++) {
+            pre = connect_to("198.18.0.2", kServicePort);
+            if (pre < 0) usleep(10000);
+        }
+        if (pre < 0) return 3;
+        held.send();
+        if (!go.wait(30000)) return 4;
+        int made = 0;
+        // From a worker thread with its own name: the edge must still carry
+        // the thread-group leader's name.
+        std::thread worker([&] {
+            prctl(PR_SET_NAME, "dg-worker");
+            for (int i = 0; i < kConnections; i++) {
+                int fd = connect_to("198.18.0.2", kServicePort);
+                if (fd < 0) continue;
+                if (send_bytes(fd, kRequestBytes) && recv_bytes(fd, kResponseBytes)) made++;
+                close(fd);
+            }
+        });
+        worker.join();
+        int refused = 0;
+        for (int i = 0; i < kRefused; i++) refused += connect_to("198.18.0.2", kClosedPort) < 0;
+        int v6 = connect_to("2001:2::2", kServicePort);
+        bool v6_ok = v6 >= 0 && send_bytes(v6, kRequestBytes) && recv_bytes(v6, kResponseBytes);
+        close(v6);
+        done.send();
+        pause();  // keeps the pre-existing connection open until the test ends
+        return made == kConnections && refused == kRefused && v6_ok ? 0 : 5;
+    });
+    REQUIRE(held.wait(10000));
+
+    auto start_agent = [&](TestNetns& ns, const std::string& host, const std::string& db) {
+        return ChildProcess::exec_in(ns.path(), {agent_bin, "--db", db, "--scope", "netns", "--hostname", host,
+                                                 "--flush-interval", "1s", "--bucket", "60s"});
+    };
+    auto agent_a = start_agent(host_a, "host-a", db_a);
+    auto agent_b = start_agent(host_b, "host-b", db_b);
+    // Attached and snapshotted once the first flush has written the host's addresses.
+    auto first_flush_done = [](const std::string& path) {
+        auto db = Database::open_read_only(path);
+        return db.ok() && count(*db, "SELECT count(*) FROM host_addresses") > 0;
+    };
+    for (int i = 0; i < 100 && !(first_flush_done(db_a) && first_flush_done(db_b)); i++) usleep(100000);
+    REQUIRE(first_flush_done(db_a));
+    REQUIRE(first_flush_done(db_b));
+
+    go.send();
+    REQUIRE(done.wait(30000));
+    REQUIRE(agent_a.stop(SIGINT) == 0);
+    REQUIRE(agent_b.stop(SIGINT) == 0);
+
+    auto a = Database::open_read_only(db_a);
+    auto b = Database::open_read_only(db_b);
+    REQUIRE(a.ok());
+    REQUIRE(b.ok());
+
+    {  // the client's side
+        auto out = totals(*a, "out", "dg-client", "198.18.0.1", "198.18.0.2", kServicePort);
+        CHECK(out.rows == 1);
+        CHECK(out.connects == kConnections);
+        CHECK(out.failed == 0);
+        CHECK(out.closes == kConnections);
+        CHECK(out.open == 1);  // the connection held from before the agent started
+        // bytes_acked counts the FIN too: up to 2 bytes per connection over the payload.
+        CHECK(out.bytes_sent >= kConnections * kRequestBytes);
+        CHECK(out.bytes_sent <= kConnections * (kRequestBytes + 2));
+        CHECK(out.bytes_received >= kConnections * kResponseBytes);
+        CHECK(out.bytes_received <= kConnections * (kResponseBytes + 2));
+
+        auto refused = totals(*a, "out", "dg-client", "198.18.0.1", "198.18.0.2", kClosedPort);
+        CHECK(refused.failed == kRefused);
+        CHECK(refused.refused == kRefused);
+        CHECK(refused.connects == 0);
+
+        auto v6 = totals(*a, "out", "dg-client", "2001:2::1", "2001:2::2", kServicePort);
+        CHECK(v6.connects == 1);
+        CHECK(v6.closes == 1);
+
+        // Exactly those three edges; nothing of host B's or the machine's own traffic.
+        CHECK(count(*a, "SELECT count(*) FROM edges") == 3);
+        CHECK(count(*a, "SELECT count(*) FROM edges WHERE host != 'host-a'") == 0);
+        CHECK(count(*a, "SELECT count(DISTINCT netns) FROM edges") == 1);
+        CHECK(count(*a, "SELECT count(*) FROM agent_runs WHERE stopped_at IS NOT NULL") == 1);
+        CHECK(count(*a, "SELECT count(*) FROM host_addresses WHERE addr = '198.18.0.1'") == 1);
+    }
+
+    {  // the server's side
+        auto in = totals(*b, "in", "dg-server", "198.18.0.2", "198.18.0.1", kServicePort);
+        CHECK(in.rows == 1);
+        CHECK(in.accepts == kConnections);
+        CHECK(in.connects == 0);
+        CHECK(in.closes == kConnections);
+        CHECK(in.open == 1);
+        CHECK(in.bytes_received >= kConnections * kRequestBytes);
+        CHECK(in.bytes_received <= kConnections * (kRequestBytes + 2));
+
+        auto v6 = totals(*b, "in", "dg-server", "2001:2::2", "2001:2::1", kServicePort);
+        CHECK(v6.accepts == 1);
+
+        CHECK(count(*b, "SELECT count(*) FROM edges") == 2);
+        CHECK(count(*b, "SELECT count(*) FROM edges WHERE port = 9090 OR direction = 'out'") == 0);
+        CHECK(count(*b, "SELECT coalesce(sum(value), 0) FROM losses") == 0);
+    }
+}
+
+int main(int argc, char* argv[]) {
+    if (!can_run_as_root(argv[0])) return kSkipExitCode;
+    return Catch::Session().run(argc, argv);
+}
