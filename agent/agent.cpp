@@ -104,7 +104,10 @@ public:
         auto losses = tracer_.losses();
         if (!losses) return losses.error();
         for (size_t i = 0; i < losses->size(); i++) f.loss_deltas[i] = (*losses)[i] - reported_losses_[i];
-        f.addresses = addresses();
+        // Addresses that cannot be read this time are taken as unchanged, not
+        // as gone: a gap would split the host's ownership of them in two.
+        if (auto current = addresses(); current) addresses_ = std::move(*current);
+        f.addresses = addresses_;
         if (auto s = store_.write(f); !s) return s;
         reported_losses_ = *losses;
         return ok_status();
@@ -229,12 +232,15 @@ private:
         });
     }
 
-    std::vector<HostAddress> addresses() const {
+    Result<std::vector<HostAddress>> addresses() const {
         std::vector<HostAddress> out;
-        (void)for_each_netns([&](uint32_t netns) -> Status {
-            for (auto& a : local_addresses()) out.push_back({netns, std::move(a)});
+        auto s = for_each_netns([&](uint32_t netns) -> Status {
+            auto found = try_local_addresses();
+            if (!found) return found.error();
+            for (auto& a : *found) out.push_back({netns, std::move(a)});
             return ok_status();
         });
+        if (!s) return s.error();
         return out;
     }
 
@@ -247,6 +253,7 @@ private:
     std::map<ListenerKey, std::string> listeners_;
     std::map<EdgeIdentity, int64_t> open_;  // open connections per edge, across flushes
     LossCounters reported_losses_{};
+    std::vector<HostAddress> addresses_;  // as last read
 };
 
 // Waits until the next multiple of `interval` on the UTC clock, so flushes

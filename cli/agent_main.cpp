@@ -48,8 +48,11 @@ int main(int argc, char** argv) {
 
     try {
         app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
+    } catch (const CLI::Success& e) {  // --help, --version
         return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        std::fprintf(stderr, "depgraph-agent: error: %s\n", e.what());
+        return 2;
     }
     options.flush_interval_s = *depgraph::parse_duration(flush_interval);
     options.bucket_s = *depgraph::parse_duration(bucket);

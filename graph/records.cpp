@@ -10,6 +10,9 @@ namespace depgraph {
 namespace {
 
 // `open` is a gauge, so it comes from the latest bucket rather than a sum.
+// CROSS JOIN fixes the loop order: edges outside, buckets through their
+// primary key inside, already grouped. Left to itself the planner takes the
+// time index and sorts a month of buckets in a temporary B-tree, 10x slower.
 constexpr std::string_view kEdgesInWindow = R"sql(
 SELECT e.host, e.direction, e.netns, e.process, e.cgroup, e.local_addr, e.remote_addr, e.port, e.loopback,
        sum(b.connects), sum(b.failed), sum(b.refused), sum(b.accepts), sum(b.closes),
@@ -18,7 +21,7 @@ SELECT e.host, e.direction, e.netns, e.process, e.cgroup, e.local_addr, e.remote
        (SELECT l.open FROM edge_buckets l
          WHERE l.edge_id = e.edge_id AND l.bucket_start >= ?1 AND l.bucket_start < ?2
          ORDER BY l.bucket_start DESC LIMIT 1)
-FROM edges e JOIN edge_buckets b ON b.edge_id = e.edge_id
+FROM edges e CROSS JOIN edge_buckets b ON b.edge_id = e.edge_id
 WHERE b.bucket_start >= ?1 AND b.bucket_start < ?2
 GROUP BY e.edge_id
 )sql";
@@ -26,12 +29,12 @@ GROUP BY e.edge_id
 constexpr std::string_view kAddresses =
     "SELECT host, addr, min(first_seen), max(last_seen) FROM host_addresses GROUP BY host, addr, first_seen";
 
+// The columns of the edges table's UNIQUE constraint, by reference.
+auto identity_of(const EdgeRecord& e) {
+    return std::tie(e.host, e.direction, e.netns, e.process, e.cgroup, e.local_addr, e.remote_addr, e.port);
+}
 using EdgeIdentity = std::tuple<std::string, std::string, int64_t, std::string, std::string, std::string,
                                 std::string, int>;
-
-EdgeIdentity identity_of(const EdgeRecord& e) {
-    return {e.host, e.direction, e.netns, e.process, e.cgroup, e.local_addr, e.remote_addr, e.port};
-}
 
 void fold_duplicate(EdgeRecord& kept, const EdgeRecord& other) {
     if (other.last_seen > kept.last_seen) kept.open = other.open;

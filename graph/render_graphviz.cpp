@@ -78,8 +78,9 @@ std::string ports_text(const std::set<int>& ports) {
     return text;
 }
 
-std::string node_label(const Node& n) {
-    std::string label = label_text(n.process.empty() ? n.host : n.process);
+// Inside its host's box a node is named by its process; alone, by host/process.
+std::string node_label(const Node& n, bool in_cluster) {
+    std::string label = label_text(n.process.empty() || !in_cluster ? n.id : n.process);
     if (n.members.size() > 1) label += " (" + std::to_string(n.members.size()) + " hosts)";
     if (!n.ports.empty()) label += "\\n" + ports_text(n.ports);
     return label;
@@ -104,12 +105,18 @@ CGraph build(const Graph& graph, const RenderOptions& options, const std::string
     set(g.get(), "overlap", "false");
     set(g.get(), "outputorder", "edgesfirst");
 
+    // A box around a host earns its place only with two processes in it; and
+    // cgraph's cost grows with nodes times subgraphs.
+    std::map<std::string, int> processes_on;
+    for (const auto& n : graph.nodes) {
+        if (n.kind != NodeKind::external) processes_on[n.host]++;
+    }
     std::map<std::string, Agraph_t*> clusters;
     std::vector<Agnode_t*> placed(graph.nodes.size());
     for (size_t i = 0; i < graph.nodes.size(); i++) {
         const auto& n = graph.nodes[i];
         Agraph_t* parent = g.get();
-        if (options.host_clusters && n.kind != NodeKind::external) {
+        if (options.host_clusters && n.kind != NodeKind::external && processes_on[n.host] > 1) {
             auto& cluster = clusters[n.host];
             if (!cluster) {
                 std::string cluster_name = "cluster_" + std::to_string(clusters.size());
@@ -123,7 +130,7 @@ CGraph build(const Graph& graph, const RenderOptions& options, const std::string
         std::string node_name = "n" + std::to_string(i);
         Agnode_t* node = agnode(parent, node_name.data(), 1);
         placed[i] = node;
-        set(node, "label", node_label(n));
+        set(node, "label", node_label(n, parent != g.get()));
         set(node, "tooltip", label_text(n.id));
         set(node, "fontname", "Helvetica");
         if (n.kind == NodeKind::external) {

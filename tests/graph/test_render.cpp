@@ -63,9 +63,10 @@ TEST_CASE("render svg: a well-formed document with every node's label") {
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
     auto svg = parse_svg(read_file(dir.file("fleet.svg")));
-    for (const auto* label : {"nginx", "app", "postgres", "redis", "(unknown)", ":5432", ":6379", "203.0.113.5",
-                              "93.184.216.34", "198.18.0.77", "web-01", "web-02", "db-01", "cache-01", "batch-01",
-                              "depgraph: the beginning to now"}) {
+    // web-01 runs two processes: a box labelled web-01 around them; other hosts have one: "host/process".
+    for (const auto* label : {"web-01", "nginx", "app", ":80", ":8080", "web-02/app", "db-01/postgres", ":5432",
+                              "cache-01/redis", ":6379", "batch-01/(unknown)", "203.0.113.5", "93.184.216.34",
+                              "198.18.0.77", "depgraph: the beginning to now"}) {
         INFO(label);
         CHECK(svg.has_text(label));
     }

@@ -6,14 +6,18 @@
 #include <netinet/in.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
+#include "agent/process_table.hpp"
 #include "store/database.hpp"
 #include "tests/integration/child_process.hpp"
 #include "tests/integration/netns_fixture.hpp"
@@ -132,7 +136,25 @@ TEST_CASE("two agents in two namespaces record exact connection counts") {
     } remove_dir{dir};
     std::string db_a = (dir / "a.db").string(), db_b = (dir / "b.db").string();
 
-    auto server = ChildProcess::fork_in(host_b.path(), "dg-server", serve);
+    // The server runs in a cgroup of its own (a stand-in for a systemd unit
+    // or a container), which its edges must carry. Declared before the
+    // server, so it is removed after the server is gone.
+    std::ifstream mountinfo("/proc/self/mountinfo");
+    std::stringstream mounts;
+    mounts << mountinfo.rdbuf();
+    auto cgroup_mount = parse_cgroup2_mount(mounts.str());
+    REQUIRE(cgroup_mount);
+    std::string cgroup = "/depgraph-test-" + std::to_string(getpid());
+    struct RemoveCgroup {
+        std::string dir;
+        ~RemoveCgroup() { rmdir(dir.c_str()); }
+    } remove_cgroup{*cgroup_mount + cgroup};
+    REQUIRE(mkdir(remove_cgroup.dir.c_str(), 0755) == 0);
+
+    auto server = ChildProcess::fork_in(host_b.path(), "dg-server", [&] {
+        std::ofstream(remove_cgroup.dir + "/cgroup.procs") << getpid() << std::flush;
+        return serve();
+    });
 
     Signal held, go, done;
     auto client = ChildProcess::fork_in(host_a.path(), "dg-client", [&] {
@@ -237,6 +259,7 @@ TEST_CASE("two agents in two namespaces record exact connection counts") {
         CHECK(v6.accepts == 1);
 
         CHECK(count(*b, "SELECT count(*) FROM edges") == 2);
+        CHECK(count(*b, "SELECT count(*) FROM edges WHERE cgroup = '" + cgroup + "'") == 2);
         CHECK(count(*b, "SELECT count(*) FROM edges WHERE port = 9090 OR direction = 'out'") == 0);
         CHECK(count(*b, "SELECT coalesce(sum(value), 0) FROM losses") == 0);
     }

@@ -1,0 +1,171 @@
+// Bad input and failure: each gets one clear line on stderr, a non-zero
+// exit, and no database is created or changed.
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define CATCH_CONFIG_RUNNER
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "store/database.hpp"
+#include "tests/integration/child_process.hpp"
+#include "tests/integration/netns_fixture.hpp"
+
+using namespace depgraph;
+using namespace depgraph::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Outcome {
+    int exit_code = -1;
+    std::string stderr_text;
+};
+
+// Runs the agent with `args`, as `uid` unless it is 0, inside the network
+// namespace at `netns_path` if one is given, and collects stderr.
+Outcome run_agent(const std::vector<std::string>& args, uid_t uid = 0, const std::string& netns_path = "") {
+    std::vector<std::string> argv{std::getenv("DEPGRAPH_AGENT")};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<char*> raw;
+    for (auto& a : argv) raw.push_back(a.data());
+    raw.push_back(nullptr);
+    int err[2];
+    REQUIRE(pipe(err) == 0);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        dup2(err[1], 2);
+        close(err[0]);
+        if (!netns_path.empty()) {
+            int ns = open(netns_path.c_str(), O_RDONLY);
+            if (ns < 0 || setns(ns, CLONE_NEWNET) != 0) _exit(126);
+        }
+        if (uid != 0 && (setgid(uid) != 0 || setuid(uid) != 0)) _exit(125);
+        execv(raw[0], raw.data());
+        _exit(127);
+    }
+    close(err[1]);
+    Outcome out;
+    char buf[4096];
+    for (ssize_t n; (n = read(err[0], buf, sizeof buf)) > 0;) out.stderr_text.append(buf, static_cast<size_t>(n));
+    close(err[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    out.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return out;
+}
+
+bool is_one_line(const std::string& text) {
+    return !text.empty() && text.back() == '\n' && text.find('\n') == text.size() - 1;
+}
+
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        char tmpl[] = "/tmp/depgraph-agent-errors-XXXXXX";
+        path = mkdtemp(tmpl);
+        fs::permissions(path, fs::perms::all);  // the unprivileged run may write here
+    }
+    ~TempDir() { fs::remove_all(path); }
+};
+
+}  // namespace
+
+TEST_CASE("a file that is not a depgraph database is refused and left as it was") {
+    TempDir dir;
+    auto path = (dir.path / "notes.db").string();
+    std::ofstream(path) << "these are someone's notes, not a database\n";
+    auto before = fs::file_size(path);
+    auto out = run_agent({"--db", path, "--once"});
+    CHECK(out.exit_code == 1);
+    CHECK(is_one_line(out.stderr_text));
+    CHECK(out.stderr_text.find("is not a depgraph database") != std::string::npos);
+    CHECK(fs::file_size(path) == before);
+    CHECK_FALSE(fs::exists(path + "-wal"));
+}
+
+TEST_CASE("an unwritable database path is refused") {
+    TempDir dir;
+    auto blocker = dir.path / "file";
+    std::ofstream(blocker) << "x";
+    auto out = run_agent({"--db", (blocker / "depgraph.db").string(), "--once"});
+    CHECK(out.exit_code == 1);
+    CHECK(is_one_line(out.stderr_text));
+    CHECK(out.stderr_text.find("cannot") != std::string::npos);
+}
+
+TEST_CASE("without privileges the agent says what it needs and writes nothing") {
+    TempDir dir;
+    auto path = (dir.path / "depgraph.db").string();
+    auto out = run_agent({"--db", path, "--once"}, 65534 /* nobody */);
+    CHECK(out.exit_code == 1);
+    CHECK(is_one_line(out.stderr_text));
+    CHECK(out.stderr_text.find("CAP_BPF") != std::string::npos);
+    CHECK_FALSE(fs::exists(path));
+}
+
+TEST_CASE("bad arguments are usage errors on one line") {
+    for (auto args : std::vector<std::vector<std::string>>{{"--flush-interval", "7x"},
+                                                           {"--bucket", "0s"},
+                                                           {"--scope", "galaxy"},
+                                                           {"--no-such-flag"}}) {
+        auto out = run_agent(args);
+        INFO(out.stderr_text);
+        CHECK(out.exit_code == 2);
+        CHECK(is_one_line(out.stderr_text));
+        CHECK(out.stderr_text.rfind("depgraph-agent: error: ", 0) == 0);
+    }
+    auto out = run_agent({"--bucket", "45s", "--flush-interval", "10s", "--once"});
+    CHECK(out.exit_code == 1);
+    CHECK(out.stderr_text.find("multiple of --flush-interval") != std::string::npos);
+}
+
+TEST_CASE("--once records what is open at that moment, from both ends, and exits") {
+    TempDir dir;
+    auto path = (dir.path / "once.db").string();
+    TestNetns ns;
+    Signal ready;
+    // A listener and one connection to it over loopback, held open.
+    auto holder = ChildProcess::fork_in(ns.path(), "dg-holder", [&] {
+        auto addr = socket_address("127.0.0.1", 7000);
+        int ls = socket(AF_INET, SOCK_STREAM, 0);
+        if (bind(ls, addr.get(), addr.length) != 0 || listen(ls, 4) != 0) return 2;
+        int c = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(c, addr.get(), addr.length) != 0 || accept(ls, nullptr, nullptr) < 0) return 3;
+        ready.send();
+        pause();
+        return 0;
+    });
+    REQUIRE(ready.wait(5000));
+    auto out = run_agent({"--db", path, "--once", "--scope", "netns", "--hostname", "solo"}, 0, ns.path());
+    INFO(out.stderr_text);
+    REQUIRE(out.exit_code == 0);
+    auto db = Database::open_read_only(path);
+    REQUIRE(db.ok());
+    auto edges = db->prepare(
+        "SELECT direction, process, port, connects + accepts, open FROM edges JOIN edge_buckets USING (edge_id) "
+        "ORDER BY direction");
+    REQUIRE(edges.ok());
+    std::vector<std::string> rows;
+    while (*edges->step()) {
+        rows.push_back(edges->column_text(0) + " " + edges->column_text(1) + " " + edges->column_text(2) + " " +
+                       edges->column_text(3) + " " + edges->column_text(4));
+    }
+    // Open before the agent started: no connect or accept counted, one open each way.
+    CHECK(rows == std::vector<std::string>{"in dg-holder 7000 0 1", "out dg-holder 7000 0 1"});
+    auto runs = db->prepare("SELECT count(*) FROM agent_runs WHERE host = 'solo' AND stopped_at IS NOT NULL");
+    REQUIRE(*runs->step());
+    CHECK(runs->column_int(0) == 1);
+}
+
+int main(int argc, char* argv[]) {
+    if (!can_run_as_root(argv[0])) return kSkipExitCode;
+    return Catch::Session().run(argc, argv);
+}
