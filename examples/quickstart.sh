@@ -16,14 +16,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-./build/cli/depgraph-agent --db "$db" --flush-interval 1s &
-agent_pid=$!
-sleep 1
-
-# Some traffic over loopback: a web server, five requests, one refused connection.
+# A web server on loopback, up before the agent: the agent learns it from sock_diag.
 python3 -m http.server "$port" --bind 127.0.0.1 --directory examples >/dev/null 2>&1 &
 server_pid=$!
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+
+./build/cli/depgraph-agent --db "$db" --flush-interval 1s &
+agent_pid=$!
+sleep 2
+
+# Five requests and one refused connection.
 for _ in 1 2 3 4 5; do curl -s -o /dev/null "http://127.0.0.1:$port/"; done
 curl -s -o /dev/null "http://127.0.0.1:$((port + 1))/" || true
 sleep 2
