@@ -3,31 +3,14 @@
 #include <algorithm>
 #include <tuple>
 
-#include "store/database.hpp"
+#include "graph/rows.hpp"
 
 namespace depgraph {
-namespace {
-
-// Reads every row of `sql`, handing each to `row`; a read failure names the file.
-template <class RowFn>
-Status for_each_row(Database& db, std::string_view sql, RowFn&& row) {
-    auto stmt = db.prepare(sql);
-    if (!stmt) return stmt.error();
-    for (;;) {
-        auto more = stmt->step();
-        if (!more) return Error{"cannot read " + db.path() + ": " + more.error().message};
-        if (!*more) return ok_status();
-        row(*stmt);
-    }
-}
-
-}  // namespace
-
 Result<std::vector<HostReport>> load_hosts(const std::vector<std::string>& db_paths) {
     std::map<std::string, HostReport> hosts;
     std::map<std::string, std::string> host_of_run;
     std::map<std::tuple<std::string, int64_t, std::string>, int64_t> losses;  // deduplicated across files
-    std::map<std::pair<std::string, std::string>, AgentRun> runs;
+    std::map<std::pair<std::string, std::string>, RunRecord> runs;
     std::map<std::string, int64_t> edges;
     for (const auto& path : db_paths) {
         auto db = Database::open_read_only(path);
@@ -35,7 +18,7 @@ Result<std::vector<HostReport>> load_hosts(const std::vector<std::string>& db_pa
         auto s = for_each_row(*db,
             "SELECT host, run_id, version, started_at, stopped_at, last_report_at FROM agent_runs",
             [&](const Statement& r) {
-                AgentRun run{r.column_text(1), r.column_text(2), r.column_int(3), std::nullopt, r.column_int(5)};
+                RunRecord run{r.column_text(1), r.column_text(2), r.column_int(3), std::nullopt, r.column_int(5)};
                 if (!r.column_is_null(4)) run.stopped_at = r.column_int(4);
                 host_of_run[run.run_id] = r.column_text(0);
                 auto& kept = runs[{r.column_text(0), run.run_id}];
@@ -70,7 +53,7 @@ Result<std::vector<HostReport>> load_hosts(const std::vector<std::string>& db_pa
     std::vector<HostReport> reports;
     for (auto& [name, report] : hosts) {
         std::sort(report.runs.begin(), report.runs.end(),
-                  [](const AgentRun& a, const AgentRun& b) { return a.started_at < b.started_at; });
+                  [](const RunRecord& a, const RunRecord& b) { return a.started_at < b.started_at; });
         reports.push_back(std::move(report));
     }
     return reports;

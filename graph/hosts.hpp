@@ -12,7 +12,7 @@
 
 namespace depgraph {
 
-struct AgentRun {
+struct RunRecord {
     std::string run_id;
     std::string version;
     int64_t started_at = 0;
@@ -22,7 +22,7 @@ struct AgentRun {
 
 struct HostReport {
     std::string host;
-    std::vector<AgentRun> runs;               // oldest first
+    std::vector<RunRecord> runs;               // oldest first
     std::map<std::string, int64_t> losses;    // counter -> total over all runs
     int64_t edges = 0;
     std::optional<int64_t> last_report_at;

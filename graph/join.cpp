@@ -159,7 +159,7 @@ private:
 
 }  // namespace
 
-AddressBook::AddressBook(const std::vector<HostAddress>& addresses) {
+AddressBook::AddressBook(const std::vector<AddressRecord>& addresses) {
     for (const auto& a : addresses) by_addr_.emplace(a.addr, a);
 }
 

@@ -18,12 +18,12 @@ inline constexpr const char* kUnknownProcess = "(unknown)";
 // overlaps [from, to].
 class AddressBook {
 public:
-    explicit AddressBook(const std::vector<HostAddress>& addresses);
+    explicit AddressBook(const std::vector<AddressRecord>& addresses);
     std::set<std::string> owners(const std::string& addr, int64_t from, int64_t to) const;
     std::set<std::string> owners(const std::string& addr) const;
 
 private:
-    std::multimap<std::string, HostAddress> by_addr_;
+    std::multimap<std::string, AddressRecord> by_addr_;
 };
 
 // One node per (host, process); external nodes for addresses no agent owns.

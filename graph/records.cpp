@@ -4,7 +4,7 @@
 #include <map>
 #include <tuple>
 
-#include "store/database.hpp"
+#include "graph/rows.hpp"
 
 namespace depgraph {
 namespace {
@@ -33,7 +33,7 @@ constexpr std::string_view kAddresses =
 auto identity_of(const EdgeRecord& e) {
     return std::tie(e.host, e.direction, e.netns, e.process, e.cgroup, e.local_addr, e.remote_addr, e.port);
 }
-using EdgeIdentity = std::tuple<std::string, std::string, int64_t, std::string, std::string, std::string,
+using EdgeColumns = std::tuple<std::string, std::string, int64_t, std::string, std::string, std::string,
                                 std::string, int>;
 
 void fold_duplicate(EdgeRecord& kept, const EdgeRecord& other) {
@@ -53,43 +53,35 @@ Status read_edges(Database& db, const Window& window, std::vector<EdgeRecord>& o
     auto stmt = db.prepare(kEdgesInWindow);
     if (!stmt) return stmt.error();
     stmt->bind(1, window.since).bind(2, window.until);
-    for (;;) {
-        auto row = stmt->step();
-        if (!row) return Error{"cannot read edges from " + db.path() + ": " + row.error().message};
-        if (!*row) return ok_status();
+    return for_each_row(db, *stmt, [&](const Statement& row) {
         EdgeRecord e;
-        e.host = stmt->column_text(0);
-        e.direction = stmt->column_text(1);
-        e.netns = stmt->column_int(2);
-        e.process = stmt->column_text(3);
-        e.cgroup = stmt->column_text(4);
-        e.local_addr = stmt->column_text(5);
-        e.remote_addr = stmt->column_text(6);
-        e.port = static_cast<int>(stmt->column_int(7));
-        e.loopback = stmt->column_int(8) != 0;
-        e.connects = stmt->column_int(9);
-        e.failed = stmt->column_int(10);
-        e.refused = stmt->column_int(11);
-        e.accepts = stmt->column_int(12);
-        e.closes = stmt->column_int(13);
-        e.bytes_sent = stmt->column_int(14);
-        e.bytes_received = stmt->column_int(15);
-        e.first_seen = stmt->column_int(16);
-        e.last_seen = stmt->column_int(17);
-        e.open = stmt->column_int(18);
+        e.host = row.column_text(0);
+        e.direction = row.column_text(1);
+        e.netns = row.column_int(2);
+        e.process = row.column_text(3);
+        e.cgroup = row.column_text(4);
+        e.local_addr = row.column_text(5);
+        e.remote_addr = row.column_text(6);
+        e.port = static_cast<int>(row.column_int(7));
+        e.loopback = row.column_int(8) != 0;
+        e.connects = row.column_int(9);
+        e.failed = row.column_int(10);
+        e.refused = row.column_int(11);
+        e.accepts = row.column_int(12);
+        e.closes = row.column_int(13);
+        e.bytes_sent = row.column_int(14);
+        e.bytes_received = row.column_int(15);
+        e.first_seen = row.column_int(16);
+        e.last_seen = row.column_int(17);
+        e.open = row.column_int(18);
         out.push_back(std::move(e));
-    }
+    });
 }
 
-Status read_addresses(Database& db, std::vector<HostAddress>& out) {
-    auto stmt = db.prepare(kAddresses);
-    if (!stmt) return stmt.error();
-    for (;;) {
-        auto row = stmt->step();
-        if (!row) return Error{"cannot read host addresses from " + db.path() + ": " + row.error().message};
-        if (!*row) return ok_status();
-        out.push_back({stmt->column_text(0), stmt->column_text(1), stmt->column_int(2), stmt->column_int(3)});
-    }
+Status read_addresses(Database& db, std::vector<AddressRecord>& out) {
+    return for_each_row(db, kAddresses, [&](const Statement& row) {
+        out.push_back({row.column_text(0), row.column_text(1), row.column_int(2), row.column_int(3)});
+    });
 }
 
 }  // namespace
@@ -103,7 +95,7 @@ Result<Records> load_records(const std::vector<std::string>& db_paths, const Win
         if (auto s = read_edges(*db, window, all); !s) return s.error();
         if (auto s = read_addresses(*db, records.addresses); !s) return s.error();
     }
-    std::map<EdgeIdentity, size_t> seen;
+    std::map<EdgeColumns, size_t> seen;
     for (auto& e : all) {
         auto [it, inserted] = seen.try_emplace(identity_of(e), records.edges.size());
         if (inserted) {

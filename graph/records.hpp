@@ -47,7 +47,7 @@ struct EdgeRecord {
     bool outgoing() const { return direction == "out"; }
 };
 
-struct HostAddress {
+struct AddressRecord {
     std::string host;
     std::string addr;
     int64_t first_seen = 0;
@@ -56,7 +56,7 @@ struct HostAddress {
 
 struct Records {
     std::vector<EdgeRecord> edges;
-    std::vector<HostAddress> addresses;
+    std::vector<AddressRecord> addresses;
 };
 
 // Reads every database read-only. The same edge found in two databases (a

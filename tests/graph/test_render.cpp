@@ -89,7 +89,7 @@ TEST_CASE("render picks the format from the extension, or --format, and '-o -' w
     CHECK(json::parse(read_file(dir.file("fleet.json")))["edges"].size() == 8);
     auto out = run_depgraph(render_args(dbs, {"-o", "-", "--format", "svg", "--layout", "neato"}));
     REQUIRE(out.exit_code == 0);
-    CHECK(parse_svg(out.out).has_text("postgres"));
+    CHECK(parse_svg(out.out).has_text("db-01/postgres"));
     auto grouped = run_depgraph(render_args(dbs, {"-o", "-", "--format", "dot", "--group-by", "role"}));
     REQUIRE(grouped.exit_code == 0);
     CHECK(grouped.out.find("web (2 hosts)") != std::string::npos);
@@ -160,5 +160,5 @@ TEST_CASE("the engine follows the graph's shape; big graphs lose their edge labe
           210);
     auto svg = run_depgraph({"render", "--db", dir.file("ring.db"), "-o", "-", "--format", "svg"});
     REQUIRE(svg.exit_code == 0);
-    CHECK(parse_svg(svg.out).has_text("svc0"));
+    CHECK(parse_svg(svg.out).has_text("ring-0/svc0"));
 }

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -26,6 +27,51 @@ void enter_netns_or_die(const std::string& path) {
 }
 
 }  // namespace
+
+CommandOutput run_captured(const std::vector<std::string>& argv, const std::string& netns_path, uid_t uid) {
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    int out[2], err[2];
+    if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+    std::fflush(nullptr);
+    pid_t pid = fork();
+    if (pid < 0) throw std::runtime_error("fork failed");
+    if (pid == 0) {
+        dup2(out[1], 1);
+        dup2(err[1], 2);
+        if (!netns_path.empty()) enter_netns_or_die(netns_path);
+        if (uid != 0 && (setgid(uid) != 0 || setuid(uid) != 0)) _exit(125);
+        execv(args[0], args.data());
+        std::perror(("cannot exec " + argv[0]).c_str());
+        _exit(127);
+    }
+    ::close(out[1]);
+    ::close(err[1]);
+    CommandOutput result;
+    // Both pipes are read together, so a child that fills one cannot block.
+    pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+    std::string* sinks[2] = {&result.out, &result.err};
+    int open_pipes = 2;
+    while (open_pipes > 0 && poll(fds, 2, -1) > 0) {
+        for (int i = 0; i < 2; i++) {
+            if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
+            char buf[4096];
+            ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+            if (n > 0) {
+                sinks[i]->append(buf, static_cast<size_t>(n));
+            } else {
+                ::close(fds[i].fd);
+                fds[i].fd = -1;
+                open_pipes--;
+            }
+        }
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return result;
+}
 
 ChildProcess ChildProcess::fork_in(const std::string& netns_path, const std::string& name,
                                    const std::function<int()>& body) {

@@ -36,6 +36,16 @@ private:
     pid_t pid_ = -1;
 };
 
+// Runs a command to completion, optionally inside a network namespace and
+// as another user, and collects what it wrote.
+struct CommandOutput {
+    int exit_code = -1;  // -1: killed by a signal
+    std::string out;
+    std::string err;
+};
+CommandOutput run_captured(const std::vector<std::string>& argv, const std::string& netns_path = "",
+                           uid_t uid = 0);
+
 // A one-byte-per-message pipe between a test and its child: "go", "done".
 class Signal {
 public:

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "agent/process_table.hpp"
@@ -179,6 +180,9 @@ TEST_CASE("two agents in two namespaces record exact connection counts") {
             }
         });
         worker.join();
+        // A host that never answers: the connect fails without a RST, so it
+        // counts as failed but not as refused.
+        bool unanswered_failed = connect_to("198.18.0.3", kServicePort) < 0;
         int refused = 0;
         for (int i = 0; i < kRefused; i++) refused += connect_to("198.18.0.2", kClosedPort) < 0;
         int v6 = connect_to("2001:2::2", kServicePort);
@@ -186,7 +190,7 @@ TEST_CASE("two agents in two namespaces record exact connection counts") {
         close(v6);
         done.send();
         pause();  // keeps the pre-existing connection open until the test ends
-        return made == kConnections && refused == kRefused && v6_ok ? 0 : 5;
+        return made == kConnections && refused == kRefused && v6_ok && unanswered_failed ? 0 : 5;
     });
     REQUIRE(held.wait(10000));
 
@@ -237,12 +241,36 @@ TEST_CASE("two agents in two namespaces record exact connection counts") {
         CHECK(v6.connects == 1);
         CHECK(v6.closes == 1);
 
-        // Exactly those three edges; nothing of host B's or the machine's own traffic.
-        CHECK(count(*a, "SELECT count(*) FROM edges") == 3);
+        auto unanswered = totals(*a, "out", "dg-client", "198.18.0.1", "198.18.0.3", kServicePort);
+        CHECK(unanswered.failed == 1);
+        CHECK(unanswered.refused == 0);
+
+        // Exactly those four edges; nothing of host B's or the machine's own traffic.
+        CHECK(count(*a, "SELECT count(*) FROM edges") == 4);
         CHECK(count(*a, "SELECT count(*) FROM edges WHERE host != 'host-a'") == 0);
         CHECK(count(*a, "SELECT count(DISTINCT netns) FROM edges") == 1);
         CHECK(count(*a, "SELECT count(*) FROM agent_runs WHERE stopped_at IS NOT NULL") == 1);
         CHECK(count(*a, "SELECT count(*) FROM host_addresses WHERE addr = '198.18.0.1'") == 1);
+    }
+
+    {  // what `depgraph edges --format json` reports for the client's edge
+        auto listed = run_captured({std::getenv("DEPGRAPH"), "edges", "--db", db_a, "--format", "json"});
+        REQUIRE(listed.exit_code == 0);
+        auto json = nlohmann::json::parse(listed.out);
+        REQUIRE(json.is_array());
+        CHECK(json.size() == 4);
+        int matched = 0;
+        for (const auto& e : json) {
+            if (e["remote_addr"] != "198.18.0.2" || e["port"] != kServicePort) continue;
+            matched++;
+            CHECK(e["host"] == "host-a");
+            CHECK(e["direction"] == "out");
+            CHECK(e["process"] == "dg-client");
+            CHECK(e["connects"] == kConnections);
+            CHECK(e["failed"] == 0);
+            CHECK(e["open"] == 1);
+        }
+        CHECK(matched == 1);
     }
 
     {  // the server's side

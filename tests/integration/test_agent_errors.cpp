@@ -1,9 +1,7 @@
 // Bad input and failure: each gets one clear line on stderr, a non-zero
 // exit, and no database is created or changed.
 #include <fcntl.h>
-#include <sched.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define CATCH_CONFIG_RUNNER
@@ -23,43 +21,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Outcome {
-    int exit_code = -1;
-    std::string stderr_text;
-};
-
-// Runs the agent with `args`, as `uid` unless it is 0, inside the network
-// namespace at `netns_path` if one is given, and collects stderr.
-Outcome run_agent(const std::vector<std::string>& args, uid_t uid = 0, const std::string& netns_path = "") {
+CommandOutput run_agent(const std::vector<std::string>& args, uid_t uid = 0, const std::string& netns_path = "") {
     std::vector<std::string> argv{std::getenv("DEPGRAPH_AGENT")};
     argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<char*> raw;
-    for (auto& a : argv) raw.push_back(a.data());
-    raw.push_back(nullptr);
-    int err[2];
-    REQUIRE(pipe(err) == 0);
-    pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-        dup2(err[1], 2);
-        close(err[0]);
-        if (!netns_path.empty()) {
-            int ns = open(netns_path.c_str(), O_RDONLY);
-            if (ns < 0 || setns(ns, CLONE_NEWNET) != 0) _exit(126);
-        }
-        if (uid != 0 && (setgid(uid) != 0 || setuid(uid) != 0)) _exit(125);
-        execv(raw[0], raw.data());
-        _exit(127);
-    }
-    close(err[1]);
-    Outcome out;
-    char buf[4096];
-    for (ssize_t n; (n = read(err[0], buf, sizeof buf)) > 0;) out.stderr_text.append(buf, static_cast<size_t>(n));
-    close(err[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    out.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return out;
+    return run_captured(argv, netns_path, uid);
 }
 
 bool is_one_line(const std::string& text) {
@@ -85,8 +50,8 @@ TEST_CASE("a file that is not a depgraph database is refused and left as it was"
     auto before = fs::file_size(path);
     auto out = run_agent({"--db", path, "--once"});
     CHECK(out.exit_code == 1);
-    CHECK(is_one_line(out.stderr_text));
-    CHECK(out.stderr_text.find("is not a depgraph database") != std::string::npos);
+    CHECK(is_one_line(out.err));
+    CHECK(out.err.find("is not a depgraph database") != std::string::npos);
     CHECK(fs::file_size(path) == before);
     CHECK_FALSE(fs::exists(path + "-wal"));
 }
@@ -97,8 +62,8 @@ TEST_CASE("an unwritable database path is refused") {
     std::ofstream(blocker) << "x";
     auto out = run_agent({"--db", (blocker / "depgraph.db").string(), "--once"});
     CHECK(out.exit_code == 1);
-    CHECK(is_one_line(out.stderr_text));
-    CHECK(out.stderr_text.find("cannot") != std::string::npos);
+    CHECK(is_one_line(out.err));
+    CHECK(out.err.find("cannot") != std::string::npos);
 }
 
 TEST_CASE("without privileges the agent says what it needs and writes nothing") {
@@ -106,8 +71,8 @@ TEST_CASE("without privileges the agent says what it needs and writes nothing") 
     auto path = (dir.path / "depgraph.db").string();
     auto out = run_agent({"--db", path, "--once"}, 65534 /* nobody */);
     CHECK(out.exit_code == 1);
-    CHECK(is_one_line(out.stderr_text));
-    CHECK(out.stderr_text.find("CAP_BPF") != std::string::npos);
+    CHECK(is_one_line(out.err));
+    CHECK(out.err.find("CAP_BPF") != std::string::npos);
     CHECK_FALSE(fs::exists(path));
 }
 
@@ -117,14 +82,14 @@ TEST_CASE("bad arguments are usage errors on one line") {
                                                            {"--scope", "galaxy"},
                                                            {"--no-such-flag"}}) {
         auto out = run_agent(args);
-        INFO(out.stderr_text);
+        INFO(out.err);
         CHECK(out.exit_code == 2);
-        CHECK(is_one_line(out.stderr_text));
-        CHECK(out.stderr_text.rfind("depgraph-agent: error: ", 0) == 0);
+        CHECK(is_one_line(out.err));
+        CHECK(out.err.rfind("depgraph-agent: error: ", 0) == 0);
     }
     auto out = run_agent({"--bucket", "45s", "--flush-interval", "10s", "--once"});
     CHECK(out.exit_code == 1);
-    CHECK(out.stderr_text.find("multiple of --flush-interval") != std::string::npos);
+    CHECK(out.err.find("multiple of --flush-interval") != std::string::npos);
 }
 
 TEST_CASE("--once records what is open at that moment, from both ends, and exits") {
@@ -145,7 +110,7 @@ TEST_CASE("--once records what is open at that moment, from both ends, and exits
     });
     REQUIRE(ready.wait(5000));
     auto out = run_agent({"--db", path, "--once", "--scope", "netns", "--hostname", "solo"}, 0, ns.path());
-    INFO(out.stderr_text);
+    INFO(out.err);
     REQUIRE(out.exit_code == 0);
     auto db = Database::open_read_only(path);
     REQUIRE(db.ok());

@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Times `depgraph render` (by role, and ungrouped) and `depgraph impact` on a
+synthetic fleet, next to Graphviz's own `dot` on the same DOT file.
+
+    bench/fleet/time_depgraph.py [--build build-graph] [--fleet /tmp/depgraph-fleet.db] [--runs 5]
+
+Generates the fleet first if it is missing (1,000 hosts, 40 roles, 20,000
+connections, hubs with a fan-in of 600, a month of buckets). Prints a
+Markdown table: the median of --runs runs for each command.
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def timed(cmd, runs):
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build", default="build-graph")
+    parser.add_argument("--fleet", default="/tmp/depgraph-fleet.db")
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+
+    depgraph = os.path.join(args.build, "cli", "depgraph")
+    if not os.path.exists(args.fleet):
+        subprocess.run([os.path.join(args.build, "tests", "graph", "generate_fleet"), args.fleet], check=True)
+    db = ["--db", args.fleet]
+    out = tempfile.mkdtemp(prefix="depgraph-bench-")
+    rows = []
+
+    def row(what, cmd):
+        seconds = timed(cmd, args.runs)
+        rows.append((what, " ".join(cmd), seconds))
+        return seconds
+
+    row("open + quick_check only (sqlite3)", ["sqlite3", args.fleet, "PRAGMA quick_check"])
+    no_layout = row("graph as JSON: load, join, no Graphviz", [depgraph, "render", *db, "--format", "json", "-o", f"{out}/all.json"])
+    for name, extra in (("by role", ["--group-by", "role"]), ("ungrouped", [])):
+        tag = "role" if extra else "all"
+        total = row(f"render {name}, SVG", [depgraph, "render", *db, *extra, "-o", f"{out}/{tag}.svg"])
+        row(f"render {name}, DOT (no layout)", [depgraph, "render", *db, *extra, "-o", f"{out}/{tag}.dot"])
+        layout = row(f"Graphviz `dot -Tsvg` on that DOT", ["dot", "-Tsvg", f"{out}/{tag}.dot", "-o", f"{out}/{tag}-dot.svg"])
+        rows.append((f"  ratio render {name} / Graphviz alone", "", total / layout))
+        rows.append((f"  share of render {name} outside Graphviz", "", max(0.0, total - layout) / total))
+    row("impact postgres-01 (json)", [depgraph, "impact", "postgres-01", *db, "--format", "json"])
+    row("impact postgres (role, json)", [depgraph, "impact", "postgres", *db, "--group-by", "role", "--format", "json"])
+
+    print(f"| what | command | median of {args.runs} |")
+    print("|---|---|---|")
+    for what, cmd, value in rows:
+        shown = f"{value:.3f} s" if cmd else (f"{value:.2f}x" if "ratio" in what else f"{value:.0%}")
+        print(f"| {what} | `{cmd}` | {shown} |" if cmd else f"| {what} | | {shown} |")
+    print(f"\n(no layout at all, for reference: {no_layout:.3f} s)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
