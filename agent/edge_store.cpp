@@ -51,27 +51,39 @@ Status EdgeStore::write(const Flush& flush) {
 Status EdgeStore::write_in_transaction(const Flush& flush) {
     auto tx = Transaction::begin(db_);
     if (!tx) return tx.error();
-    auto bucket = db_.prepare(
-        "INSERT INTO edge_buckets (edge_id, bucket_start, bucket_seconds, connects, failed, refused, accepts, "
-        "closes, bytes_sent, bytes_received, lifetime_ns, open) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (edge_id, bucket_start) DO UPDATE SET "
+    // The same counters go to the bucket and, added up, to the day's rollup.
+    constexpr const char* kAddCounters =
         "connects = connects + excluded.connects, failed = failed + excluded.failed, "
         "refused = refused + excluded.refused, accepts = accepts + excluded.accepts, "
         "closes = closes + excluded.closes, bytes_sent = bytes_sent + excluded.bytes_sent, "
         "bytes_received = bytes_received + excluded.bytes_received, "
-        "lifetime_ns = lifetime_ns + excluded.lifetime_ns, open = excluded.open");
+        "lifetime_ns = lifetime_ns + excluded.lifetime_ns";
+    auto bucket = db_.prepare(std::string(
+        "INSERT INTO edge_buckets (edge_id, bucket_start, bucket_seconds, connects, failed, refused, accepts, "
+        "closes, bytes_sent, bytes_received, lifetime_ns, open) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+        "?11, ?12) ON CONFLICT (edge_id, bucket_start) DO UPDATE SET open = excluded.open, ") + kAddCounters);
+    auto day = db_.prepare(std::string(
+        "INSERT INTO edge_days (edge_id, day_start, first_bucket, last_bucket, bucket_seconds, connects, failed, "
+        "refused, accepts, closes, bytes_sent, bytes_received, lifetime_ns, open) VALUES (?1, ?2 - ?2 % 86400, "
+        "?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (edge_id, day_start) DO UPDATE SET "
+        "first_bucket = min(first_bucket, excluded.first_bucket), "
+        "last_bucket = max(last_bucket, excluded.last_bucket), "
+        "open = CASE WHEN excluded.last_bucket >= last_bucket THEN excluded.open ELSE open END, ") + kAddCounters);
     if (!bucket) return bucket.error();
+    if (!day) return day.error();
     for (const auto& [edge, c] : flush.edges) {
         auto id = edge_id(edge, run_.host);
         if (!id) return id.error();
-        bucket->bind(1, *id).bind(2, flush.bucket_start).bind(3, flush.bucket_seconds);
-        int col = 4;
-        for (uint64_t v : {c.connects, c.failed, c.refused, c.accepts, c.closes, c.bytes_sent, c.bytes_received,
-                           c.lifetime_ns}) {
-            bucket->bind(col++, static_cast<int64_t>(v));
+        for (Statement* stmt : {&*bucket, &*day}) {
+            stmt->bind(1, *id).bind(2, flush.bucket_start).bind(3, flush.bucket_seconds);
+            int col = 4;
+            for (uint64_t v : {c.connects, c.failed, c.refused, c.accepts, c.closes, c.bytes_sent, c.bytes_received,
+                               c.lifetime_ns}) {
+                stmt->bind(col++, static_cast<int64_t>(v));
+            }
+            stmt->bind(col, c.open);
+            if (auto s = stmt->run(); !s) return s;
         }
-        bucket->bind(col, c.open);
-        if (auto s = bucket->run(); !s) return s;
     }
 
     // An address keeps its row while it stays; one that comes back after a

@@ -255,6 +255,26 @@ for mode in "${modes[@]}"; do
 done
 echo "(others: CPU used by processes other than the churn and the tracer during the run, % of all cores)"
 echo
+# The same over the runs that had the machine to themselves (others <= 5%).
+quiet_rates() {
+    local mode=$1 r
+    for ((r = 1; r <= rounds; r++)); do
+        awk -v o="$(field others "$work/$mode-$r.out")" 'BEGIN {exit !(o <= 5)}' && field rate "$work/$mode-$r.out"
+    done
+    return 0
+}
+qbase=$(quiet_rates untraced | median)
+printf '%-9s %14s %8s %12s\n' mode "quiet median" ratio "quiet runs"
+for mode in "${modes[@]}"; do
+    n=$(quiet_rates "$mode" | wc -l)
+    if ((n == 0)) || [[ -z $qbase ]]; then
+        printf '%-9s %14s %8s %8d/%d\n' "$mode" - - "$n" "$rounds"
+        continue
+    fi
+    med=$(quiet_rates "$mode" | median)
+    printf '%-9s %14.0f %8.3f %8d/%d\n' "$mode" "$med" "$(awk -v a="$med" -v b="$qbase" 'BEGIN {print a / b}')" "$n" "$rounds"
+done
+echo
 
 # Exact count: what the agent recorded for each round's port against what the churn made.
 echo "agent's recorded connects vs the churn's own count (direction 'out', each round's port):"

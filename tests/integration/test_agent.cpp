@@ -250,6 +250,12 @@ TEST_CASE("two agents in two namespaces record exact connection counts") {
         CHECK(count(*a, "SELECT count(*) FROM edges WHERE host != 'host-a'") == 0);
         CHECK(count(*a, "SELECT count(DISTINCT netns) FROM edges") == 1);
         CHECK(count(*a, "SELECT count(*) FROM agent_runs WHERE stopped_at IS NOT NULL") == 1);
+        // The per-day rollup holds the same sums as the buckets.
+        for (const char* counter : {"connects", "failed", "refused", "closes", "bytes_sent", "bytes_received"}) {
+            INFO(counter);
+            CHECK(count(*a, std::string("SELECT sum(") + counter + ") FROM edge_days") ==
+                  count(*a, std::string("SELECT sum(") + counter + ") FROM edge_buckets"));
+        }
         CHECK(count(*a, "SELECT count(*) FROM host_addresses WHERE addr = '198.18.0.1'") == 1);
     }
 

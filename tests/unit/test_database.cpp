@@ -37,7 +37,7 @@ TEST_CASE("a new database gets the current schema and identity") {
     REQUIRE(again.ok());
     auto tables = again->prepare("SELECT count(*) FROM sqlite_schema WHERE type = 'table'");
     REQUIRE(*tables->step());
-    CHECK(tables->column_int(0) == 5);
+    CHECK(tables->column_int(0) == 6);
 }
 
 TEST_CASE("a file that is not ours is refused, for reading and for writing, and left intact") {
@@ -105,4 +105,45 @@ TEST_CASE("a transaction that is not committed leaves nothing behind") {
     auto count = db->prepare("SELECT count(*) FROM host_addresses");
     REQUIRE(*count->step());
     CHECK(count->column_int(0) == 0);
+}
+
+TEST_CASE("a version 1 database is migrated: its buckets are rolled up per day") {
+    TempDir dir;
+    auto path = (dir.path / "v1.db").string();
+    {
+        auto db = Database::open_for_write(path);
+        REQUIRE(db.ok());
+        // Back to version 1: no rollup table yet.
+        REQUIRE(db->exec("DROP TABLE edge_days; PRAGMA user_version = 1").ok());
+        REQUIRE(db->exec("INSERT INTO edges VALUES (1, 'h', 'out', 1, 'curl', '', '198.18.0.1', '198.18.0.2', 80, 0, "
+                         "'ebpf')")
+                    .ok());
+        // Two buckets on one day (the later one holds the last open gauge), one on the next day.
+        REQUIRE(db->exec("INSERT INTO edge_buckets VALUES (1, 86400, 60, 2, 1, 1, 0, 2, 10, 20, 5, 3), "
+                         "(1, 86400 + 3600, 60, 3, 0, 0, 0, 3, 30, 40, 6, 1), "
+                         "(1, 2 * 86400 + 60, 60, 7, 0, 0, 0, 7, 70, 80, 7, 0)")
+                    .ok());
+    }
+    auto db = Database::open_for_write(path);
+    REQUIRE(db.ok());
+    auto days = db->prepare(
+        "SELECT day_start, first_bucket, last_bucket, connects, failed, bytes_sent, bytes_received, open "
+        "FROM edge_days ORDER BY day_start");
+    REQUIRE(days.ok());
+    REQUIRE(*days->step());
+    CHECK(days->column_int(0) == 86400);
+    CHECK(days->column_int(1) == 86400);
+    CHECK(days->column_int(2) == 86400 + 3600);
+    CHECK(days->column_int(3) == 5);
+    CHECK(days->column_int(4) == 1);
+    CHECK(days->column_int(5) == 40);
+    CHECK(days->column_int(6) == 60);
+    CHECK(days->column_int(7) == 1);
+    REQUIRE(*days->step());
+    CHECK(days->column_int(0) == 2 * 86400);
+    CHECK(days->column_int(3) == 7);
+    CHECK_FALSE(*days->step());
+    auto version = db->prepare("PRAGMA user_version");
+    REQUIRE(*version->step());
+    CHECK(version->column_int(0) == kSchemaVersion);
 }
