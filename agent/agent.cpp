@@ -1,7 +1,9 @@
 #include "agent/agent.hpp"
 
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/signalfd.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -10,8 +12,10 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <algorithm>
 #include <map>
 
+#include "agent/conntrack.hpp"
 #include "agent/edge_store.hpp"
 #include "agent/netns.hpp"
 #include "agent/process_table.hpp"
@@ -68,7 +72,9 @@ public:
         AgentRun run{random_run_id(), host_, now, DEPGRAPH_VERSION, kernel_release(),
                      options_.scope == Scope::host ? "host" : "netns", own_netns_};
         if (auto s = store_.begin_run(run); !s) return s;
-        return snapshot();
+        if (auto s = snapshot(); !s) return s;
+        watch_conntrack();
+        return ok_status();
     }
 
     Status flush(int64_t now) {
@@ -101,16 +107,53 @@ public:
             if (it->second > 0) f.edges[it->first].open = it->second;
             it = it->second > 0 ? std::next(it) : open_.erase(it);
         }
+        watch_conntrack();  // namespaces come and go under --scope host
+        f.translations = take_translations();
+        uint64_t enobufs = 0;
+        for (const auto& w : nat_watches_) enobufs += w.events.enobufs();
+        f.loss_deltas["conntrack_enobufs"] = enobufs - reported_enobufs_;
         auto losses = tracer_.losses();
         if (!losses) return losses.error();
-        for (size_t i = 0; i < losses->size(); i++) f.loss_deltas[i] = (*losses)[i] - reported_losses_[i];
+        for (size_t i = 0; i < losses->size(); i++) f.loss_deltas[kLossNames[i]] = (*losses)[i] - reported_losses_[i];
         // Addresses that cannot be read this time are taken as unchanged, not
         // as gone: a gap would split the host's ownership of them in two.
         if (auto current = addresses(); current) addresses_ = std::move(*current);
         f.addresses = addresses_;
         if (auto s = store_.write(f); !s) return s;
         reported_losses_ = *losses;
+        reported_enobufs_ = enobufs;
         return ok_status();
+    }
+
+    // File descriptors that have conntrack events to read.
+    std::vector<int> event_fds() const {
+        std::vector<int> fds;
+        for (const auto& w : nat_watches_) fds.push_back(w.events.fd());
+        return fds;
+    }
+
+    void read_conntrack_events() {
+        for (auto& w : nat_watches_) {
+            auto flows = w.events.read_available();
+            if (flows) {
+                for (const auto& flow : *flows) note_flow(w, flow);
+            } else if (options_.verbose) {
+                std::fprintf(stderr, "depgraph-agent: conntrack: %s\n", flows.error().message.c_str());
+            }
+            // Events were dropped: the table itself says what is open now.
+            if (!w.events.resync_due()) continue;
+            auto table = w.events.resync();
+            if (!table || !*table) continue;
+            std::map<uint64_t, NatTranslation> current;
+            for (const auto& flow : **table) {
+                if (!flow.dnat() && !flow.snat()) continue;
+                auto t = translation_of(w.netns, flow);
+                // Flows that began while events were lost still began.
+                if (!w.open_flows.count(flow.id)) pending_flows_[t]++;
+                current.emplace(flow.id, std::move(t));
+            }
+            w.open_flows = std::move(current);
+        }
     }
 
     Status stop(int64_t now) {
@@ -244,6 +287,84 @@ private:
         return out;
     }
 
+    // One conntrack subscription per traced namespace, and the translated
+    // flows open in it, by conntrack id.
+    struct NatWatch {
+        uint32_t netns;
+        ConntrackEvents events;
+        std::map<uint64_t, NatTranslation> open_flows;
+    };
+
+    static NatTranslation translation_of(uint32_t netns, const ConntrackFlow& flow) {
+        return NatTranslation{netns,
+                              format_address(flow.family, flow.orig_src.data()),
+                              format_address(flow.family, flow.reply_dst.data()),
+                              format_address(flow.family, flow.orig_dst.data()),
+                              flow.orig_dport,
+                              format_address(flow.family, flow.reply_src.data()),
+                              flow.reply_sport};
+    }
+
+    void note_flow(NatWatch& w, const ConntrackFlow& flow) {
+        if (!flow.dnat() && !flow.snat()) return;  // no NAT, nothing to remember
+        if (flow.destroyed) {
+            w.open_flows.erase(flow.id);
+            return;
+        }
+        auto t = translation_of(w.netns, flow);
+        if (w.open_flows.emplace(flow.id, t).second) pending_flows_[t]++;
+    }
+
+    // Subscribes first, then dumps, so that no flow falls between the two;
+    // a flow seen by both is one entry (by id).
+    void watch_conntrack() {
+        if (!conntrack_available_) return;
+        std::vector<uint32_t> live;
+        (void)for_each_netns([&](uint32_t netns) -> Status {
+            live.push_back(netns);
+            for (const auto& w : nat_watches_) {
+                if (w.netns == netns) return ok_status();
+            }
+            ConntrackEvents::Options ct_options;
+            ct_options.receive_buffer_bytes = options_.netlink_buffer_bytes;
+            auto events = ConntrackEvents::open(ct_options);
+            if (!events) return note_conntrack_unavailable(events.error());
+            auto table = dump_conntrack();
+            if (!table) return note_conntrack_unavailable(table.error());
+            NatWatch w{netns, std::move(*events), {}};
+            for (const auto& flow : *table) {
+                if (flow.dnat() || flow.snat()) w.open_flows.emplace(flow.id, translation_of(netns, flow));
+            }
+            nat_watches_.push_back(std::move(w));
+            return ok_status();
+        });
+        // A namespace that is gone: its socket would keep it alive.
+        for (auto it = nat_watches_.begin(); it != nat_watches_.end();) {
+            bool gone = std::find(live.begin(), live.end(), it->netns) == live.end();
+            if (gone) reported_enobufs_ -= it->events.enobufs();
+            it = gone ? nat_watches_.erase(it) : std::next(it);
+        }
+    }
+
+    Status note_conntrack_unavailable(const Error& e) {
+        if (is_conntrack_unavailable(e)) {
+            conntrack_available_ = false;
+            std::fprintf(stderr, "depgraph-agent: no conntrack over netlink in this kernel (%s): "
+                                 "NAT will not be followed\n", e.message.c_str());
+        }
+        return e;
+    }
+
+    std::map<NatTranslation, NatCounts> take_translations() {
+        std::map<NatTranslation, NatCounts> out;
+        for (const auto& w : nat_watches_) {
+            for (const auto& [id, t] : w.open_flows) out[t].open++;
+        }
+        for (const auto& [t, n] : pending_flows_) out[t].flows += n;
+        pending_flows_.clear();
+        return out;
+    }
+
     AgentOptions options_;
     Tracer tracer_;
     EdgeStore store_;
@@ -254,21 +375,28 @@ private:
     std::map<EdgeIdentity, int64_t> open_;  // open connections per edge, across flushes
     LossCounters reported_losses_{};
     std::vector<HostAddress> addresses_;  // as last read
+    std::vector<NatWatch> nat_watches_;
+    bool conntrack_available_ = true;
+    std::map<NatTranslation, uint64_t> pending_flows_;  // translated flows begun since the last flush
+    uint64_t reported_enobufs_ = 0;
 };
 
 // Waits until the next multiple of `interval` on the UTC clock, so flushes
-// fall on bucket boundaries. Returns the scheduled tick, or 0 on a stop signal.
-int64_t wait_for_tick(int64_t interval, const sigset_t& stop_signals) {
+// fall on bucket boundaries, reading conntrack events meanwhile. Returns the
+// scheduled tick, or 0 when a stop signal arrived.
+int64_t wait_for_tick(Agent& agent, int64_t interval, int signal_fd) {
     timespec now{};
     clock_gettime(CLOCK_REALTIME, &now);
     int64_t tick = (now.tv_sec / interval + 1) * interval;
     for (;;) {
         clock_gettime(CLOCK_REALTIME, &now);
-        int64_t left_ns = (tick - now.tv_sec) * 1000000000ll - now.tv_nsec;
-        if (left_ns <= 0) return tick;
-        timespec timeout{static_cast<time_t>(left_ns / 1000000000ll), static_cast<long>(left_ns % 1000000000ll)};
-        int sig = sigtimedwait(&stop_signals, nullptr, &timeout);
-        if (sig > 0) return 0;
+        int64_t left_ms = (tick - now.tv_sec) * 1000 - now.tv_nsec / 1000000;
+        if (left_ms <= 0) return tick;
+        std::vector<pollfd> fds{{signal_fd, POLLIN, 0}};
+        for (int fd : agent.event_fds()) fds.push_back({fd, POLLIN, 0});
+        if (poll(fds.data(), fds.size(), static_cast<int>(left_ms)) <= 0) continue;
+        if (fds[0].revents & POLLIN) return 0;
+        agent.read_conntrack_events();
     }
 }
 
@@ -299,8 +427,10 @@ Status run_agent(const AgentOptions& options) {
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
+    UniqueFd signal_fd(signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK));
+    if (!signal_fd.valid()) return errno_error("cannot watch for SIGINT and SIGTERM", errno);
     for (;;) {
-        int64_t tick = wait_for_tick(options.flush_interval_s, stop_signals);
+        int64_t tick = wait_for_tick(agent, options.flush_interval_s, signal_fd.get());
         if (tick == 0) return agent.stop(unix_now());
         if (auto s = agent.flush(tick); !s) return s;
     }

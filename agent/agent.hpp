@@ -2,6 +2,7 @@
 // kernel's edge counters into the store every interval until told to stop.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -18,6 +19,7 @@ struct AgentOptions {
     Scope scope = Scope::host;
     std::string hostname;  // empty: gethostname()
     bool once = false;
+    size_t netlink_buffer_bytes = size_t{8} << 20;  // conntrack events' receive buffer
     bool verbose = false;
 };
 

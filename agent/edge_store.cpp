@@ -110,11 +110,24 @@ Status EdgeStore::write_in_transaction(const Flush& flush) {
         "INSERT INTO losses (run_id, bucket_start, counter, value) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (run_id, bucket_start, counter) DO UPDATE SET value = value + excluded.value");
     if (!loss) return loss.error();
-    for (size_t i = 0; i < flush.loss_deltas.size(); i++) {
-        if (!flush.loss_deltas[i]) continue;
-        loss->bind(1, run_.run_id).bind(2, flush.bucket_start).bind(3, std::string(kLossNames[i]));
-        loss->bind(4, static_cast<int64_t>(flush.loss_deltas[i]));
+    for (const auto& [name, delta] : flush.loss_deltas) {
+        if (!delta) continue;
+        loss->bind(1, run_.run_id).bind(2, flush.bucket_start).bind(3, name).bind(4, static_cast<int64_t>(delta));
         if (auto s = loss->run(); !s) return s;
+    }
+
+    auto nat = db_.prepare(
+        "INSERT INTO nat_translations (host, netns, bucket_start, bucket_seconds, client_addr, nat_addr, "
+        "dialled_addr, dialled_port, server_addr, server_port, flows, open) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
+        "flows = flows + excluded.flows, open = excluded.open");
+    if (!nat) return nat.error();
+    for (const auto& [t, c] : flush.translations) {
+        nat->bind(1, run_.host).bind(2, static_cast<int64_t>(t.netns)).bind(3, flush.bucket_start);
+        nat->bind(4, flush.bucket_seconds).bind(5, t.client_addr).bind(6, t.nat_addr).bind(7, t.dialled_addr);
+        nat->bind(8, static_cast<int64_t>(t.dialled_port)).bind(9, t.server_addr);
+        nat->bind(10, static_cast<int64_t>(t.server_port)).bind(11, static_cast<int64_t>(c.flows)).bind(12, c.open);
+        if (auto s = nat->run(); !s) return s;
     }
 
     auto report = db_.prepare("UPDATE agent_runs SET last_report_at = ? WHERE run_id = ?");

@@ -55,13 +55,35 @@ struct HostAddress {
     bool operator<(const HostAddress& o) const { return std::tie(netns, addr) < std::tie(o.netns, o.addr); }
 };
 
+// One translation that this host's conntrack applied (DNAT, SNAT or both).
+struct NatTranslation {
+    uint32_t netns = 0;
+    std::string client_addr;
+    std::string nat_addr;
+    std::string dialled_addr;
+    uint16_t dialled_port = 0;
+    std::string server_addr;
+    uint16_t server_port = 0;
+
+    auto tie() const {
+        return std::tie(netns, client_addr, nat_addr, dialled_addr, dialled_port, server_addr, server_port);
+    }
+    bool operator<(const NatTranslation& o) const { return tie() < o.tie(); }
+};
+
+struct NatCounts {
+    uint64_t flows = 0;  // began in this interval
+    int64_t open = 0;    // gauge
+};
+
 struct Flush {
     int64_t now = 0;
     int64_t bucket_start = 0;
     int64_t bucket_seconds = 0;
     std::map<EdgeIdentity, EdgeCounts> edges;
     std::vector<HostAddress> addresses;
-    std::array<uint64_t, DG_LOSS_COUNT> loss_deltas{};
+    std::map<NatTranslation, NatCounts> translations;
+    std::map<std::string, uint64_t> loss_deltas;  // counter name -> increase since the last flush
 };
 
 class EdgeStore {

@@ -11,20 +11,12 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
-#include <memory>
-#include <optional>
 
-#include "common/unique_fd.hpp"
+#include "agent/netlink.hpp"
 
 namespace depgraph {
 
 namespace {
-
-using MnlSocket = std::unique_ptr<mnl_socket, Free<mnl_socket_close>>;
-
-// The kernel sizes dump datagrams to the reader's buffer, up to 32 KiB; a
-// smaller buffer gets MSG_TRUNC, which libmnl reports as ENOSPC.
-constexpr size_t kDumpBufferSize = 32768;
 
 // A dump that the kernel marks inconsistent (NLM_F_DUMP_INTR) is retried
 // this many times before giving up.
@@ -34,51 +26,13 @@ const std::string kDumpFailed = "sock_diag dump failed";
 
 Error dump_error(const std::string& detail) { return Error{kDumpFailed + ": " + detail}; }
 
-struct DumpContext {
-    std::vector<TcpSocket>* out = nullptr;
-    std::optional<Error> parse_error;
-};
-
-int on_data_message(const nlmsghdr* nlh, void* data) {
-    auto* ctx = static_cast<DumpContext*>(data);
-    auto sock = parse_inet_diag_msg(nlh);
-    if (!sock) {
-        ctx->parse_error = sock.error();
-        return MNL_CB_ERROR;
-    }
-    ctx->out->push_back(std::move(*sock));
-    return MNL_CB_OK;
-}
-
-// mnl_cb_run stops without complaint at a truncated trailing message, so
-// the framing is checked first: a short datagram must not look complete.
-std::optional<Error> check_framing(const void* buf, size_t len) {
-    int left = static_cast<int>(len);
-    auto* nlh = static_cast<const nlmsghdr*>(buf);
-    while (mnl_nlmsg_ok(nlh, left)) nlh = mnl_nlmsg_next(nlh, &left);
-    // Negative `left` is only the alignment padding of the last message.
-    if (left > 0) {
-        return dump_error("truncated netlink message (" + std::to_string(left) + " trailing bytes of " +
-                          std::to_string(len) + ")");
-    }
-    return std::nullopt;
-}
-
-enum class Batch { kMore, kDone, kInterrupted };
-
-// One datagram of a dump: its messages are appended to ctx.out.
-Result<Batch> decode_batch(const void* buf, size_t len, uint32_t seq, uint32_t portid, DumpContext& ctx) {
-    if (auto bad = check_framing(buf, len)) return *bad;
-    errno = 0;
-    int rc = mnl_cb_run(buf, len, seq, portid, on_data_message, &ctx);
-    if (rc == MNL_CB_OK) return Batch::kMore;
-    if (rc == MNL_CB_STOP) return Batch::kDone;
-    if (ctx.parse_error) return *ctx.parse_error;
-    // libmnl reports NLM_F_DUMP_INTR as EINTR: the kernel's tables changed
-    // under the dump, which may then hold duplicates or miss sockets.
-    if (errno == EINTR) return Batch::kInterrupted;
-    // EBADMSG: an NLMSG_ERROR too short to hold its error code.
-    return errno_error(kDumpFailed, errno);
+netlink::MessageHandler append_to(std::vector<TcpSocket>& out) {
+    return [&out](const nlmsghdr* nlh) -> Status {
+        auto sock = parse_inet_diag_msg(nlh);
+        if (!sock) return sock.error();
+        out.push_back(std::move(*sock));
+        return ok_status();
+    };
 }
 
 bool is_v4_mapped(const std::array<uint8_t, 16>& a) {
@@ -130,23 +84,8 @@ Status send_dump_request(const mnl_socket* nl, uint8_t family, uint32_t state_ma
 // the kernel marked it interrupted and it must be taken again.
 Result<bool> dump_family(const mnl_socket* nl, uint8_t family, uint32_t state_mask, std::vector<TcpSocket>& out) {
     const auto seq = static_cast<uint32_t>(std::time(nullptr));
-    const uint32_t portid = mnl_socket_get_portid(nl);
     if (auto sent = send_dump_request(nl, family, state_mask, seq); !sent) return sent.error();
-
-    auto buf = std::make_unique<char[]>(kDumpBufferSize);
-    DumpContext ctx{&out, std::nullopt};
-    for (;;) {
-        ssize_t n = mnl_socket_recvfrom(nl, buf.get(), kDumpBufferSize);
-        if (n < 0) {
-            if (errno == EINTR) continue;  // a signal, not the dump: read again
-            return errno_error(kDumpFailed + ": receive", errno);
-        }
-        if (n == 0) return dump_error("netlink socket closed before the end of the dump");
-        auto batch = decode_batch(buf.get(), static_cast<size_t>(n), seq, portid, ctx);
-        if (!batch) return batch.error();
-        if (*batch == Batch::kDone) return true;
-        if (*batch == Batch::kInterrupted) return false;
-    }
+    return netlink::receive_dump(nl, seq, kDumpFailed, append_to(out));
 }
 
 }  // namespace
@@ -183,26 +122,19 @@ Result<TcpSocket> parse_inet_diag_msg(const nlmsghdr* nlh) {
 
 Result<bool> parse_inet_diag_batch(const void* buf, size_t len, uint32_t seq, uint32_t portid,
                                    std::vector<TcpSocket>& out) {
-    DumpContext ctx{&out, std::nullopt};
-    auto batch = decode_batch(buf, len, seq, portid, ctx);
-    if (!batch) return batch.error();
-    if (*batch == Batch::kInterrupted) return dump_error("interrupted by a concurrent change (NLM_F_DUMP_INTR)");
-    return *batch == Batch::kDone;
+    return netlink::decode_dump_batch(buf, len, seq, portid, kDumpFailed, append_to(out));
 }
 
 Result<std::vector<TcpSocket>> dump_tcp_sockets(uint32_t state_mask) {
     for (int attempt = 1; attempt <= kDumpAttempts; ++attempt) {
         // A fresh socket per attempt: the rest of an interrupted dump is
         // still queued on the old one.
-        MnlSocket nl(mnl_socket_open2(NETLINK_SOCK_DIAG, SOCK_CLOEXEC));
-        if (!nl) return errno_error(kDumpFailed + ": open NETLINK_SOCK_DIAG socket", errno);
-        if (mnl_socket_bind(nl.get(), 0, MNL_SOCKET_AUTOPID) < 0) {
-            return errno_error(kDumpFailed + ": bind netlink socket", errno);
-        }
+        auto nl = netlink::open_socket(NETLINK_SOCK_DIAG, 0, kDumpFailed);
+        if (!nl) return nl.error();
         std::vector<TcpSocket> sockets;
         bool complete = true;
         for (uint8_t family : {uint8_t{AF_INET}, uint8_t{AF_INET6}}) {
-            auto done = dump_family(nl.get(), family, state_mask, sockets);
+            auto done = dump_family(nl->get(), family, state_mask, sockets);
             if (!done) return done.error();
             if (!*done) {
                 complete = false;

@@ -44,6 +44,11 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--hostname", options.hostname, "name to record for this host (default: the system's hostname)");
     app.add_flag("--once", options.once, "take one snapshot, write it and exit");
+    app.add_option("--netlink-buffer", options.netlink_buffer_bytes,
+                   "receive buffer for conntrack events, in bytes; a busy NAT gateway wants more (losses are "
+                   "counted and resynchronised either way)")
+        ->check(CLI::Range(size_t{4096}, size_t{1} << 30))
+        ->capture_default_str();
     app.add_flag("-v,--verbose", options.verbose, "log what the agent and libbpf do");
 
     try {

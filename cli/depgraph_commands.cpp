@@ -7,6 +7,7 @@
 #include "cli/depgraph_output.hpp"
 #include "common/time.hpp"
 #include "graph/grouping.hpp"
+#include "graph/host_names.hpp"
 #include "graph/hosts.hpp"
 #include "graph/impact.hpp"
 #include "graph/join.hpp"
@@ -69,6 +70,7 @@ Result<Fleet> load_fleet(const GraphOptions& options) {
                                                                                             : GroupBy::process;
     auto graph = exclude_nodes(build_graph(fleet.records, *window), options.filters);
     fleet.graph = drop_small_edges(group_graph(graph, group_by, fleet.roles), options.filters);
+    name_external_nodes(fleet.graph, HostNames::load());
     return fleet;
 }
 
@@ -82,7 +84,8 @@ json graph_json(const Graph& graph) {
     json nodes = json::array(), edges = json::array();
     for (const auto& n : graph.nodes) {
         nodes.push_back({{"id", n.id}, {"kind", to_string(n.kind)}, {"host", n.host}, {"process", n.process},
-                         {"ports", n.ports}, {"members", n.members.size()}});
+                         {"name", n.name.empty() ? json() : json(n.name)}, {"ports", n.ports},
+                         {"members", n.members.size()}});
     }
     for (const auto& e : graph.edges) {
         json edge = {{"source", graph.nodes[e.source].id}, {"target", graph.nodes[e.target].id}, {"port", e.port},
@@ -211,6 +214,7 @@ Status run_render(const RenderArgs& args) {
     options.layout = args.layout;
     options.title = "depgraph: " + window_text(fleet->graph.window);
     options.host_clusters = args.graph.group_by == "process";
+    options.timeout_seconds = args.graph.layout_timeout;
     auto bytes = draw(fleet->graph, format_from(args.output, args.graph.inputs.format), options);
     if (!bytes) return bytes.error();
     return write_output(args.output, *bytes);
@@ -239,6 +243,7 @@ Status run_walk(const WalkArgs& args) {
         options.title = std::string("depgraph ") + (args.dependencies ? "deps" : "impact") + " of " +
                         args.target + ": " + window_text(graph.window);
         options.host_clusters = args.graph.group_by == "process";
+        options.timeout_seconds = args.graph.layout_timeout;
         for (size_t n : target->nodes) options.highlight.insert(*drawn.find(graph.nodes[n].id));
         auto bytes = draw(drawn, format, options);
         if (!bytes) return bytes.error();

@@ -26,6 +26,7 @@ struct GraphOptions {
     std::string group_by = "process";
     std::string roles_file;
     Filters filters;
+    int layout_timeout = 20;  // seconds a Graphviz layout may take before it is stopped
 };
 
 struct RenderArgs {

@@ -22,6 +22,7 @@ struct Node {
     NodeKind kind = NodeKind::client;
     std::string host;     // the host, the role, or the external address
     std::string process;  // empty unless grouped by process
+    std::string name;     // an external address's name in /etc/hosts, if any
     std::set<int> ports;  // ports it accepts on (those its incoming edges use)
     std::set<std::string> members;  // the agent hosts folded into this node (settle() fills in the host)
 };

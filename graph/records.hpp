@@ -22,6 +22,21 @@ struct Window {
     bool bounded_until() const { return until != std::numeric_limits<int64_t>::max(); }
 };
 
+// The store's day of a bucket (edge_days.day_start), as the agent and the
+// schema migration compute it in SQL: `t - t % 86400`, a UTC midnight for t >= 0.
+inline constexpr int64_t kSecondsPerDay = 86400;
+constexpr int64_t day_start_of(int64_t t) { return t - t % kSecondsPerDay; }
+
+// The window cut at UTC midnights: the days wholly inside it, [days_since,
+// days_until), are read from the per-day rollup; the partial days at either
+// end, [since, days_since) and [days_until, until), from the buckets. No whole
+// day: days_since == days_until == until, and the buckets cover it all.
+struct WindowDays {
+    int64_t days_since = 0;
+    int64_t days_until = 0;
+};
+WindowDays split_into_days(const Window& window);
+
 // One row of `edges` with its buckets in the window folded together.
 struct EdgeRecord {
     std::string host;

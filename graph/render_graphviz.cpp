@@ -78,9 +78,11 @@ std::string ports_text(const std::set<int>& ports) {
     return text;
 }
 
-// Inside its host's box a node is named by its process; alone, by host/process.
+// Inside its host's box a node is named by its process; alone, by host/process;
+// an external address by its name above it, when it has one.
 std::string node_label(const Node& n, bool in_cluster) {
     std::string label = label_text(n.process.empty() || !in_cluster ? n.id : n.process);
+    if (!n.name.empty()) label = label_text(n.name) + "\\n" + label;
     if (n.members.size() > 1) label += " (" + std::to_string(n.members.size()) + " hosts)";
     if (!n.ports.empty()) label += "\\n" + ports_text(n.ports);
     return label;

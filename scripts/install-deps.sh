@@ -9,6 +9,9 @@ packages=(
   # tests, benchmarks, examples
   iproute2 nftables conntrack python3 sqlite3 procps
   libbpf-tools nginx-light nlohmann-json3-dev libxml2-dev postgresql redis-server curl systemd
+  # examples/demo.sh: the demo's app tier is a Python script that talks to PostgreSQL and Redis with
+  # their usual client libraries (for Debian's /usr/bin/python3)
+  python3-psycopg2 python3-redis
 )
 sudo_cmd=()
 [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)

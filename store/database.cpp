@@ -103,8 +103,36 @@ FROM (SELECT edge_id, bucket_start - bucket_start % 86400, min(bucket_start), ma
       FROM edge_buckets GROUP BY edge_id, bucket_start - bucket_start % 86400) d;
 )sql";
 
+// Version 3: NAT, as each host's conntrack saw it. A connection that was
+// translated (DNAT to a backend behind a VIP or port mapping, SNAT or
+// masquerade on its way out) leaves a row here on the host that translated
+// it: the client's own host for a local rule, the router for a forwarded
+// flow. The graph tool turns a client's edge to a dialled address into an
+// edge to the actual backend, and a server's edge from a NAT address into
+// one from the real client, from these rows.
+constexpr std::string_view kSchemaV3 = R"sql(
+CREATE TABLE nat_translations (
+    host           TEXT NOT NULL,      -- whose conntrack saw it
+    netns          INTEGER NOT NULL,
+    bucket_start   INTEGER NOT NULL,
+    bucket_seconds INTEGER NOT NULL,
+    client_addr    TEXT NOT NULL,      -- original source
+    nat_addr       TEXT NOT NULL,      -- the source the server saw (= client_addr without SNAT)
+    dialled_addr   TEXT NOT NULL,      -- original destination
+    dialled_port   INTEGER NOT NULL,
+    server_addr    TEXT NOT NULL,      -- actual destination (= dialled without DNAT)
+    server_port    INTEGER NOT NULL,
+    flows          INTEGER NOT NULL,   -- translated connections that began in the bucket
+    open           INTEGER NOT NULL,   -- gauge: tracked at the bucket's last flush
+    PRIMARY KEY (host, netns, bucket_start, client_addr, nat_addr, dialled_addr, dialled_port,
+                 server_addr, server_port)
+) WITHOUT ROWID;
+CREATE INDEX nat_translations_by_dialled ON nat_translations (dialled_addr, dialled_port, bucket_start);
+CREATE INDEX nat_translations_by_nat ON nat_translations (nat_addr, server_addr, server_port, bucket_start);
+)sql";
+
 // migrations[v] takes a database at version v to v + 1.
-constexpr std::string_view kMigrations[] = {kSchemaV1, kSchemaV2};
+constexpr std::string_view kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3};
 static_assert(std::size(kMigrations) == kSchemaVersion);
 
 Result<int64_t> pragma_int(Database& db, const char* pragma) {

@@ -36,6 +36,7 @@ public:
     // An edge in the host's root network namespace; returns its edge_id.
     int64_t edge(const std::string& direction, const std::string& process, const std::string& local_addr,
                  const std::string& remote_addr, int port, bool loopback = false, const std::string& cgroup = "");
+    // A new bucket, also added to its day's row of edge_days as the agent does.
     void bucket(int64_t edge_id, int64_t bucket_start, const Bucket& counts, int64_t bucket_seconds = 60);
     void loss(const std::string& run_id, int64_t bucket_start, const std::string& counter, int64_t value);
     // Wraps many inserts in one transaction (the fleet generator writes millions).

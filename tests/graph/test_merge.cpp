@@ -3,6 +3,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+
+#include "tests/graph/bucket_sums.hpp"
 #include "tests/graph/fixture_db.hpp"
 #include "tests/graph/small_fleet.hpp"
 
@@ -82,6 +85,45 @@ TEST_CASE("a later bucket of an edge already merged adds to it; the same bucket 
     auto edges = edges_of({dir.file("fleet.db")});
     REQUIRE(edges.size() == 1);
     CHECK(edges[0]["connects"] == 5);
+}
+
+TEST_CASE("merge rebuilds the daily rollup of each day it touched from the merged buckets") {
+    TempDir dir;
+    const int64_t day = depgraph::kSecondsPerDay;
+    auto live = dir.file("live.db"), old = dir.file("old.db"), fleet = dir.file("fleet.db");
+    int64_t edge = 0;
+    {
+        HostDb h(live, "h-01");
+        edge = h.edge("out", "app", "198.18.0.1", "198.18.0.2", 80);
+        h.bucket(edge, kT0 + 60, {.connects = 1, .open = 1});
+        h.bucket(edge, kT0 + day + 60, {.connects = 2, .open = 2});
+        h.bucket(h.edge("out", "app", "198.18.0.1", "198.18.0.3", 80), kT0 + 60, {.connects = 4});
+    }
+    // An older copy of the same host's file: a day's rollup counts a bucket
+    // once even when two inputs hold it, and with the larger of its counts.
+    std::filesystem::copy_file(live, old);
+    {
+        HostDb h(live, "h-01");
+        REQUIRE(h.database().exec("UPDATE edge_buckets SET connects = connects + 3 WHERE bucket_start = " +
+                                  std::to_string(kT0 + day + 60) + "; UPDATE edge_days SET connects = connects + 3 "
+                                  "WHERE day_start = " + std::to_string(kT0 + day)));
+        h.bucket(edge, kT0 + day + 120, {.connects = 7, .open = 0});
+    }
+    REQUIRE(merge(fleet, {old}).exit_code == 0);
+    CHECK(days_as_stored(fleet) == days_from_buckets(fleet));
+    REQUIRE(merge(fleet, {live, old}).exit_code == 0);
+    auto rebuilt = days_as_stored(fleet);
+    CHECK(rebuilt == days_from_buckets(fleet));
+    CHECK(rebuilt.size() == 3);
+    // the second day of the first edge: its two buckets, 5 + 7, and the gauge of the later one
+    auto second_day = depgraph::load_records({fleet}, {kT0 + day, kT0 + 2 * day});
+    REQUIRE(second_day);
+    REQUIRE(second_day->edges.size() == 1);
+    CHECK(second_day->edges[0].connects == 12);
+    CHECK(second_day->edges[0].open == 0);
+    CHECK(second_day->edges[0].last_seen == kT0 + day + 180);
+    REQUIRE(merge(fleet, {live}).exit_code == 0);
+    CHECK(days_as_stored(fleet) == rebuilt);
 }
 
 TEST_CASE("merge refuses its output as an input, and a bad input leaves no output") {

@@ -190,6 +190,10 @@ TestNetns::~TestNetns() {
 
 std::string TestNetns::path() const { return kNetnsDir + name_; }
 
+void TestNetns::nft(const std::string& command) const {
+    run_command({"ip", "netns", "exec", name_, "nft", command});
+}
+
 void TestNetns::ip(const std::vector<std::string>& args) const {
     std::vector<std::string> argv{"ip", "-n", name_};
     argv.insert(argv.end(), args.begin(), args.end());

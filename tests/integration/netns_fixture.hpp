@@ -61,6 +61,11 @@ public:
     // Runs `ip -n NAME args...`, e.g. ip({"route", "add", "default", "dev", "dg0a"}).
     void ip(const std::vector<std::string>& args) const;
 
+    // Runs one nft command inside the namespace, e.g.
+    // nft("add rule ip nat output ip daddr 198.18.5.5 dnat to 198.18.0.2").
+    // The rules go with the namespace.
+    void nft(const std::string& command) const;
+
     // A veth pair between two namespaces, each end up with its address in
     // CIDR form ("198.18.0.1/24"). Returns the two interface names (a's, b's).
     static std::pair<std::string, std::string> link(TestNetns& a, const std::string& addr_a, TestNetns& b,

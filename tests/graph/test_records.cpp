@@ -1,0 +1,116 @@
+// The reader sums whole days from edge_days and the partial days at the
+// window's ends from edge_buckets: for every kind of window the result must be
+// what summing every bucket gives.
+#include <catch2/catch.hpp>
+
+#include <random>
+#include <set>
+
+#include "graph/records.hpp"
+#include "tests/graph/bucket_sums.hpp"
+#include "tests/graph/cli_runner.hpp"
+#include "tests/graph/fixture_db.hpp"
+
+using namespace depgraph;
+using namespace depgraph::fixture;
+
+namespace {
+
+constexpr int64_t kDay = kSecondsPerDay;
+
+// Six edges over five days from kT0 (a UTC midnight): random busy minutes,
+// buckets on the midnights themselves and in the last minute before them, a
+// day with one bucket, an edge of ten-minute buckets, an edge seen on one day.
+std::string write_days(const TempDir& dir) {
+    auto path = dir.file("days.db");
+    HostDb h(path, "h-01");
+    h.begin();
+    std::mt19937 rng(7);
+    auto random_bucket = [&] {
+        auto n = [&](int64_t below) { return static_cast<int64_t>(rng() % static_cast<uint64_t>(below)); };
+        return Bucket{n(20), n(3), n(2), n(20), n(20), n(5000), n(50000), n(4)};
+    };
+    for (int k = 0; k < 4; k++) {
+        auto edge = h.edge("out", "app", "198.18.0.1", "198.18.0." + std::to_string(10 + k), 8000 + k);
+        std::set<int64_t> minutes{0, 1439, 1440, 2879, 2880, 4 * 1440 - 1};
+        while (minutes.size() < 200) minutes.insert(rng() % (5 * 1440));
+        for (int64_t m : minutes) h.bucket(edge, kT0 + m * 60, random_bucket());
+    }
+    auto coarse = h.edge("in", "db", "198.18.0.1", "198.18.0.20", 5432);
+    for (int64_t t = kT0 - kDay; t < kT0 + 5 * kDay; t += 600 * (1 + static_cast<int64_t>(rng() % 7))) {
+        h.bucket(coarse, t, random_bucket(), 600);
+    }
+    auto lone = h.edge("in", "db", "198.18.0.1", "198.18.0.21", 5432);
+    h.bucket(lone, kT0 + 2 * kDay + 5 * 3600, random_bucket());
+    h.commit();
+    return path;
+}
+
+Window window(int64_t since, int64_t until) { return {since, until}; }
+
+std::vector<std::string> described(const std::vector<EdgeRecord>& edges) {
+    std::vector<std::string> lines;
+    for (const auto& e : edges) lines.push_back(describe(e));
+    return lines;
+}
+
+}  // namespace
+
+TEST_CASE("windows cut at UTC midnights: whole days from the rollup, partial days from buckets") {
+    const int64_t d1 = kT0 + kDay;
+    CHECK(split_into_days(window(d1 + 1, d1 + 3 * kDay - 1)).days_since == d1 + kDay);
+    CHECK(split_into_days(window(d1 + 1, d1 + 3 * kDay - 1)).days_until == d1 + 2 * kDay);
+    CHECK(split_into_days(window(d1, d1 + kDay)).days_since == d1);
+    CHECK(split_into_days(window(d1, d1 + kDay)).days_until == d1 + kDay);
+    // No whole day inside: the buckets cover it all.
+    for (auto w : {window(d1 + 1, d1 + kDay), window(d1 - 60, d1 + 60), window(d1, d1 + kDay - 1)}) {
+        CHECK(split_into_days(w).days_since == w.until);
+        CHECK(split_into_days(w).days_until == w.until);
+    }
+    Window everything;
+    CHECK(split_into_days(everything).days_since == kDay);
+    CHECK(split_into_days(everything).days_until == day_start_of(everything.until));
+}
+
+TEST_CASE("the counters of every window equal the sums of its buckets") {
+    TempDir dir;
+    auto path = write_days(dir);
+    const int64_t never = Window{}.until, always = Window{}.since;
+    const Window windows[] = {
+        {always, never},                                   // everything
+        {kT0 + 3600, kT0 + 3 * kDay + 7200},               // mid-day to mid-day, two whole days between
+        {kT0 + kDay, kT0 + 3 * kDay},                      // midnight to midnight
+        {kT0 + kDay, kT0 + 3 * kDay + 1},                  // a midnight to one second past one
+        {kT0 + kDay - 1, kT0 + 3 * kDay},                  // one second before a midnight to a midnight
+        {kT0 + 2 * kDay, kT0 + 3 * kDay},                  // exactly one day
+        {kT0 + 2 * kDay + 60, kT0 + 2 * kDay + 6 * 3600},  // part of one day only
+        {kT0 + 2 * kDay - 60, kT0 + 2 * kDay + 60},        // across one midnight, less than a day
+        {kT0 + kDay + 1, kT0 + 2 * kDay + 1},              // a day long, but no whole day
+        {always, kT0 + 2 * kDay + 12 * 3600},              // from the beginning to mid-day
+        {kT0 + 12 * 3600, never},                          // from mid-day on
+        {kT0 - kDay, kT0 - kDay + 600},                    // one ten-minute bucket of one edge
+        {kT0 + 10 * kDay, kT0 + 12 * kDay},                // nothing recorded
+    };
+    for (const auto& w : windows) {
+        INFO("window [" << w.since << ", " << w.until << ")");
+        auto records = load_records({path}, w);
+        REQUIRE(records);
+        CHECK(described(records->edges) == described(sum_buckets(path, w)));
+    }
+    // and the rollup the reader relied on is exact
+    CHECK(days_as_stored(path) == days_from_buckets(path));
+}
+
+TEST_CASE("a schema 1 database, which has no rollup, is read from its buckets") {
+    TempDir dir;
+    auto path = write_days(dir);
+    {
+        HostDb h(path, "h-01");
+        REQUIRE(h.database().exec("DROP TABLE edge_days; PRAGMA user_version = 1"));
+    }
+    const Window w{kT0 + 3600, kT0 + 3 * kDay + 7200};
+    auto records = load_records({path}, w);
+    INFO((records ? "" : records.error().message));
+    REQUIRE(records);
+    CHECK(described(records->edges) == described(sum_buckets(path, w)));
+}
