@@ -89,18 +89,10 @@ public:
         bool listeners_refreshed = false;
         for (const auto& s : *samples) {
             auto edge = identity(s.key, listeners_refreshed);
-            EdgeCounts& c = f.edges[edge];
-            c.connects += s.counters.connects;
-            c.failed += s.counters.failed;
-            c.refused += s.counters.refused;
-            c.accepts += s.counters.accepts;
-            c.closes += s.counters.closes;
-            c.bytes_sent += s.counters.bytes_sent;
-            c.bytes_received += s.counters.bytes_received;
-            c.lifetime_ns += s.counters.lifetime_ns;
+            f.edges[edge].sums += s.counters;
         }
         for (auto& [edge, c] : f.edges) {
-            open_[edge] += static_cast<int64_t>(c.connects + c.accepts) - static_cast<int64_t>(c.closes);
+            open_[edge] += static_cast<int64_t>(c.sums.connects + c.sums.accepts) - static_cast<int64_t>(c.sums.closes);
         }
         // A connection that stays open shows in every bucket it is open in.
         for (auto it = open_.begin(); it != open_.end();) {

@@ -24,6 +24,18 @@ static_assert(offsetof(dg_sock_info, start_ns) == 64);
 static_assert(offsetof(dg_sock_info, state) == 72);
 static_assert(sizeof(dg_listener_key) == 8);
 
+inline dg_edge_counters& operator+=(dg_edge_counters& to, const dg_edge_counters& from) {
+    to.connects += from.connects;
+    to.failed += from.failed;
+    to.refused += from.refused;
+    to.accepts += from.accepts;
+    to.closes += from.closes;
+    to.bytes_sent += from.bytes_sent;
+    to.bytes_received += from.bytes_received;
+    to.lifetime_ns += from.lifetime_ns;
+    return to;
+}
+
 // The names the store uses for the loss counters, indexed by enum dg_loss.
 inline constexpr const char* kLossNames[DG_LOSS_COUNT] = {
     "edge_map_full",

@@ -77,8 +77,9 @@ Status EdgeStore::write_in_transaction(const Flush& flush) {
         for (Statement* stmt : {&*bucket, &*day}) {
             stmt->bind(1, *id).bind(2, flush.bucket_start).bind(3, flush.bucket_seconds);
             int col = 4;
-            for (uint64_t v : {c.connects, c.failed, c.refused, c.accepts, c.closes, c.bytes_sent, c.bytes_received,
-                               c.lifetime_ns}) {
+            for (uint64_t v : {c.sums.connects, c.sums.failed, c.sums.refused, c.sums.accepts, c.sums.closes,
+                               c.sums.bytes_sent, c.sums.bytes_received,
+                               c.sums.lifetime_ns}) {
                 stmt->bind(col++, static_cast<int64_t>(v));
             }
             stmt->bind(col, c.open);

@@ -30,13 +30,8 @@ struct EdgeIdentity {
 };
 
 struct EdgeCounts {
-    uint64_t connects = 0, failed = 0, refused = 0, accepts = 0, closes = 0;
-    uint64_t bytes_sent = 0, bytes_received = 0, lifetime_ns = 0;
-    int64_t open = 0;  // gauge, not a delta
-
-    bool any_activity() const {
-        return connects || failed || accepts || closes || bytes_sent || bytes_received;
-    }
+    dg_edge_counters sums{};  // deltas since the last flush
+    int64_t open = 0;         // gauge, not a delta
 };
 
 struct AgentRun {

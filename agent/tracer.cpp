@@ -78,9 +78,12 @@ Result<std::vector<EdgeSample>> Tracer::drain() {
     }
     active_ = 1 - active_;
 
+    // Per-CPU map: each entry comes back as one value per possible CPU, summed here.
+    int cpus = libbpf_num_possible_cpus();
+    if (cpus <= 0) return errno_error("failed to count CPUs", -cpus);
     constexpr uint32_t kChunk = 1024;
     std::vector<dg_edge_key> keys(kChunk);
-    std::vector<dg_edge_counters> values(kChunk);
+    std::vector<dg_edge_counters> values(kChunk * static_cast<size_t>(cpus));
     std::vector<EdgeSample> samples;
     uint32_t in_token = 0, out_token = 0;
     bool first = true;
@@ -91,7 +94,13 @@ Result<std::vector<EdgeSample>> Tracer::drain() {
                                                   keys.data(), values.data(), &count, &opts);
         // At the end of the map the kernel says ENOENT together with what it did read.
         if (err && errno != ENOENT) return errno_error("failed to drain the edge map", errno);
-        for (uint32_t i = 0; i < count; i++) samples.push_back({keys[i], values[i]});
+        for (uint32_t i = 0; i < count; i++) {
+            EdgeSample sample{keys[i], {}};
+            for (int cpu = 0; cpu < cpus; cpu++) {
+                sample.counters += values[i * static_cast<size_t>(cpus) + static_cast<size_t>(cpu)];
+            }
+            samples.push_back(sample);
+        }
         if (err) break;
         in_token = out_token;
         first = false;

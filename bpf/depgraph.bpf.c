@@ -23,8 +23,11 @@ const volatile __u32 filter_netns_ino = 0;
  * drains the first. Updating a map-in-map waits for running programs
  * (synchronize_rcu), so nothing writes to the map being drained and no
  * increment is lost between read and delete. */
+/* Per-CPU: the connections of one busy edge arrive on every CPU, and shared
+ * counters would bounce their cache line between CPUs on each connection;
+ * the agent sums the CPUs' values when it drains. */
 struct edge_map {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct dg_edge_key);
 	__type(value, struct dg_edge_counters);
@@ -195,25 +198,28 @@ static __always_inline void on_connect(const struct sock *sk, __u64 cookie)
 
 static __always_inline void on_connected(const struct sock *sk, __u64 cookie)
 {
-	struct dg_sock_info info = {};
-	struct dg_sock_info *known = bpf_map_lookup_elem(&socks, &cookie);
+	struct dg_sock_info fresh = {};
+	struct dg_sock_info *info = bpf_map_lookup_elem(&socks, &cookie);
 
-	if (known)
-		info = *known; /* keeps the owner and start time from SYN_SENT */
-	else
-		info.start_ns = bpf_ktime_get_ns(); /* connect() began before tracing */
-	/* Addresses are final only now (the source may be chosen late). */
-	if (!edge_from_sock(sk, &info.edge))
+	/* Unknown: connect() began before tracing; no owner, start from now. */
+	if (!info) {
+		fresh.start_ns = bpf_ktime_get_ns();
+		info = &fresh;
+	}
+	/* Addresses are final only now (the source may be chosen late). The
+	 * owner and start time from SYN_SENT stay; the entry changes in place. */
+	if (!edge_from_sock(sk, &info->edge))
 		return;
-	info.edge.direction = DG_DIR_OUT;
-	info.edge.service_port = bpf_ntohs(sk->__sk_common.skc_dport);
-	info.state = DG_SOCK_OPEN;
+	info->edge.direction = DG_DIR_OUT;
+	info->edge.service_port = bpf_ntohs(sk->__sk_common.skc_dport);
+	info->state = DG_SOCK_OPEN;
 
-	struct dg_edge_counters *c = edge_counters(&info.edge);
+	struct dg_edge_counters *c = edge_counters(&info->edge);
 
 	if (c)
-		__sync_fetch_and_add(&c->connects, 1);
-	remember_sock(cookie, &info);
+		c->connects++;
+	if (info == &fresh)
+		remember_sock(cookie, &fresh);
 }
 
 static __always_inline void on_connect_failed(const struct sock *sk, __u64 cookie)
@@ -235,9 +241,9 @@ static __always_inline void on_connect_failed(const struct sock *sk, __u64 cooki
 
 	if (!c)
 		return;
-	__sync_fetch_and_add(&c->failed, 1);
+	c->failed++;
 	if (refused)
-		__sync_fetch_and_add(&c->refused, 1);
+		c->refused++;
 }
 
 /* SYN_RECV -> ESTABLISHED runs in softirq: attribute to the listener's owner. */
@@ -265,7 +271,7 @@ static __always_inline void on_accepted(const struct sock *sk, __u64 cookie)
 	struct dg_edge_counters *c = edge_counters(&info.edge);
 
 	if (c)
-		__sync_fetch_and_add(&c->accepts, 1);
+		c->accepts++;
 	remember_sock(cookie, &info);
 }
 
@@ -296,11 +302,11 @@ static __always_inline void on_closed(const struct sock *sk, int oldstate, __u64
 
 	if (!c)
 		return;
-	__sync_fetch_and_add(&c->closes, 1);
-	__sync_fetch_and_add(&c->lifetime_ns, lifetime_ns);
+	c->closes++;
+	c->lifetime_ns += lifetime_ns;
 	if (tp) {
-		__sync_fetch_and_add(&c->bytes_sent, tp->bytes_acked);
-		__sync_fetch_and_add(&c->bytes_received, tp->bytes_received);
+		c->bytes_sent += tp->bytes_acked;
+		c->bytes_received += tp->bytes_received;
 	}
 }
 
@@ -309,22 +315,21 @@ int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate, con
 {
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
-	__u64 cookie = bpf_get_socket_cookie((void *)sk);
-
 	if (newstate == TCP_LISTEN)
 		on_listen(sk);
 	else if (oldstate == TCP_LISTEN && newstate == TCP_CLOSE)
 		on_listen_close(sk);
 	else if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT)
-		on_connect(sk, cookie);
+		on_connect(sk, bpf_get_socket_cookie((void *)sk));
 	else if (oldstate == TCP_SYN_SENT && newstate == TCP_ESTABLISHED)
-		on_connected(sk, cookie);
+		on_connected(sk, bpf_get_socket_cookie((void *)sk));
 	else if (oldstate == TCP_SYN_SENT && newstate == TCP_CLOSE)
-		on_connect_failed(sk, cookie);
+		on_connect_failed(sk, bpf_get_socket_cookie((void *)sk));
 	else if (oldstate == TCP_SYN_RECV && newstate == TCP_ESTABLISHED)
-		on_accepted(sk, cookie);
+		on_accepted(sk, bpf_get_socket_cookie((void *)sk));
 	else if (newstate == TCP_CLOSE)
-		on_closed(sk, oldstate, cookie);
+		on_closed(sk, oldstate, bpf_get_socket_cookie((void *)sk));
+	/* Other transitions (FIN_WAIT, CLOSE_WAIT, ...) carry nothing we count. */
 	return 0;
 }
 

@@ -314,9 +314,10 @@ echo "agent peak RSS: VmHWM $hwm kB (max over rounds; ru_maxrss $maxrss kB)"
 echo
 
 # What else was attached to inet_sock_set_state when each mode started (0 expected).
-foreign=$(cat "$work"/*.progs | awk '$1 > 0' | wc -l)
-if ((foreign > 0)); then
-    echo "WARNING: another program was attached to inet_sock_set_state during $foreign run(s): every mode paid for it"
+foreign=$(for f in "$work"/*.progs; do (($(cat "$f") > 0)) && basename "$f" .progs; done | tr '\n' ' ' || true)
+if [[ -n $foreign ]]; then
+    echo "WARNING: another program was attached to inet_sock_set_state when these runs started: $foreign"
+    echo "         (someone else's tracer or agent); those runs paid for it too"
 else
     echo "no other tracer was attached to inet_sock_set_state at the start of any run"
 fi
