@@ -117,6 +117,15 @@ Result<std::string> draw(const Graph& graph, const std::string& format, const Re
     return render_graphviz(graph, options);
 }
 
+// What the graph options say about drawing: hosts boxed when nodes are processes.
+RenderOptions render_options(const GraphOptions& graph, std::string title) {
+    RenderOptions options;
+    options.title = std::move(title);
+    options.host_clusters = graph.group_by == "process";
+    options.timeout_seconds = graph.layout_timeout;
+    return options;
+}
+
 std::string format_from(const std::string& output, const std::string& given) {
     if (!given.empty()) return given;
     auto dot = output.rfind('.');
@@ -210,11 +219,8 @@ Status run_merge(const std::string& output, const std::vector<std::string>& inpu
 Status run_render(const RenderArgs& args) {
     auto fleet = load_fleet(args.graph);
     if (!fleet) return fleet.error();
-    RenderOptions options;
+    auto options = render_options(args.graph, "depgraph: " + window_text(fleet->graph.window));
     options.layout = args.layout;
-    options.title = "depgraph: " + window_text(fleet->graph.window);
-    options.host_clusters = args.graph.group_by == "process";
-    options.timeout_seconds = args.graph.layout_timeout;
     auto bytes = draw(fleet->graph, format_from(args.output, args.graph.inputs.format), options);
     if (!bytes) return bytes.error();
     return write_output(args.output, *bytes);
@@ -239,11 +245,9 @@ Status run_walk(const WalkArgs& args) {
         for (size_t n : target->nodes) keep[n] = true;
         for (const auto& r : reached) keep[r.node] = true;
         auto drawn = subgraph(graph, keep);
-        RenderOptions options;
-        options.title = std::string("depgraph ") + (args.dependencies ? "deps" : "impact") + " of " +
-                        args.target + ": " + window_text(graph.window);
-        options.host_clusters = args.graph.group_by == "process";
-        options.timeout_seconds = args.graph.layout_timeout;
+        auto options = render_options(args.graph, std::string("depgraph ") +
+                                                      (args.dependencies ? "deps" : "impact") + " of " +
+                                                      args.target + ": " + window_text(graph.window));
         for (size_t n : target->nodes) options.highlight.insert(*drawn.find(graph.nodes[n].id));
         auto bytes = draw(drawn, format, options);
         if (!bytes) return bytes.error();

@@ -1,7 +1,8 @@
 // A synthetic fleet for the depgraph benchmark: hosts in roles laid out in
 // tiers, a few hubs that most of the fleet calls, a month of one-minute
 // buckets (sparse: each edge is busy in a few dozen of them), both halves of
-// every connection recorded as the two hosts' agents would.
+// every connection recorded as the two hosts' agents would, each bucket added
+// to its day's rollup (edge_days) as the agent adds it.
 //
 //   generate_fleet OUT.db [--hosts 1000] [--roles 40] [--edges 20000] [--hubs 3]
 //                  [--hub-fan-in 600] [--days 30] [--seed 1]

@@ -1,6 +1,8 @@
-// The cross-host join, grouping and filters, checked through `render --format json`.
+// The cross-host join, grouping and filters, checked through `render --format json`;
+// and the names that external addresses take from /etc/hosts.
 #include <catch2/catch.hpp>
 
+#include "graph/host_names.hpp"
 #include "tests/graph/fixture_db.hpp"
 #include "tests/graph/small_fleet.hpp"
 
@@ -190,4 +192,32 @@ TEST_CASE("filters: --min-connections counts attempts after grouping, --exclude 
     auto until = render_json(dbs, {"--until", "2025-11-26T00:00:00Z"});
     CHECK(until["edges"].empty());
     CHECK(until["window"]["until"] == "2025-11-26T00:00:00Z");
+}
+
+TEST_CASE("external addresses take their names from a hosts file, never from DNS") {
+    auto names = depgraph::HostNames::parse(
+        "# comment\n"
+        "127.0.0.1\tlocalhost\n"
+        "203.0.113.5  api.partner.example partner   # trailing comment\n"
+        "203.0.113.5  second-line.example\n"
+        "::ffff:203.0.113.6 mapped.example\n"
+        "2001:db8:0:0::1 v6.example\n"
+        "not-an-address nothing.example\n"
+        "203.0.113.9\n");
+    CHECK(names.name_of("203.0.113.5") == "api.partner.example");
+    CHECK(names.name_of("203.0.113.6") == "mapped.example");
+    CHECK(names.name_of("2001:db8::1") == "v6.example");
+    CHECK(names.name_of("203.0.113.9").empty());
+    CHECK(names.name_of("198.18.0.1").empty());
+
+    depgraph::Graph graph;
+    graph.node("203.0.113.5", depgraph::NodeKind::external, "203.0.113.5", "");
+    graph.node("web-01/app", depgraph::NodeKind::client, "web-01", "app");
+    graph.node("127.0.0.1", depgraph::NodeKind::external, "127.0.0.1", "");
+    depgraph::name_external_nodes(graph, names);
+    CHECK(graph.nodes[0].name == "api.partner.example");
+    CHECK(graph.nodes[1].name.empty());  // only addresses no agent reports for
+    CHECK(graph.nodes[2].name == "localhost");
+    // a missing file names nothing
+    CHECK(depgraph::HostNames::load("/nonexistent/hosts").name_of("127.0.0.1").empty());
 }

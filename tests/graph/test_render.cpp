@@ -1,5 +1,9 @@
 // render: SVG parsed as XML, DOT, PNG, the format from the extension, and
 // hostile names that must stay text everywhere.
+#include <sys/stat.h>
+
+#include <chrono>
+
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
@@ -52,6 +56,19 @@ std::vector<std::string> render_args(const std::vector<std::string>& dbs, std::v
     args.insert(args.begin(), "render");
     for (const auto& a : db_args(dbs)) args.push_back(a);
     return args;
+}
+
+// `hosts` hosts in a ring, each calling the next `calls` on port 9000: cyclic.
+void write_ring(const std::string& path, int hosts, int calls) {
+    auto addr = [&](int i) { return "198.18.3." + std::to_string((i + hosts) % hosts + 1); };
+    for (int i = 0; i < hosts; i++) {
+        HostDb h(path, "ring-" + std::to_string(i));
+        h.address(addr(i), kT0, kT0 + 60);
+        for (int k = 1; k <= calls; k++) {
+            h.bucket(h.edge("out", "svc" + std::to_string(i), addr(i), addr(i + k), 9000), kT0, {.connects = 1});
+            h.bucket(h.edge("in", "svc" + std::to_string(i), addr(i), addr(i - k), 9000), kT0, {.accepts = 1});
+        }
+    }
 }
 
 }  // namespace
@@ -141,17 +158,7 @@ TEST_CASE("hostile process and host names stay text in SVG, DOT, JSON and tables
 
 TEST_CASE("the engine follows the graph's shape; big graphs lose their edge labels") {
     TempDir dir;
-    // 30 hosts in a ring, each calling the next 7: cyclic, 210 edges
-    const int kHosts = 30, kCalls = 7;
-    auto addr = [](int i) { return "198.18.3." + std::to_string((i + kHosts) % kHosts + 1); };
-    for (int i = 0; i < kHosts; i++) {
-        HostDb h(dir.file("ring.db"), "ring-" + std::to_string(i));
-        h.address(addr(i), kT0, kT0 + 60);
-        for (int k = 1; k <= kCalls; k++) {
-            h.bucket(h.edge("out", "svc" + std::to_string(i), addr(i), addr(i + k), 9000), kT0, {.connects = 1});
-            h.bucket(h.edge("in", "svc" + std::to_string(i), addr(i), addr(i - k), 9000), kT0, {.accepts = 1});
-        }
-    }
+    write_ring(dir.file("ring.db"), 30, 7);  // cyclic, 210 edges
     auto dot = run_depgraph({"render", "--db", dir.file("ring.db"), "-o", "-", "--format", "dot"});
     REQUIRE(dot.exit_code == 0);
     CHECK(dot.out.find("layout=sfdp") != std::string::npos);
@@ -161,4 +168,21 @@ TEST_CASE("the engine follows the graph's shape; big graphs lose their edge labe
     auto svg = run_depgraph({"render", "--db", dir.file("ring.db"), "-o", "-", "--format", "svg"});
     REQUIRE(svg.exit_code == 0);
     CHECK(parse_svg(svg.out).has_text("ring-0/svc0"));
+}
+
+TEST_CASE("a layout that outlives its time limit is stopped and reported in one line") {
+    TempDir dir;
+    // dot on 60 hosts each calling the next 10 needs about 14 s of CPU
+    write_ring(dir.file("ring.db"), 60, 10);
+    auto start = std::chrono::steady_clock::now();
+    auto r = run_depgraph({"render", "--db", dir.file("ring.db"), "-o", dir.file("ring.svg"), "--layout", "dot",
+                           "--layout-timeout", "1"});
+    auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    CHECK(r.exit_code == 1);
+    CHECK(r.err == "depgraph: error: the layout with dot did not finish within 1 s: try --layout sfdp, "
+                   "--group-by role or --min-connections\n");
+    CHECK(r.out.empty());
+    CHECK(seconds < 8);  // 1 s, and the time to load and build: not the layout's 14 s
+    struct stat st {};
+    CHECK(stat(dir.file("ring.svg").c_str(), &st) != 0);
 }
