@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <fcntl.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -14,8 +15,10 @@
 #include <fstream>
 #include <algorithm>
 #include <map>
+#include <optional>
 
 #include "agent/conntrack.hpp"
+#include "agent/conntrack_edges.hpp"
 #include "agent/edge_store.hpp"
 #include "agent/netns.hpp"
 #include "agent/process_table.hpp"
@@ -62,23 +65,35 @@ dg_process to_bpf_process(const ProcessIdentity& p) {
     return out;
 }
 
+// The agent drains edges from exactly one of these: the BPF programs'
+// counters, or conntrack's flows. Both give EdgeSamples, so all that
+// follows the drain is one code path.
+struct EdgeSources {
+    std::optional<Tracer> tracer;
+    std::optional<ConntrackEdgeSource> conntrack;
+};
+
 class Agent {
 public:
-    Agent(const AgentOptions& options, Tracer tracer, EdgeStore store, std::string host, uint32_t own_netns)
-        : options_(options), tracer_(std::move(tracer)), store_(std::move(store)), host_(std::move(host)),
-          own_netns_(own_netns) {}
+    Agent(const AgentOptions& options, EdgeSources sources, EdgeStore store, std::string host, uint32_t own_netns)
+        : options_(options), tracer_(std::move(sources.tracer)), conntrack_edges_(std::move(sources.conntrack)),
+          store_(std::move(store)), host_(std::move(host)), own_netns_(own_netns) {}
 
     Status start(int64_t now) {
         AgentRun run{random_run_id(), host_, now, DEPGRAPH_VERSION, kernel_release(),
-                     options_.scope == Scope::host ? "host" : "netns", own_netns_};
+                     options_.scope == Scope::host ? "host" : "netns", own_netns_,
+                     conntrack_edges_ ? "conntrack" : "ebpf"};
         if (auto s = store_.begin_run(run); !s) return s;
-        if (auto s = snapshot(); !s) return s;
-        watch_conntrack();
-        return ok_status();
+        (void)refresh_addresses();  // unreadable: read again at each flush
+        // Subscribed before the snapshot, so that a connection opened in
+        // between is in both and seeded once, not missed.
+        if (auto s = watch_conntrack(); !s) return s;
+        return snapshot();
     }
 
-    Status flush(int64_t now) {
-        auto samples = tracer_.drain();
+    // `final`: the last flush of the run, when nothing may stay pending.
+    Status flush(int64_t now, bool final = false) {
+        auto samples = drain(final);
         if (!samples) return samples.error();
         Flush f;
         f.now = now;
@@ -99,17 +114,16 @@ public:
             if (it->second > 0) f.edges[it->first].open = it->second;
             it = it->second > 0 ? std::next(it) : open_.erase(it);
         }
-        watch_conntrack();  // namespaces come and go under --scope host
+        (void)refresh_addresses();  // unreadable: taken as unchanged
+        // Namespaces come and go under --scope host.
+        if (auto s = watch_conntrack(); !s) return s;
         f.translations = take_translations();
         uint64_t enobufs = 0;
-        for (const auto& w : nat_watches_) enobufs += w.events.enobufs();
+        for (const auto& w : ct_watches_) enobufs += w.events.enobufs();
         f.loss_deltas["conntrack_enobufs"] = enobufs - reported_enobufs_;
-        auto losses = tracer_.losses();
+        auto losses = tracer_ ? tracer_->losses() : Result<LossCounters>(LossCounters{});
         if (!losses) return losses.error();
         for (size_t i = 0; i < losses->size(); i++) f.loss_deltas[kLossNames[i]] = (*losses)[i] - reported_losses_[i];
-        // Addresses that cannot be read this time are taken as unchanged, not
-        // as gone: a gap would split the host's ownership of them in two.
-        if (auto current = addresses(); current) addresses_ = std::move(*current);
         f.addresses = addresses_;
         if (auto s = store_.write(f); !s) return s;
         reported_losses_ = *losses;
@@ -120,15 +134,19 @@ public:
     // File descriptors that have conntrack events to read.
     std::vector<int> event_fds() const {
         std::vector<int> fds;
-        for (const auto& w : nat_watches_) fds.push_back(w.events.fd());
+        for (const auto& w : ct_watches_) fds.push_back(w.events.fd());
         return fds;
     }
 
+    // One subscription per namespace feeds both the NAT translations and,
+    // with --source conntrack, the edges.
     void read_conntrack_events() {
-        for (auto& w : nat_watches_) {
+        const auto now = ConntrackEdgeSource::Clock::now();
+        for (auto& w : ct_watches_) {
             auto flows = w.events.read_available();
             if (flows) {
                 for (const auto& flow : *flows) note_flow(w, flow);
+                if (conntrack_edges_) in_namespace(w, [&] { conntrack_edges_->note_events(w.netns, *flows, now); });
             } else if (options_.verbose) {
                 std::fprintf(stderr, "depgraph-agent: conntrack: %s\n", flows.error().message.c_str());
             }
@@ -145,11 +163,12 @@ public:
                 current.emplace(flow.id, std::move(t));
             }
             w.open_flows = std::move(current);
+            if (conntrack_edges_) in_namespace(w, [&] { conntrack_edges_->note_resync(w.netns, **table, now); });
         }
     }
 
     Status stop(int64_t now) {
-        if (auto s = flush(now); !s) return s;
+        if (auto s = flush(now, true); !s) return s;
         return store_.end_run(now);
     }
 
@@ -159,6 +178,24 @@ private:
         uint16_t port;
         bool operator<(const ListenerKey& o) const { return std::tie(netns, port) < std::tie(o.netns, o.port); }
     };
+
+    Result<std::vector<EdgeSample>> drain(bool final) {
+        if (tracer_) return tracer_->drain();
+        read_conntrack_events();  // what is queued happened before this flush
+        const auto now = ConntrackEdgeSource::Clock::now();
+        for (const auto& w : ct_watches_) in_namespace(w, [&] { conntrack_edges_->attribute_pending(w.netns, now); });
+        return conntrack_edges_->drain(now, final);
+    }
+
+    // Addresses that cannot be read are taken as unchanged, not as gone: a
+    // gap would split the host's ownership of them in two.
+    Status refresh_addresses() {
+        auto current = addresses();
+        if (!current) return current.error();
+        addresses_ = std::move(*current);
+        if (conntrack_edges_) conntrack_edges_->set_addresses(addresses_);
+        return ok_status();
+    }
 
     std::vector<NetnsRef> namespaces() const {
         if (options_.scope == Scope::netns) return {NetnsRef{own_netns_, "/proc/thread-self/ns/net"}};
@@ -203,7 +240,7 @@ private:
         auto owner = owners.find(s.inode);
         if (owner == owners.end()) return;
         listeners_[{netns, s.local_port}] = owner->second.comm;
-        (void)tracer_.seed_listener(dg_listener_key{netns, s.local_port, 0}, to_bpf_process(owner->second));
+        if (tracer_) (void)tracer_->seed_listener(dg_listener_key{netns, s.local_port, 0}, to_bpf_process(owner->second));
     }
 
     Status seed_connection(uint32_t netns, const TcpSocket& s,
@@ -224,7 +261,13 @@ private:
         }
         info.start_ns = now_ns;
         info.state = DG_SOCK_OPEN;
-        auto seeded = tracer_.seed_socket(s.cookie, info);
+        if (conntrack_edges_) {
+            if (conntrack_edges_->seed_open(netns, s, incoming, info.edge.process)) {
+                open_[identity_of_known(info.edge)] += 1;
+            }
+            return ok_status();
+        }
+        auto seeded = tracer_->seed_socket(s.cookie, info);
         if (!seeded) return seeded.error();
         if (*seeded) open_[identity_of_known(info.edge)] += 1;
         return ok_status();
@@ -280,12 +323,28 @@ private:
     }
 
     // One conntrack subscription per traced namespace, and the translated
-    // flows open in it, by conntrack id.
-    struct NatWatch {
+    // flows open in it, by conntrack id. `netns_fd` keeps a way into the
+    // namespace for sock_diag lookups: the /proc/PID path it was found by
+    // dies with that process.
+    struct ConntrackWatch {
         uint32_t netns;
+        UniqueFd netns_fd;
         ConntrackEvents events;
         std::map<uint64_t, NatTranslation> open_flows;
     };
+
+    // Runs `work` inside the watch's namespace. Should that fail, the work
+    // is skipped: in another namespace its lookups would find other sockets.
+    void in_namespace(const ConntrackWatch& w, const std::function<void()>& work) const {
+        if (w.netns == own_netns_) return work();
+        auto entered = in_netns("/proc/self/fd/" + std::to_string(w.netns_fd.get()), [&] {
+            work();
+            return ok_status();
+        });
+        if (!entered && options_.verbose) {
+            std::fprintf(stderr, "depgraph-agent: netns %u: %s\n", w.netns, entered.error().message.c_str());
+        }
+    }
 
     static NatTranslation translation_of(uint32_t netns, const ConntrackFlow& flow) {
         return NatTranslation{netns,
@@ -297,7 +356,7 @@ private:
                               flow.reply_sport};
     }
 
-    void note_flow(NatWatch& w, const ConntrackFlow& flow) {
+    void note_flow(ConntrackWatch& w, const ConntrackFlow& flow) {
         if (!flow.dnat() && !flow.snat()) return;  // no NAT, nothing to remember
         if (flow.destroyed) {
             w.open_flows.erase(flow.id);
@@ -307,49 +366,89 @@ private:
         if (w.open_flows.emplace(flow.id, t).second) pending_flows_[t]++;
     }
 
+    // With --source conntrack, a namespace where no rule uses conntrack
+    // yields no edges at all: say so once, rather than record nothing.
+    void check_tracking(uint32_t netns, std::vector<ConntrackFlow>& table) {
+        if (!table.empty()) return;
+        auto tracks = conntrack_tracks_connections();
+        if (!tracks) {
+            if (options_.verbose) {
+                std::fprintf(stderr, "depgraph-agent: netns %u: cannot tell whether conntrack tracks connections: %s\n",
+                             netns, tracks.error().message.c_str());
+            }
+            return;
+        }
+        if (!*tracks) {
+            std::fprintf(stderr, "depgraph-agent: netns %u: conntrack tracks no connections here, so --source "
+                                 "conntrack records no edges from it: add a firewall rule that uses conntrack "
+                                 "(e.g. an nft rule with `ct state established,related accept`)\n", netns);
+            return;
+        }
+        // The probe's own flow is in the table now: taken as one that was
+        // open before the agent, it is never counted.
+        if (auto again = dump_conntrack(); again) table = std::move(*again);
+    }
+
     // Subscribes first, then dumps, so that no flow falls between the two;
-    // a flow seen by both is one entry (by id).
-    void watch_conntrack() {
-        if (!conntrack_available_) return;
+    // a flow seen by both is one entry (by id). Without conntrack over
+    // netlink, NAT is not followed; with --source conntrack that is an error.
+    Status watch_conntrack() {
+        if (!conntrack_available_) return ok_status();
         std::vector<uint32_t> live;
+        std::optional<Error> unavailable;
         (void)for_each_netns([&](uint32_t netns) -> Status {
             live.push_back(netns);
-            for (const auto& w : nat_watches_) {
+            for (const auto& w : ct_watches_) {
                 if (w.netns == netns) return ok_status();
             }
             ConntrackEvents::Options ct_options;
             ct_options.receive_buffer_bytes = options_.netlink_buffer_bytes;
             auto events = ConntrackEvents::open(ct_options);
-            if (!events) return note_conntrack_unavailable(events.error());
+            if (!events) return note_conntrack_unavailable(events.error(), unavailable);
             auto table = dump_conntrack();
-            if (!table) return note_conntrack_unavailable(table.error());
-            NatWatch w{netns, std::move(*events), {}};
+            if (!table) return note_conntrack_unavailable(table.error(), unavailable);
+            UniqueFd netns_fd(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+            if (!netns_fd.valid()) return errno_error("cannot open network namespace " + std::to_string(netns), errno);
+            if (conntrack_edges_) {
+                check_tracking(netns, *table);
+                conntrack_edges_->note_table_at_start(netns, *table);
+            }
+            ConntrackWatch w{netns, std::move(netns_fd), std::move(*events), {}};
             for (const auto& flow : *table) {
                 if (flow.dnat() || flow.snat()) w.open_flows.emplace(flow.id, translation_of(netns, flow));
             }
-            nat_watches_.push_back(std::move(w));
+            ct_watches_.push_back(std::move(w));
             return ok_status();
         });
+        if (unavailable && conntrack_edges_) return Error{"--source conntrack: " + unavailable->message};
         // A namespace that is gone: its socket would keep it alive.
-        for (auto it = nat_watches_.begin(); it != nat_watches_.end();) {
+        for (auto it = ct_watches_.begin(); it != ct_watches_.end();) {
             bool gone = std::find(live.begin(), live.end(), it->netns) == live.end();
-            if (gone) reported_enobufs_ -= it->events.enobufs();
-            it = gone ? nat_watches_.erase(it) : std::next(it);
+            if (gone) {
+                reported_enobufs_ -= it->events.enobufs();
+                if (conntrack_edges_) conntrack_edges_->forget(it->netns);
+            }
+            it = gone ? ct_watches_.erase(it) : std::next(it);
         }
+        return ok_status();
     }
 
-    Status note_conntrack_unavailable(const Error& e) {
+    Status note_conntrack_unavailable(const Error& e, std::optional<Error>& unavailable) {
         if (is_conntrack_unavailable(e)) {
             conntrack_available_ = false;
-            std::fprintf(stderr, "depgraph-agent: no conntrack over netlink in this kernel (%s): "
-                                 "NAT will not be followed\n", e.message.c_str());
+            unavailable = e;
+            // With --source conntrack this is the run's one-line error instead.
+            if (!conntrack_edges_) {
+                std::fprintf(stderr, "depgraph-agent: no conntrack over netlink in this kernel (%s): "
+                                     "NAT will not be followed\n", e.message.c_str());
+            }
         }
         return e;
     }
 
     std::map<NatTranslation, NatCounts> take_translations() {
         std::map<NatTranslation, NatCounts> out;
-        for (const auto& w : nat_watches_) {
+        for (const auto& w : ct_watches_) {
             for (const auto& [id, t] : w.open_flows) out[t].open++;
         }
         for (const auto& [t, n] : pending_flows_) out[t].flows += n;
@@ -358,7 +457,8 @@ private:
     }
 
     AgentOptions options_;
-    Tracer tracer_;
+    std::optional<Tracer> tracer_;                   // --source ebpf
+    std::optional<ConntrackEdgeSource> conntrack_edges_;  // --source conntrack
     EdgeStore store_;
     std::string host_;
     uint32_t own_netns_;
@@ -367,7 +467,7 @@ private:
     std::map<EdgeIdentity, int64_t> open_;  // open connections per edge, across flushes
     LossCounters reported_losses_{};
     std::vector<HostAddress> addresses_;  // as last read
-    std::vector<NatWatch> nat_watches_;
+    std::vector<ConntrackWatch> ct_watches_;
     bool conntrack_available_ = true;
     std::map<NatTranslation, uint64_t> pending_flows_;  // translated flows begun since the last flush
     uint64_t reported_enobufs_ = 0;
@@ -405,12 +505,20 @@ Status run_agent(const AgentOptions& options) {
     if (!own_netns) return own_netns.error();
     set_libbpf_verbose(options.verbose);
     // Attach before anything else: a database is only created once tracing works.
-    auto tracer = Tracer::start(options.scope == Scope::netns ? *own_netns : 0);
-    if (!tracer) return tracer.error();
+    EdgeSources sources;
+    if (options.source == EdgeSourceKind::ebpf) {
+        auto tracer = Tracer::start(options.scope == Scope::netns ? *own_netns : 0);
+        if (!tracer) return Error{tracer.error().message + " (or use --source conntrack)"};
+        sources.tracer.emplace(std::move(*tracer));
+    } else {
+        // Checked before the database is created, as the BPF load is.
+        if (auto events = ConntrackEvents::open(); !events) return Error{"--source conntrack: " + events.error().message};
+        sources.conntrack.emplace();
+    }
     auto store = EdgeStore::open(options.db_path);
     if (!store) return store.error();
 
-    Agent agent(options, std::move(*tracer), std::move(*store), *host, *own_netns);
+    Agent agent(options, std::move(sources), std::move(*store), *host, *own_netns);
     if (auto s = agent.start(unix_now()); !s) return s;
     if (options.verbose) std::fprintf(stderr, "depgraph-agent: tracing, writing to %s\n", options.db_path.c_str());
     if (options.once) return agent.stop(unix_now());

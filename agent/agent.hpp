@@ -12,11 +12,16 @@ namespace depgraph {
 
 enum class Scope { host, netns };
 
+// What the agent builds edges from: the BPF programs (and conntrack for NAT),
+// or, where those cannot load, conntrack events and sock_diag snapshots.
+enum class EdgeSourceKind { ebpf, conntrack };
+
 struct AgentOptions {
     std::string db_path = "/var/lib/depgraph/depgraph.db";
     int64_t flush_interval_s = 10;
     int64_t bucket_s = 60;
     Scope scope = Scope::host;
+    EdgeSourceKind source = EdgeSourceKind::ebpf;
     std::string hostname;  // empty: gethostname()
     bool once = false;
     size_t netlink_buffer_bytes = size_t{8} << 20;  // conntrack events' receive buffer

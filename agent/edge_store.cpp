@@ -1,6 +1,7 @@
 #include "agent/edge_store.hpp"
 
 #include "common/address.hpp"
+#include "store/rollup.hpp"
 
 namespace depgraph {
 
@@ -26,14 +27,14 @@ Result<int64_t> EdgeStore::edge_id(const EdgeIdentity& edge, const std::string& 
     if (auto it = edge_ids_.find(edge); it != edge_ids_.end()) return it->second;
     auto upsert = db_.prepare(
         "INSERT INTO edges (host, direction, netns, process, cgroup, local_addr, remote_addr, port, loopback, source) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'ebpf') "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (host, direction, netns, process, cgroup, local_addr, remote_addr, port) "
         "DO UPDATE SET port = excluded.port RETURNING edge_id");
     if (!upsert) return upsert.error();
     bool loopback = is_loopback_address(edge.remote_addr) || edge.local_addr == edge.remote_addr;
     upsert->bind(1, host).bind(2, edge.direction).bind(3, static_cast<int64_t>(edge.netns)).bind(4, edge.process);
     upsert->bind(5, edge.cgroup).bind(6, edge.local_addr).bind(7, edge.remote_addr);
-    upsert->bind(8, static_cast<int64_t>(edge.port)).bind(9, static_cast<int64_t>(loopback));
+    upsert->bind(8, static_cast<int64_t>(edge.port)).bind(9, static_cast<int64_t>(loopback)).bind(10, run_.edge_source);
     auto row = upsert->step();
     if (!row) return Error{row.error().message};
     int64_t id = upsert->column_int(0);
@@ -62,19 +63,16 @@ Status EdgeStore::write_in_transaction(const Flush& flush) {
         "INSERT INTO edge_buckets (edge_id, bucket_start, bucket_seconds, connects, failed, refused, accepts, "
         "closes, bytes_sent, bytes_received, lifetime_ns, open) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
         "?11, ?12) ON CONFLICT (edge_id, bucket_start) DO UPDATE SET open = excluded.open, ") + kAddCounters);
-    auto day = db_.prepare(std::string(
-        "INSERT INTO edge_days (edge_id, day_start, first_bucket, last_bucket, bucket_seconds, connects, failed, "
-        "refused, accepts, closes, bytes_sent, bytes_received, lifetime_ns, open) VALUES (?1, ?2 - ?2 % 86400, "
-        "?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (edge_id, day_start) DO UPDATE SET "
-        "first_bucket = min(first_bucket, excluded.first_bucket), "
-        "last_bucket = max(last_bucket, excluded.last_bucket), "
-        "open = CASE WHEN excluded.last_bucket >= last_bucket THEN excluded.open ELSE open END, ") + kAddCounters);
+    // The day's row keeps its running totals (schema 4) exact: store/rollup.hpp.
+    auto day = db_.prepare(kAddBucketToDay);
+    auto later_days = db_.prepare(kAddBucketToLaterDays);
     if (!bucket) return bucket.error();
     if (!day) return day.error();
+    if (!later_days) return later_days.error();
     for (const auto& [edge, c] : flush.edges) {
         auto id = edge_id(edge, run_.host);
         if (!id) return id.error();
-        for (Statement* stmt : {&*bucket, &*day}) {
+        for (Statement* stmt : {&*bucket, &*day, &*later_days}) {
             stmt->bind(1, *id).bind(2, flush.bucket_start).bind(3, flush.bucket_seconds);
             int col = 4;
             for (uint64_t v : {c.sums.connects, c.sums.failed, c.sums.refused, c.sums.accepts, c.sums.closes,

@@ -42,6 +42,9 @@ struct AgentRun {
     std::string kernel;
     std::string scope;
     uint32_t netns = 0;
+    // edges.source of the edges this run writes: 'ebpf' or 'conntrack'. An
+    // edge keeps the source that first recorded it: it is not the edge's identity.
+    std::string edge_source = "ebpf";
 };
 
 struct HostAddress {

@@ -25,11 +25,16 @@ struct DurationValidator : CLI::Validator {
 
 int main(int argc, char** argv) {
     depgraph::AgentOptions options;
-    std::string flush_interval = "10s", bucket = "60s", scope = "host";
+    std::string flush_interval = "10s", bucket = "60s", scope = "host", source = "ebpf";
 
     CLI::App app{"depgraph-agent: traces this host's TCP connections (eBPF, netlink sock_diag) and records "
                  "per-time-bucket edge summaries in SQLite"};
     app.set_version_flag("--version", std::string("depgraph-agent ") + DEPGRAPH_VERSION);
+    app.footer("Runs until SIGINT or SIGTERM, then writes what is still in the kernel and exits 0.\n"
+               "Needs root, or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN to trace (plus CAP_DAC_READ_SEARCH+CAP_SYS_PTRACE\n"
+               "to name the owners of connections open at start, and CAP_SYS_ADMIN to enter other namespaces\n"
+               "with --scope host), and a kernel with BTF (/sys/kernel/btf/vmlinux).\n"
+               "Example: depgraph-agent --db /var/lib/depgraph/depgraph.db; then: depgraph edges --db THAT_FILE");
     app.add_option("--db", options.db_path, "SQLite database to write")->capture_default_str();
     app.add_option("--flush-interval", flush_interval, "how often to drain the kernel's counters into the database")
         ->check(DurationValidator())
@@ -41,6 +46,12 @@ int main(int argc, char** argv) {
                    "host: every network namespace on the machine; netns: only the agent's own, so that one agent "
                    "per namespace acts as a separate host")
         ->check(CLI::IsMember({"host", "netns"}))
+        ->capture_default_str();
+    app.add_option("--source", source,
+                   "ebpf: trace TCP in the kernel, conntrack for NAT; conntrack: where the BPF programs cannot load, "
+                   "build edges from conntrack events and sock_diag (needs a firewall rule that uses conntrack; "
+                   "no bytes, and closes only when conntrack forgets a connection)")
+        ->check(CLI::IsMember({"ebpf", "conntrack"}))
         ->capture_default_str();
     app.add_option("--hostname", options.hostname, "name to record for this host (default: the system's hostname)");
     app.add_flag("--once", options.once, "take one snapshot, write it and exit");
@@ -62,6 +73,7 @@ int main(int argc, char** argv) {
     options.flush_interval_s = *depgraph::parse_duration(flush_interval);
     options.bucket_s = *depgraph::parse_duration(bucket);
     options.scope = scope == "netns" ? depgraph::Scope::netns : depgraph::Scope::host;
+    options.source = source == "conntrack" ? depgraph::EdgeSourceKind::conntrack : depgraph::EdgeSourceKind::ebpf;
 
     // Blocked before any other thread exists, so only the flush loop sees them.
     sigset_t stop_signals;

@@ -12,6 +12,7 @@
 #include "graph/impact.hpp"
 #include "graph/join.hpp"
 #include "graph/merge.hpp"
+#include "graph/nat.hpp"
 #include "graph/records.hpp"
 #include "graph/render_graphviz.hpp"
 
@@ -66,6 +67,9 @@ Result<Fleet> load_fleet(const GraphOptions& options) {
     auto records = load_records(options.inputs.dbs, *window);
     if (!records) return records.error();
     fleet.records = std::move(*records);
+    auto translations = load_translations(options.inputs.dbs, *window);
+    if (!translations) return translations.error();
+    resolve_nat(fleet.records.edges, *translations);
     auto group_by = options.group_by == "host" ? GroupBy::host : options.group_by == "role" ? GroupBy::role
                                                                                             : GroupBy::process;
     auto graph = exclude_nodes(build_graph(fleet.records, *window), options.filters);
@@ -89,7 +93,7 @@ json graph_json(const Graph& graph) {
     }
     for (const auto& e : graph.edges) {
         json edge = {{"source", graph.nodes[e.source].id}, {"target", graph.nodes[e.target].id}, {"port", e.port},
-                     {"disputed", e.disputed}};
+                     {"disputed", e.disputed}, {"via", e.via}};
         edge.update(traffic_json(e.traffic));
         edges.push_back(std::move(edge));
     }

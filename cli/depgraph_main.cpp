@@ -3,15 +3,78 @@
 // are in depgraph_commands.cpp, the answers in graph/.
 #include <CLI/CLI.hpp>
 #include <sqlite3.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
 #include <functional>
 #include <iostream>
+#include <mutex>
+#include <sstream>
+#include <thread>
 
 #include "cli/depgraph_commands.hpp"
 #include "cli/depgraph_output.hpp"
+#include "version.h"
 
 namespace depgraph {
 namespace {
+
+// A status line on standard error while long work runs (merging many
+// databases, laying out a large fleet): what is being done and for how long.
+// Only on a terminal, and only once the work has taken half a second, so that
+// quick commands and piped or logged runs print nothing extra. graph/ reports
+// no fraction done, so this shows elapsed time, not a percentage. The thread
+// only writes to stderr: it never touches SQLite. What the command itself
+// writes to std::cerr meanwhile is held back and written once the line is
+// gone, so that the two never share a line.
+class ProgressLine {
+public:
+    explicit ProgressLine(std::string what) : what_(std::move(what)) {
+        if (!isatty(STDERR_FILENO)) return;
+        saved_cerr_ = std::cerr.rdbuf(held_back_.rdbuf());
+        thread_ = std::thread([this] { run(); });
+    }
+    ~ProgressLine() {
+        if (!thread_.joinable()) return;
+        {
+            std::lock_guard lock(mutex_);
+            done_ = true;
+        }
+        wake_.notify_one();
+        thread_.join();
+        std::cerr.rdbuf(saved_cerr_);
+        std::cerr << held_back_.str() << std::flush;
+    }
+    ProgressLine(const ProgressLine&) = delete;
+    ProgressLine& operator=(const ProgressLine&) = delete;
+
+private:
+    void run() {
+        using namespace std::chrono_literals;
+        static constexpr char kSpinner[] = {'|', '/', '-', '\\'};
+        auto start = std::chrono::steady_clock::now();
+        std::unique_lock lock(mutex_);
+        if (wake_.wait_for(lock, 500ms, [this] { return done_; })) return;
+        for (size_t tick = 0; !done_; tick++) {
+            double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+            std::fprintf(stderr, "\r%c %s (%.0fs)\033[K", kSpinner[tick % 4], what_.c_str(), seconds);
+            std::fflush(stderr);
+            wake_.wait_for(lock, 200ms, [this] { return done_; });
+        }
+        std::fputs("\r\033[K", stderr);  // the line goes away: the command's own output follows
+        std::fflush(stderr);
+    }
+
+    std::string what_;
+    std::ostringstream held_back_;
+    std::streambuf* saved_cerr_ = nullptr;
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    bool done_ = false;
+    std::thread thread_;
+};
 
 void add_inputs(CLI::App& cmd, Inputs& in, const std::string& default_since) {
     cmd.add_option("--db", in.dbs, "agent or merged database (repeatable)")->capture_default_str();
@@ -23,7 +86,10 @@ void add_inputs(CLI::App& cmd, Inputs& in, const std::string& default_since) {
 }
 
 void add_format(CLI::App& cmd, Inputs& in, const std::vector<std::string>& formats, const std::string& fallback) {
-    auto* option = cmd.add_option("--format", in.format, "output format")->check(CLI::IsMember(formats));
+    auto* option = cmd.add_option("--format", in.format,
+                                  fallback.empty() ? "output format (default: from the output file's extension, else svg)"
+                                                   : "output format")
+                       ->check(CLI::IsMember(formats));
     if (!fallback.empty()) option->default_val(fallback);
 }
 
@@ -44,7 +110,13 @@ void add_graph_options(CLI::App& cmd, GraphOptions& g) {
 
 int run(int argc, char** argv) {
     CLI::App app{"depgraph: the fleet's TCP dependency graph, from depgraph-agent databases"};
+    app.set_version_flag("--version", std::string("depgraph ") + DEPGRAPH_VERSION);
     app.require_subcommand(1);
+    app.footer("Examples:\n"
+               "  depgraph merge -o fleet.db hosts/*.db\n"
+               "  depgraph render --db fleet.db -o fleet.svg\n"
+               "  depgraph impact db-01:5432 --db fleet.db\n"
+               "Run 'depgraph SUBCOMMAND --help' for a subcommand's options.");
     std::function<Status()> command;
 
     Inputs edges_in;
@@ -64,7 +136,12 @@ int run(int argc, char** argv) {
     auto* merge = app.add_subcommand("merge", "combine databases into one (merging one twice counts it once)");
     merge->add_option("-o,--output", merge_output, "the merged database (created if missing)")->required();
     merge->add_option("inputs", merge_inputs, "databases to merge")->required();
-    merge->callback([&] { command = [&] { return run_merge(merge_output, merge_inputs); }; });
+    merge->callback([&] {
+        command = [&] {
+            ProgressLine progress("merging " + std::to_string(merge_inputs.size()) + " databases into " + merge_output);
+            return run_merge(merge_output, merge_inputs);
+        };
+    });
 
     RenderArgs render_args;
     auto* render = app.add_subcommand("render", "draw the dependency graph with Graphviz");
@@ -74,7 +151,13 @@ int run(int argc, char** argv) {
     add_format(*render, render_args.graph.inputs, {"svg", "png", "dot", "json"}, "");
     render->add_option("--layout", render_args.layout, "Graphviz engine (default: chosen by the graph's size and shape)")
         ->check(CLI::IsMember({"dot", "sfdp", "neato"}));
-    render->callback([&] { command = [&] { return run_render(render_args); }; });
+    render->callback([&] {
+        command = [&] {
+            ProgressLine progress("rendering " + (render_args.output == "-" ? std::string("to standard output")
+                                                                                : render_args.output));
+            return run_render(render_args);
+        };
+    });
 
     WalkArgs impact_args, deps_args;
     deps_args.dependencies = true;
@@ -99,6 +182,8 @@ int run(int argc, char** argv) {
     } catch (const CLI::CallForHelp& e) {
         return app.exit(e);
     } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
         std::cerr << "depgraph: error: " << e.what() << '\n';

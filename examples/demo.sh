@@ -32,7 +32,11 @@ while [ $# -gt 0 ]; do
     *) echo "demo.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+if [ -t 2 ]; then
+  say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+else
+  say() { printf '==> %s\n' "$*" >&2; }
+fi
 die() { echo "demo.sh: error: $*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "run as root: it creates network namespaces and loads BPF programs (sudo bash $0)"
@@ -57,6 +61,9 @@ hosts=(lb app-01 app-02 db-01 cache-01 client)
 prefix=dgdemo$$-
 fabric=${prefix}fabric
 ns() { echo "$prefix$1"; }
+# Foreground only: a function run with & is a subshell, and its pid is not the
+# server's. Background servers are started with `ip netns exec` itself (it
+# execs), so that $! is the process to stop.
 in_ns() { local host=$1; shift; ip netns exec "$(ns "$host")" "$@"; }
 
 run=""
@@ -114,14 +121,13 @@ for host in "${hosts[@]}"; do
   ip -n "$(ns "$host")" link set lo up
   ip -n "$fabric" link add "$host" type veth peer name eth0 netns "$(ns "$host")"
   ip -n "$fabric" link set "$host" master br0 up
-  # nodad: usable at once, without waiting for duplicate address detection.
-  ip -n "$(ns "$host")" addr add "${addr[$host]}/24" dev eth0 nodad
+  ip -n "$(ns "$host")" addr add "${addr[$host]}/24" dev eth0
   ip -n "$(ns "$host")" link set eth0 up
 done
 
 say "agents: one depgraph-agent --scope netns per host, writing to $out/hosts/NAME.db"
 for host in "${hosts[@]}"; do
-  in_ns "$host" "$agent" --scope netns --hostname "$host" --db "$out/hosts/$host.db" --flush-interval 1s -v \
+  ip netns exec "$(ns "$host")" "$agent" --scope netns --hostname "$host" --db "$out/hosts/$host.db" --flush-interval 1s -v \
     >"$run/agent-$host.log" 2>&1 &
   pids+=($!)
 done
@@ -138,7 +144,7 @@ cat >"$run/pgdata/pg_hba.conf" <<EOF
 local all all trust
 host all all 198.18.0.0/24 trust
 EOF
-in_ns db-01 runuser -u postgres -- "$pg_bin/postgres" -D "$run/pgdata" -c listen_addresses="${addr[db-01]}" \
+ip netns exec "$(ns db-01)" runuser -u postgres -- "$pg_bin/postgres" -D "$run/pgdata" -c listen_addresses="${addr[db-01]}" \
   -c port=5432 -c unix_socket_directories="$run/pgsock" -c logging_collector=off >"$run/postgres.log" 2>&1 &
 pids+=($!)
 # Over the Unix socket: no TCP connection that the agents would count.
@@ -151,14 +157,14 @@ say "cache-01: redis-server on ${addr[cache-01]}:6379"
 mkdir -p "$run/redis"
 chown redis: "$run/redis" 2>/dev/null || true
 redis_user=$(id -u redis >/dev/null 2>&1 && echo redis || echo root)
-in_ns cache-01 runuser -u "$redis_user" -- redis-server --bind "${addr[cache-01]}" --port 6379 --dir "$run/redis" \
-  --save '' --appendonly no --protected-mode no --daemonize no --logfile "$run/redis/redis.log" &
+ip netns exec "$(ns cache-01)" runuser -u "$redis_user" -- redis-server --bind "${addr[cache-01]}" --port 6379 --dir "$run/redis" \
+  --save '' --appendonly no --protected-mode no --daemonize no --logfile "$run/redis/redis.log" >"$run/redis-stdout.log" 2>&1 &
 pids+=($!)
 wait_for "redis-server" listening cache-01 6379
 
 say "app-01, app-02: examples/demo/app.py on :8080 (one PostgreSQL query and one Redis INCR per request)"
 for host in app-01 app-02; do
-  in_ns "$host" /usr/bin/python3 "$repo/examples/demo/app.py" "$host" "${addr[$host]}" 8080 \
+  ip netns exec "$(ns "$host")" /usr/bin/python3 "$repo/examples/demo/app.py" "$host" "${addr[$host]}" 8080 \
     "${addr[db-01]}" "${addr[cache-01]}" >"$run/$host.log" 2>&1 &
   pids+=($!)
 done
@@ -168,7 +174,7 @@ wait_for "app-02" listening app-02 8080
 say "lb: nginx on ${addr[lb]}:80, round robin over app-01 and app-02"
 sed -e "s|@RUN@|$run|g" -e "s|@LB@|${addr[lb]}|" -e "s|@APP_01@|${addr[app-01]}|" -e "s|@APP_02@|${addr[app-02]}|" \
   "$repo/examples/demo/nginx.conf" >"$run/nginx.conf"
-in_ns lb nginx -e "$run/nginx-error.log" -c "$run/nginx.conf" -g 'daemon off;' &
+ip netns exec "$(ns lb)" nginx -e "$run/nginx-error.log" -c "$run/nginx.conf" -g 'daemon off;' &
 pids+=($!)
 wait_for "nginx" listening lb 80
 
@@ -179,10 +185,11 @@ for i in $(seq "$requests"); do
 done
 [ "$failed" -eq 0 ] || die "$failed of $requests requests failed (logs: $run/app-0*.log, $run/nginx-error.log)"
 
-# Two flush intervals for the last closes to be drained, then SIGINT: each agent writes what is left and exits.
+# Two flush intervals for the last closes to be drained, then SIGTERM (not SIGINT: a non-interactive shell
+# starts background jobs with SIGINT ignored): each agent writes what is left and exits.
 sleep 2
 say "stopping the agents (they write what is still in the kernel)"
-for i in "${!hosts[@]}"; do kill -INT "${pids[$i]}"; done
+for i in "${!hosts[@]}"; do kill -TERM "${pids[$i]}"; done
 for i in "${!hosts[@]}"; do
   wait "${pids[$i]}" || die "the agent of ${hosts[$i]} failed: $(tail -n 3 "$run/agent-${hosts[$i]}.log")"
 done

@@ -67,7 +67,7 @@ Graph group_graph(const Graph& graph, GroupBy group_by, const RoleRules& roles) 
         grouped.nodes[group_of[i]].members.insert(n.members.begin(), n.members.end());
     }
     for (const auto& e : graph.edges) {
-        grouped.connect(group_of[e.source], group_of[e.target], e.port, e.traffic, e.disputed);
+        grouped.connect(group_of[e.source], group_of[e.target], e.port, e.traffic, e.disputed, e.via);
     }
     grouped.settle();
     return grouped;

@@ -22,6 +22,11 @@ Traffic service_side(const EdgeRecord& e) {
 
 std::string process_id(const std::string& host, const std::string& process) { return host + "/" + process; }
 
+std::set<std::string> vias(const EdgeRecord& e) {
+    if (e.via.empty()) return {};
+    return {e.via};
+}
+
 // Both halves of the connections from one client host to one service host on one port.
 struct Bundle {
     std::vector<const EdgeRecord*> outgoing;
@@ -68,7 +73,7 @@ private:
         if (servers.empty()) {
             size_t client = graph_.node(process_id(e.host, e.process), NodeKind::client, e.host, e.process);
             size_t external = graph_.node(e.remote_addr, NodeKind::external, e.remote_addr, "");
-            graph_.connect(client, external, e.port, client_side(e), false);
+            graph_.connect(client, external, e.port, client_side(e), false, vias(e));
             return;
         }
         if (servers.size() > 1) {
@@ -126,9 +131,11 @@ private:
             return;
         }
         std::map<std::string, Traffic> by_process;
+        std::map<std::string, std::set<std::string>> via_by_process;
         Traffic seen_by_clients;
         for (const auto* out : bundle.outgoing) {
             by_process[out->process].add(client_side(*out));
+            if (!out->via.empty()) via_by_process[out->process].insert(out->via);
             seen_by_clients.add(client_side(*out));
         }
         if (bundle.shared) {
@@ -145,7 +152,7 @@ private:
         top.bytes_received += std::max<int64_t>(0, seen_by_service.bytes_received - seen_by_clients.bytes_received);
         for (const auto& [name, traffic] : by_process) {
             size_t client = graph_.node(process_id(client_host, name), NodeKind::client, client_host, name);
-            graph_.connect(client, service, port, traffic, disputed);
+            graph_.connect(client, service, port, traffic, disputed, via_by_process[name]);
         }
     }
 

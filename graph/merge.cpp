@@ -1,11 +1,13 @@
 #include "graph/merge.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <set>
 
 #include "graph/records.hpp"
 #include "store/database.hpp"
+#include "store/rollup.hpp"
 
 namespace depgraph {
 namespace {
@@ -52,22 +54,6 @@ constexpr std::string_view kInsertBucket =
     "bytes_received = max(bytes_received, excluded.bytes_received), "
     "lifetime_ns = max(lifetime_ns, excluded.lifetime_ns), open = max(open, excluded.open)";
 
-// A day's rollup rebuilt from its buckets, as the schema migration builds it,
-// so that it is exact whatever the inputs held (their own rollups are not
-// read: a bucket merged from two files keeps the larger counts, a day cannot).
-// The last bucket gives the gauge and the length that last_seen adds.
-constexpr std::string_view kRebuildDay = R"sql(
-INSERT OR REPLACE INTO edge_days
-SELECT d.edge_id, d.day_start, d.first_bucket, d.last_bucket, l.bucket_seconds, d.connects, d.failed, d.refused,
-       d.accepts, d.closes, d.bytes_sent, d.bytes_received, d.lifetime_ns, l.open
-FROM (SELECT ?1 AS edge_id, ?2 AS day_start, min(bucket_start) AS first_bucket, max(bucket_start) AS last_bucket,
-             sum(connects) AS connects, sum(failed) AS failed, sum(refused) AS refused, sum(accepts) AS accepts,
-             sum(closes) AS closes, sum(bytes_sent) AS bytes_sent, sum(bytes_received) AS bytes_received,
-             sum(lifetime_ns) AS lifetime_ns
-      FROM edge_buckets WHERE edge_id = ?1 AND bucket_start >= ?2 AND bucket_start < ?3) d
-JOIN edge_buckets l ON l.edge_id = d.edge_id AND l.bucket_start = d.last_bucket
-)sql";
-
 // Binds column c of `from` as parameter c + 1 of `to`, keeping NULLs and text as they are.
 void bind_column(Statement& to, const Statement& from, int c, bool text) {
     if (from.column_is_null(c)) {
@@ -97,10 +83,14 @@ Result<int64_t> copy_rows(Database& in, Database& out, const Copy& copy, const s
     }
 }
 
-// (edge_id in the output, day_start) of every bucket written.
-using Days = std::set<std::pair<int64_t, int64_t>>;
+// Each edge of the output that got a bucket, and the first day it got one on.
+// Its days from then on are rebuilt from the buckets, as the schema
+// migration builds them, so that they are exact whatever the inputs held
+// (their own rollups are not read: a bucket merged from two files keeps the
+// larger counts, a day cannot), and so are its running totals from then on.
+using FirstDayTouched = std::map<int64_t, int64_t>;
 
-Status merge_one(Database& in, Database& out, MergeSummary& summary, Days& touched) {
+Status merge_one(Database& in, Database& out, MergeSummary& summary, FirstDayTouched& touched) {
     if (auto r = copy_rows(in, out, kRuns, {0, 1, 5, 6, 7}); !r) return r.error();
     if (auto r = copy_rows(in, out, kAddresses, {0, 2}); !r) return r.error();
     if (auto r = copy_rows(in, out, kLosses, {0, 2}); !r) return r.error();
@@ -150,20 +140,18 @@ Status merge_one(Database& in, Database& out, MergeSummary& summary, Days& touch
         put->bind(1, id->second);
         for (int c = 1; c < 12; c++) put->bind(c + 1, buckets->column_int(c));
         if (auto s = put->run(); !s) return s.error();
-        touched.emplace(id->second, day_start_of(buckets->column_int(1)));
+        int64_t day = day_start_of(buckets->column_int(1));
+        if (auto [it, fresh] = touched.try_emplace(id->second, day); !fresh) it->second = std::min(it->second, day);
         summary.buckets++;
     }
     return ok_status();
 }
 
-Status rebuild_days(Database& out, const Days& days) {
-    auto rebuild = out.prepare(kRebuildDay);
-    if (!rebuild) return rebuild.error();
-    for (const auto& [edge_id, day_start] : days) {
-        rebuild->bind(1, edge_id).bind(2, day_start).bind(3, day_start + kSecondsPerDay);
-        if (auto s = rebuild->run(); !s) return s;
-    }
-    return ok_status();
+Status rebuild_days(Database& out, const FirstDayTouched& days) {
+    std::vector<EdgeDayRange> ranges;
+    ranges.reserve(days.size());
+    for (const auto& [edge_id, first_day] : days) ranges.push_back(EdgeDayRange::edge_from(edge_id, first_day));
+    return rebuild_edge_days(out, ranges);
 }
 
 }  // namespace
@@ -187,7 +175,7 @@ Result<MergeSummary> merge_databases(const std::string& output, const std::vecto
     MergeSummary summary;
     auto tx = Transaction::begin(*out);
     if (!tx) return tx.error();
-    Days touched;
+    FirstDayTouched touched;
     for (auto& in : sources) {
         if (auto s = merge_one(in, *out, summary, touched); !s) return s.error();
         summary.databases++;

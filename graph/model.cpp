@@ -44,15 +44,17 @@ std::optional<size_t> Graph::find(const std::string& id) const {
     return it->second;
 }
 
-void Graph::connect(size_t source, size_t target, int port, const Traffic& traffic, bool disputed) {
+void Graph::connect(size_t source, size_t target, int port, const Traffic& traffic, bool disputed,
+                    const std::set<std::string>& via) {
     auto [it, inserted] = edge_index_.try_emplace({source, target, port}, edges.size());
     if (inserted) {
-        edges.push_back({source, target, port, traffic, disputed});
+        edges.push_back({source, target, port, traffic, disputed, via});
         return;
     }
     auto& e = edges[it->second];
     e.traffic.add(traffic);
     e.disputed = e.disputed || disputed;
+    e.via.insert(via.begin(), via.end());
 }
 
 void Graph::settle() {

@@ -48,6 +48,8 @@ struct Edge {
     // The two hosts' halves disagreed (one agent was down or missed some):
     // the larger count was kept.
     bool disputed = false;
+    // The addresses the clients dialled when NAT sent them here ("VIP:port").
+    std::set<std::string> via;
 };
 
 class Graph {
@@ -60,7 +62,9 @@ public:
     size_t node(const std::string& id, NodeKind kind, const std::string& host, const std::string& process);
     std::optional<size_t> find(const std::string& id) const;
     // Adds traffic to the (source, target, port) edge, creating it if needed.
-    void connect(size_t source, size_t target, int port, const Traffic& traffic, bool disputed);
+    // `via` is a dialled address that NAT translated, or empty.
+    void connect(size_t source, size_t target, int port, const Traffic& traffic, bool disputed,
+                 const std::set<std::string>& via = {});
     // Puts nodes in id order and edges in (source, target, port) order, so
     // every output is deterministic, and rebuilds the indexes; a node that an
     // edge enters becomes a service with that edge's port. Node indices change.

@@ -58,6 +58,9 @@ struct EdgeRecord {
     int64_t open = 0;        // the gauge of the latest bucket in the window
     int64_t first_seen = 0;  // start of the first bucket
     int64_t last_seen = 0;   // end of the last bucket
+    // "198.18.5.5:80" when the client dialled that address and NAT sent the
+    // connection to remote_addr:port (set by resolve_nat, graph/nat.hpp).
+    std::string via{};
 
     bool outgoing() const { return direction == "out"; }
 };

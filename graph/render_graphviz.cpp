@@ -88,11 +88,19 @@ std::string node_label(const Node& n, bool in_cluster) {
     return label;
 }
 
+// "via 198.18.5.5:80": what the clients dialled before NAT sent them here.
+std::string via_text(const Edge& e) {
+    std::string text = "via";
+    for (const auto& v : e.via) text += " " + label_text(v);
+    return text;
+}
+
 std::string edge_tooltip(const Graph& graph, const Edge& e) {
     std::string text = label_text(graph.nodes[e.source].id) + " -> " + label_text(graph.nodes[e.target].id) +
                        ":" + std::to_string(e.port) + ", " + std::to_string(e.traffic.connections) +
                        " connections, " + std::to_string(e.traffic.failed) + " failed";
     if (e.disputed) text += ", the two hosts' counts disagree (the larger is shown)";
+    if (!e.via.empty()) text += ", " + via_text(e);
     return text;
 }
 
@@ -163,7 +171,9 @@ CGraph build(const Graph& graph, const RenderOptions& options, const std::string
         set(edge, "penwidth", penwidth);
         set(edge, "tooltip", edge_tooltip(graph, e));
         if (labelled) {
-            set(edge, "label", ":" + std::to_string(e.port) + " (" + std::to_string(e.traffic.connections) + ")");
+            std::string label = ":" + std::to_string(e.port) + " (" + std::to_string(e.traffic.connections) + ")";
+            if (!e.via.empty()) label += "\\n" + via_text(e);
+            set(edge, "label", label);
             set(edge, "fontname", "Helvetica");
         }
         if (e.traffic.failed > 0) {

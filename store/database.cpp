@@ -7,6 +7,8 @@
 #include <fstream>
 #include <optional>
 
+#include "store/rollup.hpp"
+
 namespace depgraph {
 namespace {
 
@@ -75,7 +77,8 @@ CREATE TABLE losses (
 // Version 2: a per-day rollup of edge_buckets, so that a question over a
 // month reads one row per edge and day instead of 1,440. The rows of a day
 // are always the sums of that day's buckets (the agent adds to both in one
-// transaction; merge recomputes the days it touched).
+// transaction; merge recomputes the days it touched). migrate() fills it from
+// the buckets, with the SQL merge uses (store/rollup.cpp).
 constexpr std::string_view kSchemaV2 = R"sql(
 CREATE TABLE edge_days (
     edge_id        INTEGER NOT NULL REFERENCES edges (edge_id),
@@ -95,12 +98,6 @@ CREATE TABLE edge_days (
     PRIMARY KEY (edge_id, day_start)
 ) WITHOUT ROWID;
 CREATE INDEX edge_days_by_time ON edge_days (day_start);
-INSERT INTO edge_days
-SELECT d.*, (SELECT l.open FROM edge_buckets l WHERE l.edge_id = d.edge_id AND l.bucket_start = d.last_bucket)
-FROM (SELECT edge_id, bucket_start - bucket_start % 86400, min(bucket_start), max(bucket_start) AS last_bucket,
-             max(bucket_seconds), sum(connects), sum(failed), sum(refused), sum(accepts), sum(closes),
-             sum(bytes_sent), sum(bytes_received), sum(lifetime_ns)
-      FROM edge_buckets GROUP BY edge_id, bucket_start - bucket_start % 86400) d;
 )sql";
 
 // Version 3: NAT, as each host's conntrack saw it. A connection that was
@@ -131,8 +128,24 @@ CREATE INDEX nat_translations_by_dialled ON nat_translations (dialled_addr, dial
 CREATE INDEX nat_translations_by_nat ON nat_translations (nat_addr, server_addr, server_port, bucket_start);
 )sql";
 
+// Version 4: running totals per edge in the rollup. cum_x of a day row is
+// the sum of x over that edge's days up to and including this one, so the
+// whole days of any window cost two rows per edge, not one per day:
+// cum at the window's last day minus cum before its first. The agent carries
+// them forward when it starts a day; merge and migrate() recompute them.
+constexpr std::string_view kSchemaV4 = R"sql(
+ALTER TABLE edge_days ADD COLUMN cum_connects INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE edge_days ADD COLUMN cum_failed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE edge_days ADD COLUMN cum_refused INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE edge_days ADD COLUMN cum_accepts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE edge_days ADD COLUMN cum_closes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE edge_days ADD COLUMN cum_bytes_sent INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE edge_days ADD COLUMN cum_bytes_received INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE edge_days ADD COLUMN cum_lifetime_ns INTEGER NOT NULL DEFAULT 0;
+)sql";
+
 // migrations[v] takes a database at version v to v + 1.
-constexpr std::string_view kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3};
+constexpr std::string_view kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4};
 static_assert(std::size(kMigrations) == kSchemaVersion);
 
 Result<int64_t> pragma_int(Database& db, const char* pragma) {
@@ -175,6 +188,15 @@ Status migrate(Database& db) {
     if (!tx) return tx.error();
     for (int64_t v = *version; v < kSchemaVersion; v++) {
         if (auto s = db.exec(kMigrations[v]); !s) return s;
+    }
+    // The rollup's rows are data, not schema: a file from before version 2
+    // has buckets and no day rows, one from before version 4 has day rows
+    // and no running totals.
+    const EdgeDayRange everything[] = {EdgeDayRange{}};
+    if (*version < 2) {
+        if (auto s = rebuild_edge_days(db, everything); !s) return s;
+    } else if (*version < 4) {
+        if (auto s = rebuild_edge_cums(db, everything); !s) return s;
     }
     if (auto s = db.exec("PRAGMA application_id = " + std::to_string(kApplicationId)); !s) return s;
     if (auto s = db.exec("PRAGMA user_version = " + std::to_string(kSchemaVersion)); !s) return s;

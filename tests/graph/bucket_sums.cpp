@@ -103,11 +103,17 @@ std::vector<std::string> days_from_buckets(const std::string& path) {
         d.sums[kCounters - 1] += b.lifetime_ns;
     }
     std::vector<std::string> rows;
+    int64_t edge_id = 0;
+    int64_t running[kCounters] = {};  // the edge's sums up to this day: the cum_* columns
     for (const auto& [key, d] : days) {
+        if (rows.empty() || key.first != edge_id) std::fill(std::begin(running), std::end(running), 0);
+        edge_id = key.first;
         std::string row = std::to_string(key.first) + " " + std::to_string(key.second) + " " +
                           std::to_string(d.first) + " " + std::to_string(d.last) + " " + std::to_string(d.seconds);
         for (int64_t v : d.sums) row += " " + std::to_string(v);
-        rows.push_back(row + " " + std::to_string(d.open));
+        row += " " + std::to_string(d.open);
+        for (int c = 0; c < kCounters; c++) row += " " + std::to_string(running[c] += d.sums[c]);
+        rows.push_back(row);
     }
     return rows;
 }
@@ -117,7 +123,7 @@ std::vector<std::string> days_as_stored(const std::string& path) {
     std::vector<std::string> rows;
     check(for_each_row(db, "SELECT * FROM edge_days ORDER BY edge_id, day_start", [&](const Statement& r) {
         std::string row;
-        for (int c = 0; c < 14; c++) row += (c ? " " : "") + std::to_string(r.column_int(c));
+        for (int c = 0; c < 14 + kCounters; c++) row += (c ? " " : "") + std::to_string(r.column_int(c));
         rows.push_back(row);
     }));
     return rows;

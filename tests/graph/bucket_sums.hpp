@@ -14,7 +14,7 @@ namespace depgraph::fixture {
 // order and shape load_records returns for one database.
 std::vector<EdgeRecord> sum_buckets(const std::string& path, const Window& window);
 
-// "edge_id day_start first_bucket last_bucket bucket_seconds counters... open", one per row.
+// "edge_id day_start first_bucket last_bucket bucket_seconds counters... open cum_counters...", one per row.
 std::vector<std::string> days_from_buckets(const std::string& path);
 std::vector<std::string> days_as_stored(const std::string& path);
 

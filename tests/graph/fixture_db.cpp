@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "store/rollup.hpp"
+
 namespace depgraph::fixture {
 namespace {
 
@@ -24,7 +26,7 @@ void run_or_throw(Statement& stmt) {
 }  // namespace
 
 HostDb::HostDb(const std::string& path, std::string host)
-    : db_(open_or_throw(path)), host_(std::move(host)), statements_(6) {}
+    : db_(open_or_throw(path)), host_(std::move(host)), statements_(7) {}
 
 Statement& HostDb::statement(int which, std::string_view sql) {
     auto& slot = statements_[static_cast<size_t>(which)];
@@ -66,25 +68,15 @@ int64_t HostDb::edge(const std::string& direction, const std::string& process, c
 void HostDb::bucket(int64_t edge_id, int64_t bucket_start, const Bucket& c, int64_t bucket_seconds) {
     auto& bucket = statement(3,
         "INSERT INTO edge_buckets (edge_id, bucket_start, bucket_seconds, connects, failed, refused, accepts, "
-        "closes, bytes_sent, bytes_received, lifetime_ns, open) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, "
-        "?11)");
-    auto& day = statement(5,
-        "INSERT INTO edge_days (edge_id, day_start, first_bucket, last_bucket, bucket_seconds, connects, failed, "
-        "refused, accepts, closes, bytes_sent, bytes_received, lifetime_ns, open) VALUES (?1, ?2 - ?2 % 86400, ?2, "
-        "?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11) ON CONFLICT (edge_id, day_start) DO UPDATE SET "
-        "first_bucket = min(first_bucket, excluded.first_bucket), "
-        "last_bucket = max(last_bucket, excluded.last_bucket), "
-        "bucket_seconds = CASE WHEN excluded.last_bucket >= last_bucket THEN excluded.bucket_seconds "
-        "ELSE bucket_seconds END, "
-        "open = CASE WHEN excluded.last_bucket >= last_bucket THEN excluded.open ELSE open END, "
-        "connects = connects + excluded.connects, failed = failed + excluded.failed, "
-        "refused = refused + excluded.refused, accepts = accepts + excluded.accepts, "
-        "closes = closes + excluded.closes, bytes_sent = bytes_sent + excluded.bytes_sent, "
-        "bytes_received = bytes_received + excluded.bytes_received");
-    for (Statement* stmt : {&bucket, &day}) {
+        "closes, bytes_sent, bytes_received, lifetime_ns, open) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+        "?12)");
+    // The agent's own statements: the day rows and their running totals as it writes them.
+    auto& day = statement(5, kAddBucketToDay);
+    auto& later_days = statement(6, kAddBucketToLaterDays);
+    for (Statement* stmt : {&bucket, &day, &later_days}) {
         stmt->bind(1, edge_id).bind(2, bucket_start).bind(3, bucket_seconds).bind(4, c.connects).bind(5, c.failed);
         stmt->bind(6, c.refused).bind(7, c.accepts).bind(8, c.closes).bind(9, c.bytes_sent);
-        stmt->bind(10, c.bytes_received).bind(11, c.open);
+        stmt->bind(10, c.bytes_received).bind(11, int64_t{0}).bind(12, c.open);
         run_or_throw(*stmt);
     }
 }

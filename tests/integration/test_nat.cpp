@@ -3,16 +3,15 @@
 // records its socket's view (the VIP) and conntrack's translation (VIP ->
 // server), exactly once per connection; the server's agent sees the client.
 #define CATCH_CONFIG_RUNNER
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <cstdlib>
-#include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "store/database.hpp"
+#include "tests/integration/agent_fixture.hpp"
 #include "tests/integration/child_process.hpp"
 #include "tests/integration/netns_fixture.hpp"
 
@@ -23,65 +22,17 @@ namespace {
 
 constexpr int kConnections = 6;
 
-int64_t count(Database& db, const std::string& sql) {
-    auto stmt = db.prepare(sql);
-    REQUIRE(stmt.ok());
-    REQUIRE(*stmt->step());
-    return stmt->column_int(0);
-}
-
-struct TempDir {
-    std::filesystem::path path;
-    TempDir() {
-        char tmpl[] = "/tmp/depgraph-nat-test-XXXXXX";
-        path = mkdtemp(tmpl);
+// `depgraph render --format json` over these databases.
+nlohmann::json render_json(const std::vector<std::string>& dbs) {
+    std::vector<std::string> argv{std::getenv("DEPGRAPH"), "render", "-o", "-", "--format", "json"};
+    for (const auto& db : dbs) {
+        argv.push_back("--db");
+        argv.push_back(db);
     }
-    ~TempDir() { std::filesystem::remove_all(path); }
-    std::string db(const std::string& host) const { return (path / (host + ".db")).string(); }
-};
-
-// One agent per namespace, as a host of its own; returns once it has
-// attached and written its first flush.
-ChildProcess start_agent(TestNetns& ns, const std::string& host, const std::string& db,
-                         const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv{std::getenv("DEPGRAPH_AGENT"), "--db", db, "--scope", "netns", "--hostname", host,
-                                  "--flush-interval", "1s"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    auto agent = ChildProcess::exec_in(ns.path(), argv);
-    auto flushed = [&] {
-        auto d = Database::open_read_only(db);
-        return d.ok() && count(*d, "SELECT count(*) FROM host_addresses") > 0;
-    };
-    for (int i = 0; i < 100 && !flushed(); i++) usleep(100000);
-    REQUIRE(flushed());
-    return agent;
-}
-
-// Connects `n` times to addr:port and closes; the exit code says whether all succeeded.
-ChildProcess dial(TestNetns& ns, const std::string& addr, uint16_t port, int n) {
-    return ChildProcess::fork_in(ns.path(), "dg-dialler", [=] {
-        auto target = socket_address(addr, port);
-        int made = 0;
-        for (int i = 0; i < n; i++) {
-            int fd = socket(AF_INET, SOCK_STREAM, 0);
-            made += connect(fd, target.get(), target.length) == 0;
-            close(fd);
-        }
-        return made == n ? 0 : 1;
-    });
-}
-
-// Accepts and closes, forever.
-int serve(uint16_t port) {
-    auto addr = socket_address("0.0.0.0", port);
-    int ls = socket(AF_INET, SOCK_STREAM, 0);
-    int on = 1;
-    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-    if (bind(ls, addr.get(), addr.length) != 0 || listen(ls, 64) != 0) return 2;
-    for (;;) {
-        int fd = accept(ls, nullptr, nullptr);
-        if (fd >= 0) close(fd);
-    }
+    auto out = run_captured(argv);
+    INFO(out.err);
+    REQUIRE(out.exit_code == 0);
+    return nlohmann::json::parse(out.out);
 }
 
 }  // namespace
@@ -97,7 +48,7 @@ TEST_CASE("a DNAT rule on the client: the agent records the dialled VIP and the 
 
     TempDir dir;
     std::string db_client = dir.db("client"), db_server = dir.db("server");
-    auto listener = ChildProcess::fork_in(server.path(), "dg-backend", [] { return serve(8080); });
+    auto listener = ChildProcess::fork_in(server.path(), "dg-backend", [] { return accept_and_close(8080); });
     auto agent_client = start_agent(client, "client", db_client);
     auto agent_server = start_agent(server, "server", db_server);
 
@@ -122,6 +73,27 @@ TEST_CASE("a DNAT rule on the client: the agent records the dialled VIP and the 
     // The server saw the real client on its real port.
     CHECK(count(*s, "SELECT sum(accepts) FROM edges JOIN edge_buckets USING (edge_id) WHERE direction = 'in' "
                     "AND process = 'dg-backend' AND remote_addr = '198.18.0.1' AND port = 8080") == kConnections);
+
+    // The merged graph: client -> server on the real port, the VIP an
+    // attribute of the edge and never a node.
+    auto graph = render_json({db_client, db_server});
+    CHECK(graph["nodes"].size() == 2);
+    for (const auto& n : graph["nodes"]) CHECK(n["id"] != "198.18.5.5");
+    REQUIRE(graph["edges"].size() == 1);
+    const auto& e = graph["edges"][0];
+    CHECK(e["source"] == "client/dg-dialler");
+    CHECK(e["target"] == "server/dg-backend");
+    CHECK(e["port"] == 8080);
+    CHECK(e["connections"] == kConnections);
+    CHECK(e["disputed"] == false);
+    CHECK(e["via"] == nlohmann::json::array({"198.18.5.5:80"}));
+    // Who depends on the backend includes those who reached it through the VIP.
+    auto impact = run_captured({std::getenv("DEPGRAPH"), "impact", "198.18.0.2:8080", "--db", db_client, "--db",
+                                db_server, "--format", "json"});
+    REQUIRE(impact.exit_code == 0);
+    auto dependents = nlohmann::json::parse(impact.out)["dependents"];
+    REQUIRE(dependents.size() == 1);
+    CHECK(dependents[0]["node"] == "client/dg-dialler");
 }
 
 TEST_CASE("masquerade on a router: the router's agent records who was behind its address") {
@@ -135,7 +107,7 @@ TEST_CASE("masquerade on a router: the router's agent records who was behind its
     router.nft("add rule ip nat postrouting oifname " + if_router_out + " masquerade");
 
     TempDir dir;
-    auto listener = ChildProcess::fork_in(server.path(), "dg-backend", [] { return serve(8080); });
+    auto listener = ChildProcess::fork_in(server.path(), "dg-backend", [] { return accept_and_close(8080); });
     auto agent_client = start_agent(client, "client", dir.db("client"));
     auto agent_router = start_agent(router, "router", dir.db("router"));
     auto agent_server = start_agent(server, "server", dir.db("server"));
@@ -159,6 +131,17 @@ TEST_CASE("masquerade on a router: the router's agent records who was behind its
                     "server_addr = '198.18.2.1' AND server_port = 8080") == kConnections);
     // A router forwards; it has no sockets of its own in these connections.
     CHECK(count(*r, "SELECT count(*) FROM edges") == 0);
+
+    // The merged graph joins the server's half (from the router's address)
+    // to the client's: one edge, both halves agreeing, no phantom client.
+    auto graph = render_json({dir.db("client"), dir.db("router"), dir.db("server")});
+    REQUIRE(graph["edges"].size() == 1);
+    const auto& e = graph["edges"][0];
+    CHECK(e["source"] == "client/dg-dialler");
+    CHECK(e["target"] == "server/dg-backend");
+    CHECK(e["connections"] == kConnections);
+    CHECK(e["disputed"] == false);
+    for (const auto& n : graph["nodes"]) CHECK(n["kind"] != "external");
 }
 
 TEST_CASE("a burst that overflows a small netlink buffer is counted, resynchronised, and still counted right") {
@@ -171,7 +154,7 @@ TEST_CASE("a burst that overflows a small netlink buffer is counted, resynchroni
 
     TempDir dir;
     constexpr int kBurst = 400;
-    auto listener = ChildProcess::fork_in(server.path(), "dg-backend", [] { return serve(8080); });
+    auto listener = ChildProcess::fork_in(server.path(), "dg-backend", [] { return accept_and_close(8080); });
     auto agent = start_agent(client, "client", dir.db("client"), {"--netlink-buffer", "4096"});
     // The agent cannot read while stopped, so the burst overflows its buffer for certain.
     REQUIRE(kill(agent.pid(), SIGSTOP) == 0);

@@ -1,0 +1,143 @@
+#include "graph/nat.hpp"
+
+#include <algorithm>
+#include <map>
+#include <tuple>
+
+#include "graph/rows.hpp"
+
+namespace depgraph {
+namespace {
+
+// Schema 3 added nat_translations; an older file opened read-only has none.
+constexpr int64_t kFirstVersionWithNat = 3;
+// Translations are stamped per bucket, edges too; allow a flush's worth of skew.
+constexpr int64_t kTimeSlack = 300;
+
+constexpr std::string_view kTranslations = R"sql(
+SELECT host, client_addr, nat_addr, dialled_addr, dialled_port, server_addr, server_port,
+       sum(flows), max(open), min(bucket_start), max(bucket_start + bucket_seconds)
+FROM nat_translations
+WHERE bucket_start >= ?1 AND bucket_start < ?2
+GROUP BY host, netns, client_addr, nat_addr, dialled_addr, dialled_port, server_addr, server_port
+)sql";
+
+auto identity_of(const TranslationRecord& t) {
+    return std::tie(t.host, t.client_addr, t.nat_addr, t.dialled_addr, t.dialled_port, t.server_addr,
+                    t.server_port);
+}
+
+bool overlaps(const TranslationRecord& t, const EdgeRecord& e) {
+    return t.first_seen <= e.last_seen + kTimeSlack && t.last_seen >= e.first_seen - kTimeSlack;
+}
+
+// Splits `n` in proportion to `weights`; the remainder goes to the heaviest
+// part, so that the parts always add up to `n`.
+std::vector<int64_t> split(int64_t n, const std::vector<int64_t>& weights) {
+    int64_t total = 0;
+    for (int64_t w : weights) total += w;
+    std::vector<int64_t> parts(weights.size());
+    int64_t given = 0;
+    for (size_t i = 0; i < weights.size(); i++) {
+        parts[i] = total > 0 ? static_cast<int64_t>(static_cast<__int128>(n) * weights[i] / total) : 0;
+        given += parts[i];
+    }
+    auto heaviest = std::max_element(weights.begin(), weights.end()) - weights.begin();
+    parts[static_cast<size_t>(heaviest)] += n - given;
+    return parts;
+}
+
+// The far end of `e` as each of `targets` (address, port), weighted by flows.
+std::vector<EdgeRecord> split_edge(const EdgeRecord& e,
+                                   const std::map<std::pair<std::string, int>, int64_t>& targets) {
+    std::vector<int64_t> weights;
+    for (const auto& [target, weight] : targets) weights.push_back(std::max<int64_t>(weight, 1));
+    std::vector<EdgeRecord> parts(targets.size(), e);
+    for (int64_t EdgeRecord::*counter :
+         {&EdgeRecord::connects, &EdgeRecord::failed, &EdgeRecord::refused, &EdgeRecord::accepts,
+          &EdgeRecord::closes, &EdgeRecord::bytes_sent, &EdgeRecord::bytes_received, &EdgeRecord::open}) {
+        auto shares = split(e.*counter, weights);
+        for (size_t i = 0; i < parts.size(); i++) parts[i].*counter = shares[i];
+    }
+    size_t i = 0;
+    for (const auto& [target, weight] : targets) {
+        parts[i].remote_addr = target.first;
+        parts[i].port = target.second;
+        i++;
+    }
+    return parts;
+}
+
+// "198.18.5.5:80", "[2001:2::5]:80".
+std::string address_and_port(const std::string& addr, int port) {
+    bool v6 = addr.find(':') != std::string::npos;
+    return (v6 ? "[" + addr + "]" : addr) + ":" + std::to_string(port);
+}
+
+}  // namespace
+
+Result<std::vector<TranslationRecord>> load_translations(const std::vector<std::string>& db_paths,
+                                                         const Window& window) {
+    std::map<std::tuple<std::string, std::string, std::string, std::string, int, std::string, int>,
+             TranslationRecord>
+        by_identity;
+    for (const auto& path : db_paths) {
+        auto db = Database::open_read_only(path);
+        if (!db) return db.error();
+        auto version = db->prepare("PRAGMA user_version");
+        if (!version) return version.error();
+        if (auto row = version->step(); !row || !*row || version->column_int(0) < kFirstVersionWithNat) continue;
+        auto stmt = db->prepare(kTranslations);
+        if (!stmt) return stmt.error();
+        stmt->bind(1, window.since).bind(2, window.until);
+        auto read = for_each_row(*db, *stmt, [&](Statement& row) {
+            TranslationRecord t{row.column_text(0), row.column_text(1), row.column_text(2), row.column_text(3),
+                                static_cast<int>(row.column_int(4)), row.column_text(5),
+                                static_cast<int>(row.column_int(6)), row.column_int(7), row.column_int(8),
+                                row.column_int(9), row.column_int(10)};
+            auto [it, inserted] = by_identity.try_emplace(identity_of(t), t);
+            if (inserted) return;
+            auto& kept = it->second;
+            kept.flows = std::max(kept.flows, t.flows);
+            kept.open = std::max(kept.open, t.open);
+            kept.first_seen = std::min(kept.first_seen, t.first_seen);
+            kept.last_seen = std::max(kept.last_seen, t.last_seen);
+        });
+        if (!read) return read.error();
+    }
+    std::vector<TranslationRecord> out;
+    for (auto& [key, t] : by_identity) out.push_back(std::move(t));
+    return out;
+}
+
+void resolve_nat(std::vector<EdgeRecord>& edges, const std::vector<TranslationRecord>& translations) {
+    if (translations.empty()) return;
+    std::vector<EdgeRecord> resolved;
+    resolved.reserve(edges.size());
+    for (const auto& e : edges) {
+        // Where the client's dialled address really went, or whom the
+        // server's NAT address really was: (address, port) -> flows.
+        std::map<std::pair<std::string, int>, int64_t> actual;
+        for (const auto& t : translations) {
+            if (e.loopback || !overlaps(t, e)) continue;
+            if (e.outgoing() && t.dnat() && t.client_addr == e.local_addr && t.dialled_addr == e.remote_addr &&
+                t.dialled_port == e.port) {
+                actual[{t.server_addr, t.server_port}] += t.flows > 0 ? t.flows : t.open;
+            } else if (!e.outgoing() && t.snat() && t.nat_addr == e.remote_addr && t.server_addr == e.local_addr &&
+                       t.server_port == e.port) {
+                actual[{t.client_addr, e.port}] += t.flows > 0 ? t.flows : t.open;
+            }
+        }
+        if (actual.empty()) {
+            resolved.push_back(e);
+            continue;
+        }
+        for (auto& part : split_edge(e, actual)) {
+            if (e.outgoing()) part.via = address_and_port(e.remote_addr, e.port);
+            resolved.push_back(std::move(part));
+        }
+    }
+    edges = std::move(resolved);
+}
+
+}  // namespace depgraph

@@ -1,0 +1,99 @@
+// Agents as integration tests run them: one per test namespace, as a host
+// of its own, writing to a database in a temporary directory that the test
+// then queries. Header-only: each test binary has its own main.
+#pragma once
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "store/database.hpp"
+#include "tests/integration/child_process.hpp"
+#include "tests/integration/netns_fixture.hpp"
+
+namespace depgraph::test {
+
+// The first column of the first row of `sql`.
+inline int64_t count(Database& db, const std::string& sql) {
+    auto stmt = db.prepare(sql);
+    REQUIRE(stmt.ok());
+    REQUIRE(*stmt->step());
+    return stmt->column_int(0);
+}
+
+// Removed with everything in it when the test ends.
+struct TempDir {
+    std::filesystem::path path;
+    TempDir() {
+        char tmpl[] = "/tmp/depgraph-test-XXXXXX";
+        path = mkdtemp(tmpl);
+    }
+    ~TempDir() { std::filesystem::remove_all(path); }
+    std::string db(const std::string& host) const { return (path / (host + ".db")).string(); }
+};
+
+// One agent in `ns` with --scope netns, flushing every second; returns once
+// it has attached and written its first flush. `stderr_path`, when given,
+// receives what the agent logs.
+inline ChildProcess start_agent(TestNetns& ns, const std::string& host, const std::string& db,
+                                const std::vector<std::string>& extra = {}, const std::string& stderr_path = "") {
+    std::vector<std::string> argv{std::getenv("DEPGRAPH_AGENT"), "--db", db, "--scope", "netns", "--hostname", host,
+                                  "--flush-interval", "1s"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto agent = stderr_path.empty() ? ChildProcess::exec_in(ns.path(), argv)
+                                     : ChildProcess::fork_in(ns.path(), "dg-agent", [&] {
+                                           int fd = ::open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+                                           if (fd < 0 || dup2(fd, 2) < 0) return 126;
+                                           std::vector<char*> args;
+                                           for (auto& a : argv) args.push_back(a.data());
+                                           args.push_back(nullptr);
+                                           execv(args[0], args.data());
+                                           return 127;
+                                       });
+    auto flushed = [&] {
+        auto d = Database::open_read_only(db);
+        return d.ok() && count(*d, "SELECT count(*) FROM host_addresses") > 0;
+    };
+    for (int i = 0; i < 100 && !flushed(); i++) usleep(100000);
+    REQUIRE(flushed());
+    return agent;
+}
+
+// A server's body: listens on 0.0.0.0:port, accepts and closes, forever.
+inline int accept_and_close(uint16_t port) {
+    auto addr = socket_address("0.0.0.0", port);
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    int on = 1;
+    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    if (bind(ls, addr.get(), addr.length) != 0 || listen(ls, 64) != 0) return 2;
+    for (;;) {
+        int fd = accept(ls, nullptr, nullptr);
+        if (fd >= 0) close(fd);
+    }
+}
+
+// A client "dg-dialler" in `ns` that connects `n` times to addr:port,
+// holding each connection `hold_us` before closing it. Its exit code: 0
+// when every connect succeeded, 1 when none did, 2 otherwise.
+inline ChildProcess dial(TestNetns& ns, const std::string& addr, uint16_t port, int n, useconds_t hold_us = 0) {
+    return ChildProcess::fork_in(ns.path(), "dg-dialler", [=] {
+        auto target = socket_address(addr, port);
+        int made = 0;
+        for (int i = 0; i < n; i++) {
+            int fd = socket(target.family(), SOCK_STREAM, 0);
+            made += connect(fd, target.get(), target.length) == 0;
+            usleep(hold_us);
+            close(fd);
+        }
+        return made == n ? 0 : made == 0 ? 1 : 2;
+    });
+}
+
+}  // namespace depgraph::test

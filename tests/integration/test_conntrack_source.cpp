@@ -1,0 +1,165 @@
+// `depgraph-agent --source conntrack`, the fallback for hosts where the BPF
+// programs cannot load: two namespaces as two hosts, each with a firewall
+// rule that makes conntrack track its connections, and an agent each that
+// builds edges from conntrack events and sock_diag alone.
+#define CATCH_CONFIG_RUNNER
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "store/database.hpp"
+#include "tests/integration/agent_fixture.hpp"
+#include "tests/integration/child_process.hpp"
+#include "tests/integration/netns_fixture.hpp"
+
+using namespace depgraph;
+using namespace depgraph::test;
+
+namespace {
+
+constexpr int kConnections = 5;  // N
+constexpr int kRefused = 3;      // M
+constexpr uint16_t kServicePort = 8080;
+constexpr uint16_t kClosedPort = 9090;
+// Long enough for the agent to read the NEW event and find the socket.
+constexpr useconds_t kHoldUs = 100000;
+
+// conntrack only tracks flows in a namespace where some rule uses it.
+void track_connections(TestNetns& ns) {
+    ns.nft("add table inet track");
+    ns.nft("add chain inet track input { type filter hook input priority 0 ; }");
+    ns.nft("add rule inet track input ct state established,related accept");
+}
+
+struct EdgeTotals {
+    int64_t rows = 0, connects = 0, failed = 0, refused = 0, accepts = 0, closes = 0, open = 0;
+};
+
+// Counters of the edges matching `where`, summed over their buckets; `open`
+// from the latest bucket.
+EdgeTotals totals(Database& db, const std::string& where) {
+    auto stmt = db.prepare(
+        "SELECT count(DISTINCT e.edge_id), sum(connects), sum(failed), sum(refused), sum(accepts), sum(closes), "
+        "(SELECT sum(open) FROM edge_buckets b2 WHERE b2.edge_id IN (SELECT edge_id FROM edges WHERE " + where +
+        ") AND b2.bucket_start = (SELECT max(bucket_start) FROM edge_buckets)) "
+        "FROM edges e JOIN edge_buckets b USING (edge_id) WHERE " + where);
+    REQUIRE(stmt.ok());
+    REQUIRE(*stmt->step());
+    EdgeTotals t;
+    int64_t* fields[] = {&t.rows, &t.connects, &t.failed, &t.refused, &t.accepts, &t.closes, &t.open};
+    for (int i = 0; i < 7; i++) *fields[i] = stmt->column_int(i);
+    return t;
+}
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+}  // namespace
+
+TEST_CASE("--source conntrack: exact counts, processes from sockets, and the source on each edge") {
+    TestNetns client, server;
+    TestNetns::link(client, "198.18.0.1/24", server, "198.18.0.2/24");
+    track_connections(client);
+    track_connections(server);
+
+    TempDir dir;
+    auto listener = ChildProcess::fork_in(server.path(), "dg-server", [] { return accept_and_close(kServicePort); });
+    usleep(100000);  // listening before the agents' snapshots
+    const auto err_client = (dir.path / "client.err").string(), err_server = (dir.path / "server.err").string();
+    auto agent_client = start_agent(client, "client", dir.db("client"), {"--source", "conntrack"}, err_client);
+    auto agent_server = start_agent(server, "server", dir.db("server"), {"--source", "conntrack"}, err_server);
+
+    REQUIRE(dial(client, "198.18.0.2", kServicePort, kConnections, kHoldUs).wait_exit(20000) == 0);
+    // Refused connections are gone before their NEW event is read: the agent
+    // is stopped meanwhile so that this is certain, not merely likely.
+    REQUIRE(kill(agent_client.pid(), SIGSTOP) == 0);
+    int refused_exit = dial(client, "198.18.0.2", kClosedPort, kRefused).wait_exit(20000);
+    REQUIRE(kill(agent_client.pid(), SIGCONT) == 0);
+    REQUIRE(refused_exit == 1);  // none connected
+    usleep(300000);
+    REQUIRE(agent_client.stop(SIGINT) == 0);
+    REQUIRE(agent_server.stop(SIGINT) == 0);
+
+    // The tables were empty at start, and the agents found that conntrack
+    // tracks connections anyway: nothing to warn about.
+    CHECK(read_file(err_client).empty());
+    CHECK(read_file(err_server).empty());
+
+    auto c = Database::open_read_only(dir.db("client"));
+    auto s = Database::open_read_only(dir.db("server"));
+    REQUIRE((c.ok() && s.ok()));
+    {
+        auto out = totals(*c, "direction = 'out' AND process = 'dg-dialler' AND local_addr = '198.18.0.1' AND "
+                              "remote_addr = '198.18.0.2' AND port = 8080 AND source = 'conntrack'");
+        CHECK(out.rows == 1);
+        CHECK(out.connects == kConnections);
+        CHECK(out.failed == 0);
+        CHECK(out.accepts == 0);
+        // conntrack reports a close only when it forgets the flow, TIME_WAIT
+        // (120 s) after it: until then the connections count as open.
+        CHECK(out.closes == 0);
+        CHECK(out.open == kConnections);
+
+        auto refused = totals(*c, "direction = 'out' AND process = '?' AND remote_addr = '198.18.0.2' AND "
+                                  "port = 9090 AND source = 'conntrack'");
+        CHECK(refused.rows == 1);
+        CHECK(refused.failed == kRefused);
+        CHECK(refused.refused == kRefused);
+        CHECK(refused.connects == 0);
+        CHECK(refused.open == 0);
+
+        CHECK(count(*c, "SELECT count(*) FROM edges") == 2);
+    }
+    {
+        auto in = totals(*s, "direction = 'in' AND process = 'dg-server' AND local_addr = '198.18.0.2' AND "
+                             "remote_addr = '198.18.0.1' AND port = 8080 AND source = 'conntrack'");
+        CHECK(in.rows == 1);
+        CHECK(in.accepts == kConnections);
+        CHECK(in.connects == 0);
+        CHECK(in.failed == 0);
+        // A refused SYN is no accept, as with eBPF: no edge for port 9090.
+        CHECK(count(*s, "SELECT count(*) FROM edges") == 1);
+    }
+    // The agents' own probe connection over loopback is never an edge.
+    for (auto* db : {&*c, &*s}) CHECK(count(*db, "SELECT count(*) FROM edges WHERE remote_addr = '127.0.0.1'") == 0);
+}
+
+TEST_CASE("--source conntrack without a rule that uses conntrack: one line saying so, and a clean exit") {
+    TestNetns ns;
+    TempDir dir;
+    const auto err = (dir.path / "agent.err").string();
+    auto agent = start_agent(ns, "solo", dir.db("solo"), {"--source", "conntrack"}, err);
+    REQUIRE(agent.stop(SIGINT) == 0);
+    std::string logged = read_file(err);
+    INFO(logged);
+    CHECK(std::count(logged.begin(), logged.end(), '\n') == 1);
+    CHECK(logged.find("conntrack tracks no connections") != std::string::npos);
+    CHECK(logged.find("ct state") != std::string::npos);
+    auto db = Database::open_read_only(dir.db("solo"));
+    REQUIRE(db.ok());
+    CHECK(count(*db, "SELECT count(*) FROM edges") == 0);
+    CHECK(count(*db, "SELECT count(*) FROM agent_runs WHERE stopped_at IS NOT NULL") == 1);
+}
+
+TEST_CASE("with --source ebpf, a failed BPF load points to --source conntrack") {
+    TempDir dir;
+    std::filesystem::permissions(dir.path, std::filesystem::perms::all);
+    auto out = run_captured({std::getenv("DEPGRAPH_AGENT"), "--db", dir.db("x"), "--once"}, "", 65534 /* nobody */);
+    INFO(out.err);
+    CHECK(out.exit_code == 1);
+    CHECK(out.err.find("(or use --source conntrack)\n") != std::string::npos);
+}
+
+int main(int argc, char* argv[]) {
+    if (!can_run_as_root(argv[0])) return kSkipExitCode;
+    return Catch::Session().run(argc, argv);
+}
