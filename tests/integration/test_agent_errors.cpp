@@ -69,7 +69,12 @@ TEST_CASE("an unwritable database path is refused") {
 TEST_CASE("without privileges the agent says what it needs and writes nothing") {
     TempDir dir;
     auto path = (dir.path / "depgraph.db").string();
-    auto out = run_agent({"--db", path, "--once"}, 65534 /* nobody */);
+    // A copy that nobody may run: the build tree can sit under /root (mode 700).
+    auto agent_copy = dir.path / "depgraph-agent";
+    fs::copy_file(std::getenv("DEPGRAPH_AGENT"), agent_copy);
+    fs::permissions(agent_copy, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec |
+                                    fs::perms::group_read | fs::perms::others_read);
+    auto out = run_captured({agent_copy.string(), "--db", path, "--once"}, "", 65534 /* nobody */);
     CHECK(out.exit_code == 1);
     CHECK(is_one_line(out.err));
     CHECK(out.err.find("CAP_BPF") != std::string::npos);
