@@ -15,6 +15,7 @@
 #include <fstream>
 #include <algorithm>
 #include <map>
+#include <set>
 #include <optional>
 
 #include "agent/conntrack.hpp"
@@ -121,6 +122,7 @@ public:
         uint64_t enobufs = 0;
         for (const auto& w : ct_watches_) enobufs += w.events.enobufs();
         f.loss_deltas["conntrack_enobufs"] = enobufs - reported_enobufs_;
+        f.loss_deltas["netns_unreachable"] = netns_failures_ - reported_netns_failures_;
         auto losses = tracer_ ? tracer_->losses() : Result<LossCounters>(LossCounters{});
         if (!losses) return losses.error();
         for (size_t i = 0; i < losses->size(); i++) f.loss_deltas[kLossNames[i]] = (*losses)[i] - reported_losses_[i];
@@ -128,6 +130,7 @@ public:
         if (auto s = store_.write(f); !s) return s;
         reported_losses_ = *losses;
         reported_enobufs_ = enobufs;
+        reported_netns_failures_ = netns_failures_;
         return ok_status();
     }
 
@@ -209,8 +212,17 @@ private:
                 if (auto s = work(ns.inode); !s) return s;
                 continue;
             }
-            // A namespace may vanish between listing and entering it: not an error.
-            (void)in_netns(ns.path, [&] { return work(ns.inode); });
+            auto entered = in_netns(ns.path, [&] { return work(ns.inode); });
+            // A namespace may vanish between listing and entering it; one we
+            // cannot enter (setns needs CAP_SYS_ADMIN) is counted and said
+            // once, never skipped in silence.
+            if (!entered) {
+                netns_failures_++;
+                if (warned_netns_.insert(ns.inode).second) {
+                    std::fprintf(stderr, "depgraph-agent: network namespace %u is not traced: %s\n", ns.inode,
+                                 entered.error().message.c_str());
+                }
+            }
         }
         return ok_status();
     }
@@ -238,7 +250,13 @@ private:
     void remember_listener(uint32_t netns, const TcpSocket& s,
                            const std::unordered_map<uint64_t, ProcessIdentity>& owners) {
         auto owner = owners.find(s.inode);
-        if (owner == owners.end()) return;
+        // An owner we cannot see (no access to its /proc entries) still makes
+        // the port a listener: its connections are incoming, not outgoing
+        // ones to a client's ephemeral port.
+        if (owner == owners.end()) {
+            listeners_.try_emplace({netns, s.local_port}, kUnknownProcess);
+            return;
+        }
         listeners_[{netns, s.local_port}] = owner->second.comm;
         if (tracer_) (void)tracer_->seed_listener(dg_listener_key{netns, s.local_port, 0}, to_bpf_process(owner->second));
     }
@@ -471,6 +489,10 @@ private:
     bool conntrack_available_ = true;
     std::map<NatTranslation, uint64_t> pending_flows_;  // translated flows begun since the last flush
     uint64_t reported_enobufs_ = 0;
+    // Times a traced namespace could not be entered (snapshots, addresses).
+    mutable uint64_t netns_failures_ = 0;
+    uint64_t reported_netns_failures_ = 0;
+    mutable std::set<uint32_t> warned_netns_;
 };
 
 // Waits until the next multiple of `interval` on the UTC clock, so flushes

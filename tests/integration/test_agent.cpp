@@ -50,6 +50,16 @@ bool send_bytes(int fd, int n) {
     return send(fd, buf.data(), buf.size(), MSG_NOSIGNAL) == n;
 }
 
+// Closes our side, then waits for the server's: once the peer's FIN is in,
+// the kernel has taken the socket to CLOSE, and the agent counted the close.
+void finish(int fd) {
+    shutdown(fd, SHUT_WR);
+    char c;
+    while (recv(fd, &c, 1, 0) > 0) {
+    }
+    close(fd);
+}
+
 bool recv_bytes(int fd, int n) {
     char buf[4096];
     while (n > 0) {
@@ -176,7 +186,7 @@ TEST_CASE("two agents in two namespaces record exact connection counts") {
                 int fd = connect_to("198.18.0.2", kServicePort);
                 if (fd < 0) continue;
                 if (send_bytes(fd, kRequestBytes) && recv_bytes(fd, kResponseBytes)) made++;
-                close(fd);
+                finish(fd);
             }
         });
         worker.join();
@@ -187,7 +197,7 @@ TEST_CASE("two agents in two namespaces record exact connection counts") {
         for (int i = 0; i < kRefused; i++) refused += connect_to("198.18.0.2", kClosedPort) < 0;
         int v6 = connect_to("2001:2::2", kServicePort);
         bool v6_ok = v6 >= 0 && send_bytes(v6, kRequestBytes) && recv_bytes(v6, kResponseBytes);
-        close(v6);
+        finish(v6);
         done.send();
         pause();  // keeps the pre-existing connection open until the test ends
         return made == kConnections && refused == kRefused && v6_ok && unanswered_failed ? 0 : 5;
