@@ -10,8 +10,10 @@
 namespace depgraph {
 namespace {
 
-// Schema 2 added edge_days; an older file opened read-only is not migrated.
+// Schema 2 added edge_days, schema 4 its running totals; an older file opened
+// read-only is not migrated.
 constexpr int64_t kFirstVersionWithDays = 2;
+constexpr int64_t kFirstVersionWithTotals = 4;
 // An edge's latest piece so far, before it has one.
 constexpr int64_t kNoPiece = std::numeric_limits<int64_t>::min();
 
@@ -22,10 +24,28 @@ constexpr std::string_view kEdges =
 // bucket of a partial one, with the same columns: edge_id, first start, end,
 // latest start, the counters, the open gauge at the latest start.
 //
-// Days: CROSS JOIN fixes the loop order, edges outside and their days through
-// the primary key inside, so the read is proportional to the window, not to
-// the file. Left to itself the planner takes the time index and looks every
-// row up again by its key, 4x slower on a month.
+// Whole days, from the running totals: per edge, the window's first day row
+// (a) and its last (b); b's totals minus a's, plus a's own day, are the sums
+// of every day in between, whatever their number: four primary-key seeks per
+// edge (two find the days, two read them). CROSS JOIN keeps edges outermost;
+// the scalar subqueries are the min/max optimisation, one seek each.
+constexpr std::string_view kDaysFromTotals = R"sql(
+SELECT e.edge_id, a.first_bucket, b.last_bucket + b.bucket_seconds, b.last_bucket,
+       b.cum_connects - a.cum_connects + a.connects, b.cum_failed - a.cum_failed + a.failed,
+       b.cum_refused - a.cum_refused + a.refused, b.cum_accepts - a.cum_accepts + a.accepts,
+       b.cum_closes - a.cum_closes + a.closes, b.cum_bytes_sent - a.cum_bytes_sent + a.bytes_sent,
+       b.cum_bytes_received - a.cum_bytes_received + a.bytes_received, b.open
+FROM edges e
+CROSS JOIN edge_days a ON a.edge_id = e.edge_id
+    AND a.day_start = (SELECT min(day_start) FROM edge_days WHERE edge_id = e.edge_id AND day_start >= ?1)
+CROSS JOIN edge_days b ON b.edge_id = e.edge_id
+    AND b.day_start = (SELECT max(day_start) FROM edge_days WHERE edge_id = e.edge_id AND day_start < ?2)
+WHERE a.day_start < ?2
+)sql";
+// Whole days of a schema 2 or 3 file, row by row. CROSS JOIN fixes the loop
+// order, edges outside and their days through the primary key inside: left
+// to itself the planner takes the time index and looks every row up again by
+// its key, 4x slower on a month.
 constexpr std::string_view kDaysInWindow = R"sql(
 SELECT d.edge_id, d.first_bucket, d.last_bucket + d.bucket_seconds, d.last_bucket, d.connects, d.failed,
        d.refused, d.accepts, d.closes, d.bytes_sent, d.bytes_received, d.open
@@ -117,7 +137,15 @@ Status read_edges(Database& db, const Window& window, std::vector<EdgeRecord>& o
 
     std::vector<EdgeRecord> edges;
     std::unordered_map<int64_t, size_t> index;
-    auto s = for_each_row(db, kEdges, [&](const Statement& row) {
+    // Sized up front: growing moves every record, seven strings each, about 4% of an impact query.
+    auto s = for_each_row(db, "SELECT count(*) FROM edges", [&](const Statement& row) {
+        auto count = static_cast<size_t>(row.column_int(0));
+        edges.reserve(count);
+        index.reserve(count);
+        out.reserve(out.size() + count);
+    });
+    if (!s) return s;
+    s = for_each_row(db, kEdges, [&](const Statement& row) {
         index.emplace(row.column_int(0), edges.size());
         EdgeRecord& e = edges.emplace_back();
         e.host = row.column_text(1);
@@ -132,8 +160,9 @@ Status read_edges(Database& db, const Window& window, std::vector<EdgeRecord>& o
     });
     if (!s) return s;
     std::vector<int64_t> latest(edges.size(), kNoPiece);
+    auto whole_days = *version >= kFirstVersionWithTotals ? kDaysFromTotals : kDaysInWindow;
     for (auto [sql, from, until] : {std::tuple{kBucketsInWindow, window.since, days.days_since},
-                                    std::tuple{kDaysInWindow, days.days_since, days.days_until},
+                                    std::tuple{whole_days, days.days_since, days.days_until},
                                     std::tuple{kBucketsInWindow, days.days_until, window.until}}) {
         if (s = add_pieces(db, sql, from, until, index, edges, latest); !s) return s;
     }

@@ -18,9 +18,10 @@ namespace {
 
 constexpr int64_t kDay = kSecondsPerDay;
 
-// Six edges over five days from kT0 (a UTC midnight): random busy minutes,
+// Seven edges over five days from kT0 (a UTC midnight): random busy minutes,
 // buckets on the midnights themselves and in the last minute before them, a
-// day with one bucket, an edge of ten-minute buckets, an edge seen on one day.
+// day with one bucket, an edge of ten-minute buckets, an edge seen on one day,
+// an edge written out of order.
 std::string write_days(const TempDir& dir) {
     auto path = dir.file("days.db");
     HostDb h(path, "h-01");
@@ -42,6 +43,12 @@ std::string write_days(const TempDir& dir) {
     }
     auto lone = h.edge("in", "db", "198.18.0.1", "198.18.0.21", 5432);
     h.bucket(lone, kT0 + 2 * kDay + 5 * 3600, random_bucket());
+    // The clock stepped back: days written after a later one must still be
+    // in the later days' running totals.
+    auto stepped = h.edge("out", "app", "198.18.0.1", "198.18.0.22", 9000);
+    for (int64_t t : {kT0 + 3 * kDay + 60, kT0 + 60, kT0 + 3 * kDay + 120, kT0 + 2 * kDay + 60, kT0 + kDay - 60}) {
+        h.bucket(stepped, t, random_bucket());
+    }
     h.commit();
     return path;
 }

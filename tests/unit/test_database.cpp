@@ -1,8 +1,10 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <array>
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 #include "store/database.hpp"
 
@@ -143,7 +145,50 @@ TEST_CASE("a version 1 database is migrated: its buckets are rolled up per day")
     CHECK(days->column_int(0) == 2 * 86400);
     CHECK(days->column_int(3) == 7);
     CHECK_FALSE(*days->step());
+    // and with running totals (schema 4)
+    auto totals = db->prepare("SELECT cum_connects, cum_bytes_sent, cum_lifetime_ns FROM edge_days ORDER BY day_start");
+    REQUIRE(totals.ok());
+    REQUIRE(*totals->step());
+    CHECK(totals->column_int(0) == 5);
+    CHECK(totals->column_int(1) == 40);
+    CHECK(totals->column_int(2) == 11);
+    REQUIRE(*totals->step());
+    CHECK(totals->column_int(0) == 12);
+    CHECK(totals->column_int(1) == 110);
+    CHECK(totals->column_int(2) == 18);
     auto version = db->prepare("PRAGMA user_version");
     REQUIRE(*version->step());
     CHECK(version->column_int(0) == kSchemaVersion);
+}
+
+TEST_CASE("a version 3 database is migrated: its day rows get running totals per edge") {
+    TempDir dir;
+    auto path = (dir.path / "v3.db").string();
+    {
+        auto db = Database::open_for_write(path);
+        REQUIRE(db.ok());
+        REQUIRE(db->exec("DROP TABLE edge_days; CREATE TABLE edge_days (edge_id INTEGER NOT NULL, day_start INTEGER "
+                         "NOT NULL, first_bucket INTEGER NOT NULL, last_bucket INTEGER NOT NULL, bucket_seconds "
+                         "INTEGER NOT NULL, connects INTEGER NOT NULL, failed INTEGER NOT NULL, refused INTEGER NOT "
+                         "NULL, accepts INTEGER NOT NULL, closes INTEGER NOT NULL, bytes_sent INTEGER NOT NULL, "
+                         "bytes_received INTEGER NOT NULL, lifetime_ns INTEGER NOT NULL, open INTEGER NOT NULL, "
+                         "PRIMARY KEY (edge_id, day_start)) WITHOUT ROWID; PRAGMA user_version = 3")
+                    .ok());
+        // Two edges, days out of order: the totals follow day_start, per edge.
+        REQUIRE(db->exec("INSERT INTO edge_days VALUES (1, 3 * 86400, 0, 0, 60, 4, 0, 0, 0, 0, 40, 0, 0, 0), "
+                         "(2, 86400, 0, 0, 60, 100, 0, 0, 0, 0, 0, 0, 0, 0), "
+                         "(1, 86400, 0, 0, 60, 1, 1, 0, 0, 0, 10, 0, 0, 0), "
+                         "(1, 2 * 86400, 0, 0, 60, 2, 0, 0, 0, 0, 20, 0, 0, 0)")
+                    .ok());
+    }
+    auto db = Database::open_for_write(path);
+    REQUIRE(db.ok());
+    auto totals = db->prepare("SELECT edge_id, cum_connects, cum_failed, cum_bytes_sent FROM edge_days "
+                              "ORDER BY edge_id, day_start");
+    REQUIRE(totals.ok());
+    std::vector<std::array<int64_t, 4>> rows;
+    while (*totals->step()) {
+        rows.push_back({totals->column_int(0), totals->column_int(1), totals->column_int(2), totals->column_int(3)});
+    }
+    CHECK(rows == std::vector<std::array<int64_t, 4>>{{1, 1, 1, 10}, {1, 3, 1, 30}, {1, 7, 1, 70}, {2, 100, 0, 0}});
 }
