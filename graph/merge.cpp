@@ -34,6 +34,15 @@ constexpr Copy kLosses{
     "INSERT INTO losses VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO UPDATE SET value = max(value, excluded.value)",
     4};
 
+// Schema 3 added nat_translations; an older input has none to copy.
+constexpr int64_t kFirstVersionWithNat = 3;
+constexpr Copy kTranslations{
+    "SELECT host, netns, bucket_start, bucket_seconds, client_addr, nat_addr, dialled_addr, dialled_port, "
+    "server_addr, server_port, flows, open FROM nat_translations",
+    "INSERT INTO nat_translations VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
+    "ON CONFLICT DO UPDATE SET flows = max(flows, excluded.flows), open = max(open, excluded.open)",
+    12};
+
 constexpr std::string_view kSelectEdges =
     "SELECT edge_id, host, direction, netns, process, cgroup, local_addr, remote_addr, port, loopback, source "
     "FROM edges";
@@ -94,6 +103,12 @@ Status merge_one(Database& in, Database& out, MergeSummary& summary, FirstDayTou
     if (auto r = copy_rows(in, out, kRuns, {0, 1, 5, 6, 7}); !r) return r.error();
     if (auto r = copy_rows(in, out, kAddresses, {0, 2}); !r) return r.error();
     if (auto r = copy_rows(in, out, kLosses, {0, 2}); !r) return r.error();
+    auto version = in.prepare("PRAGMA user_version");
+    if (!version) return version.error();
+    if (auto row = version->step(); !row) return read_error(in, row.error());
+    if (version->column_int(0) >= kFirstVersionWithNat) {
+        if (auto r = copy_rows(in, out, kTranslations, {0, 4, 5, 6, 8}); !r) return r.error();
+    }
 
     // edge_ids are local to each file: translate through the edge's identity.
     std::map<int64_t, int64_t> edge_ids;

@@ -87,6 +87,13 @@ TEST_CASE("a DNAT rule on the client: the agent records the dialled VIP and the 
     CHECK(e["connections"] == kConnections);
     CHECK(e["disputed"] == false);
     CHECK(e["via"] == nlohmann::json::array({"198.18.5.5:80"}));
+    // Merged (twice: merging is idempotent), the fleet file keeps the translations.
+    auto fleet = dir.db("fleet");
+    for (int i = 0; i < 2; i++) {
+        auto merged = run_captured({std::getenv("DEPGRAPH"), "merge", "-o", fleet, db_client, db_server});
+        REQUIRE(merged.exit_code == 0);
+    }
+    CHECK(render_json({fleet})["edges"] == graph["edges"]);
     // Who depends on the backend includes those who reached it through the VIP.
     auto impact = run_captured({std::getenv("DEPGRAPH"), "impact", "198.18.0.2:8080", "--db", db_client, "--db",
                                 db_server, "--format", "json"});
