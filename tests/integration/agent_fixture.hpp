@@ -96,4 +96,19 @@ inline ChildProcess dial(TestNetns& ns, const std::string& addr, uint16_t port, 
     });
 }
 
+// Runs the agent as the user nobody, with `args`, from a copy in `dir` that
+// nobody may execute: the build tree can sit under /root (mode 700). `dir`
+// is opened to everyone, so the agent could create its database there.
+inline CommandOutput run_agent_as_nobody(const std::filesystem::path& dir, const std::vector<std::string>& args) {
+    namespace fs = std::filesystem;
+    fs::permissions(dir, fs::perms::all);
+    auto copy = dir / "depgraph-agent";
+    fs::copy_file(std::getenv("DEPGRAPH_AGENT"), copy, fs::copy_options::overwrite_existing);
+    fs::permissions(copy, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                              fs::perms::others_read | fs::perms::others_exec);
+    std::vector<std::string> argv{copy.string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_captured(argv, "", 65534 /* nobody */);
+}
+
 }  // namespace depgraph::test

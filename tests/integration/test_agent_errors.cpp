@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "store/database.hpp"
+#include "tests/integration/agent_fixture.hpp"
 #include "tests/integration/child_process.hpp"
 #include "tests/integration/netns_fixture.hpp"
 
@@ -31,15 +32,6 @@ bool is_one_line(const std::string& text) {
     return !text.empty() && text.back() == '\n' && text.find('\n') == text.size() - 1;
 }
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        char tmpl[] = "/tmp/depgraph-agent-errors-XXXXXX";
-        path = mkdtemp(tmpl);
-        fs::permissions(path, fs::perms::all);  // the unprivileged run may write here
-    }
-    ~TempDir() { fs::remove_all(path); }
-};
 
 }  // namespace
 
@@ -69,12 +61,7 @@ TEST_CASE("an unwritable database path is refused") {
 TEST_CASE("without privileges the agent says what it needs and writes nothing") {
     TempDir dir;
     auto path = (dir.path / "depgraph.db").string();
-    // A copy that nobody may run: the build tree can sit under /root (mode 700).
-    auto agent_copy = dir.path / "depgraph-agent";
-    fs::copy_file(std::getenv("DEPGRAPH_AGENT"), agent_copy);
-    fs::permissions(agent_copy, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec |
-                                    fs::perms::group_read | fs::perms::others_read);
-    auto out = run_captured({agent_copy.string(), "--db", path, "--once"}, "", 65534 /* nobody */);
+    auto out = run_agent_as_nobody(dir.path, {"--db", path, "--once"});
     CHECK(out.exit_code == 1);
     CHECK(is_one_line(out.err));
     CHECK(out.err.find("CAP_BPF") != std::string::npos);

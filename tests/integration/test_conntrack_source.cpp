@@ -152,8 +152,7 @@ TEST_CASE("--source conntrack without a rule that uses conntrack: one line sayin
 
 TEST_CASE("with --source ebpf, a failed BPF load points to --source conntrack") {
     TempDir dir;
-    std::filesystem::permissions(dir.path, std::filesystem::perms::all);
-    auto out = run_captured({std::getenv("DEPGRAPH_AGENT"), "--db", dir.db("x"), "--once"}, "", 65534 /* nobody */);
+    auto out = run_agent_as_nobody(dir.path, {"--db", dir.db("x"), "--once"});
     INFO(out.err);
     CHECK(out.exit_code == 1);
     CHECK(out.err.find("(or use --source conntrack)\n") != std::string::npos);
