@@ -11,6 +11,7 @@
 #include "graph/hosts.hpp"
 #include "graph/impact.hpp"
 #include "graph/join.hpp"
+#include "graph/containers.hpp"
 #include "graph/merge.hpp"
 #include "graph/nat.hpp"
 #include "graph/records.hpp"
@@ -67,6 +68,9 @@ Result<Fleet> load_fleet(const GraphOptions& options) {
     auto records = load_records(options.inputs.dbs, *window);
     if (!records) return records.error();
     fleet.records = std::move(*records);
+    auto agent_namespaces = load_agent_namespaces(options.inputs.dbs);
+    if (!agent_namespaces) return agent_namespaces.error();
+    name_containers(fleet.records.edges, *agent_namespaces);
     auto translations = load_translations(options.inputs.dbs, *window);
     if (!translations) return translations.error();
     resolve_nat(fleet.records.edges, *translations);

@@ -1,0 +1,41 @@
+#include "graph/containers.hpp"
+
+#include <set>
+
+#include "graph/rows.hpp"
+
+namespace depgraph {
+
+std::string container_of(const std::string& cgroup) {
+    auto slash = cgroup.find_last_of('/');
+    return slash == std::string::npos ? cgroup : cgroup.substr(slash + 1);
+}
+
+Result<std::vector<std::pair<std::string, int64_t>>> load_agent_namespaces(
+    const std::vector<std::string>& db_paths) {
+    std::set<std::pair<std::string, int64_t>> found;
+    for (const auto& path : db_paths) {
+        auto db = Database::open_read_only(path);
+        if (!db) return db.error();
+        auto read = for_each_row(*db, "SELECT DISTINCT host, netns FROM agent_runs", [&](const Statement& row) {
+            found.emplace(row.column_text(0), row.column_int(1));
+        });
+        if (!read) return read.error();
+    }
+    return std::vector<std::pair<std::string, int64_t>>(found.begin(), found.end());
+}
+
+void name_containers(std::vector<EdgeRecord>& edges,
+                     const std::vector<std::pair<std::string, int64_t>>& agent_namespaces) {
+    std::set<std::pair<std::string, int64_t>> own(agent_namespaces.begin(), agent_namespaces.end());
+    std::set<std::string> hosts_with_runs;
+    for (const auto& [host, netns] : agent_namespaces) hosts_with_runs.insert(host);
+    for (auto& e : edges) {
+        // Without a recorded run there is no telling which namespace was the agent's own.
+        if (!hosts_with_runs.count(e.host) || own.count({e.host, e.netns})) continue;
+        auto container = container_of(e.cgroup);
+        e.process += " (" + (container.empty() ? "netns " + std::to_string(e.netns) : container) + ")";
+    }
+}
+
+}  // namespace depgraph
