@@ -142,7 +142,7 @@ Status read_edges(Database& db, const Window& window, std::vector<EdgeRecord>& o
         auto count = static_cast<size_t>(row.column_int(0));
         edges.reserve(count);
         index.reserve(count);
-        out.reserve(out.size() + count);
+        if (!out.empty()) out.reserve(out.size() + count);
     });
     if (!s) return s;
     s = for_each_row(db, kEdges, [&](const Statement& row) {
@@ -166,7 +166,20 @@ Status read_edges(Database& db, const Window& window, std::vector<EdgeRecord>& o
                                     std::tuple{kBucketsInWindow, days.days_until, window.until}}) {
         if (s = add_pieces(db, sql, from, until, index, edges, latest); !s) return s;
     }
-    // Only edges with traffic in the window are in it.
+    // Only edges with traffic in the window are in it. The first file's
+    // records stay where they are: a second vector of 40,000 records is
+    // 14 MB of fresh pages to fault in.
+    if (out.empty()) {
+        size_t kept = 0;
+        for (size_t i = 0; i < edges.size(); i++) {
+            if (latest[i] == kNoPiece) continue;
+            if (kept != i) edges[kept] = std::move(edges[i]);
+            kept++;
+        }
+        edges.resize(kept);
+        out = std::move(edges);
+        return ok_status();
+    }
     for (size_t i = 0; i < edges.size(); i++) {
         if (latest[i] != kNoPiece) out.push_back(std::move(edges[i]));
     }
