@@ -20,6 +20,7 @@
 
 #include "agent/process_table.hpp"
 #include "store/database.hpp"
+#include "tests/integration/agent_fixture.hpp"
 #include "tests/integration/child_process.hpp"
 #include "tests/integration/netns_fixture.hpp"
 
@@ -119,12 +120,6 @@ EdgeTotals totals(Database& db, const std::string& direction, const std::string&
     return t;
 }
 
-int64_t count(Database& db, const std::string& sql) {
-    auto stmt = db.prepare(sql);
-    REQUIRE(stmt.ok());
-    REQUIRE(*stmt->step());
-    return stmt->column_int(0);
-}
 
 }  // namespace
 
@@ -150,20 +145,11 @@ TEST_CASE("two agents in two namespaces record exact connection counts") {
     // The server runs in a cgroup of its own (a stand-in for a systemd unit
     // or a container), which its edges must carry. Declared before the
     // server, so it is removed after the server is gone.
-    std::ifstream mountinfo("/proc/self/mountinfo");
-    std::stringstream mounts;
-    mounts << mountinfo.rdbuf();
-    auto cgroup_mount = parse_cgroup2_mount(mounts.str());
-    REQUIRE(cgroup_mount);
-    std::string cgroup = "/depgraph-test-" + std::to_string(getpid());
-    struct RemoveCgroup {
-        std::string dir;
-        ~RemoveCgroup() { rmdir(dir.c_str()); }
-    } remove_cgroup{*cgroup_mount + cgroup};
-    REQUIRE(mkdir(remove_cgroup.dir.c_str(), 0755) == 0);
+    TestCgroup unit("depgraph-test-" + std::to_string(getpid()));
+    const std::string& cgroup = unit.path();
 
     auto server = ChildProcess::fork_in(host_b.path(), "dg-server", [&] {
-        std::ofstream(remove_cgroup.dir + "/cgroup.procs") << getpid() << std::flush;
+        unit.enter();
         return serve();
     });
 

@@ -11,7 +11,6 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "agent/process_table.hpp"
 #include "tests/integration/agent_fixture.hpp"
 
 using namespace depgraph;
@@ -25,19 +24,10 @@ TEST_CASE("--scope host: connections between containers are drawn between the co
     REQUIRE(stat(web.path().c_str(), &web_ns) == 0);
 
     // The server runs in a cgroup of its own, as a container's processes do.
-    std::ifstream mountinfo("/proc/self/mountinfo");
-    std::stringstream mounts;
-    mounts << mountinfo.rdbuf();
-    auto cgroup_mount = parse_cgroup2_mount(mounts.str());
-    REQUIRE(cgroup_mount);
     std::string container = "depgraph-test-" + std::to_string(getpid()) + "-db";
-    struct RemoveCgroup {
-        std::string dir;
-        ~RemoveCgroup() { rmdir(dir.c_str()); }
-    } remove_cgroup{*cgroup_mount + "/" + container};
-    REQUIRE(mkdir(remove_cgroup.dir.c_str(), 0755) == 0);
+    TestCgroup unit(container);
     auto server = ChildProcess::fork_in(db.path(), "dg-server", [&] {
-        std::ofstream(remove_cgroup.dir + "/cgroup.procs") << getpid() << std::flush;
+        unit.enter();
         return accept_and_close(9000);
     });
 
