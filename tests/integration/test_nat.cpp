@@ -35,16 +35,23 @@ nlohmann::json render_json(const std::vector<std::string>& dbs) {
     return nlohmann::json::parse(out.out);
 }
 
-}  // namespace
-
-TEST_CASE("a DNAT rule on the client: the agent records the dialled VIP and the actual server") {
-    TestNetns client, server;
+// The client (198.18.0.1) and the server (198.18.0.2) on one link, and a DNAT
+// rule in the client's namespace that sends the VIP 198.18.5.5:80 to the
+// server's port 8080.
+void link_with_vip(TestNetns& client, TestNetns& server) {
     auto [if_client, if_server] = TestNetns::link(client, "198.18.0.1/24", server, "198.18.0.2/24");
     // Routing picks the way out before the DNAT rule rewrites the address.
     client.ip({"route", "add", "198.18.5.5/32", "dev", if_client});
     client.nft("add table ip nat");
     client.nft("add chain ip nat output { type nat hook output priority -100 ; }");
     client.nft("add rule ip nat output ip daddr 198.18.5.5 tcp dport 80 dnat to 198.18.0.2:8080");
+}
+
+}  // namespace
+
+TEST_CASE("a DNAT rule on the client: the agent records the dialled VIP and the actual server") {
+    TestNetns client, server;
+    link_with_vip(client, server);
 
     TempDir dir;
     std::string db_client = dir.db("client"), db_server = dir.db("server");
@@ -153,11 +160,7 @@ TEST_CASE("masquerade on a router: the router's agent records who was behind its
 
 TEST_CASE("a burst that overflows a small netlink buffer is counted, resynchronised, and still counted right") {
     TestNetns client, server;
-    auto [if_client, if_server] = TestNetns::link(client, "198.18.0.1/24", server, "198.18.0.2/24");
-    client.ip({"route", "add", "198.18.5.5/32", "dev", if_client});
-    client.nft("add table ip nat");
-    client.nft("add chain ip nat output { type nat hook output priority -100 ; }");
-    client.nft("add rule ip nat output ip daddr 198.18.5.5 tcp dport 80 dnat to 198.18.0.2:8080");
+    link_with_vip(client, server);
 
     TempDir dir;
     constexpr int kBurst = 400;
