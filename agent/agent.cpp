@@ -85,6 +85,7 @@ public:
                      options_.scope == Scope::host ? "host" : "netns", own_netns_,
                      conntrack_edges_ ? "conntrack" : "ebpf"};
         if (auto s = store_.begin_run(run); !s) return s;
+        spaces_ = namespaces();
         (void)refresh_addresses();  // unreadable: read again at each flush
         // Subscribed before the snapshot, so that a connection opened in
         // between is in both and seeded once, not missed.
@@ -96,6 +97,10 @@ public:
     Status flush(int64_t now, bool final = false) {
         auto samples = drain(final);
         if (!samples) return samples.error();
+        // Listed once per flush: every pass below (listeners, addresses,
+        // conntrack) walks the same namespaces without rescanning /proc.
+        spaces_ = namespaces();
+        unreachable_.clear();
         Flush f;
         f.now = now;
         f.bucket_seconds = options_.bucket_s;
@@ -122,7 +127,7 @@ public:
         uint64_t enobufs = 0;
         for (const auto& w : ct_watches_) enobufs += w.events.enobufs();
         f.loss_deltas["conntrack_enobufs"] = enobufs - reported_enobufs_;
-        f.loss_deltas["netns_unreachable"] = netns_failures_ - reported_netns_failures_;
+        f.loss_deltas["netns_unreachable"] = unreachable_.size();
         auto losses = tracer_ ? tracer_->losses() : Result<LossCounters>(LossCounters{});
         if (!losses) return losses.error();
         for (size_t i = 0; i < losses->size(); i++) f.loss_deltas[kLossNames[i]] = (*losses)[i] - reported_losses_[i];
@@ -130,7 +135,6 @@ public:
         if (auto s = store_.write(f); !s) return s;
         reported_losses_ = *losses;
         reported_enobufs_ = enobufs;
-        reported_netns_failures_ = netns_failures_;
         return ok_status();
     }
 
@@ -205,9 +209,9 @@ private:
         return all_netns();
     }
 
-    // Calls `work(netns inode)` inside each traced namespace.
+    // Calls `work(netns inode)` inside each traced namespace of this flush.
     Status for_each_netns(const std::function<Status(uint32_t)>& work) const {
-        for (const auto& ns : namespaces()) {
+        for (const auto& ns : spaces_) {
             if (ns.inode == own_netns_) {
                 if (auto s = work(ns.inode); !s) return s;
                 continue;
@@ -217,7 +221,7 @@ private:
             // cannot enter (setns needs CAP_SYS_ADMIN) is counted and said
             // once, never skipped in silence.
             if (!entered) {
-                netns_failures_++;
+                unreachable_.insert(ns.inode);
                 if (warned_netns_.insert(ns.inode).second) {
                     std::fprintf(stderr, "depgraph-agent: network namespace %u is not traced: %s\n", ns.inode,
                                  entered.error().message.c_str());
@@ -489,9 +493,8 @@ private:
     bool conntrack_available_ = true;
     std::map<NatTranslation, uint64_t> pending_flows_;  // translated flows begun since the last flush
     uint64_t reported_enobufs_ = 0;
-    // Times a traced namespace could not be entered (snapshots, addresses).
-    mutable uint64_t netns_failures_ = 0;
-    uint64_t reported_netns_failures_ = 0;
+    std::vector<NetnsRef> spaces_;            // the traced namespaces, as listed at this flush
+    mutable std::set<uint32_t> unreachable_;  // of those, the ones that could not be entered
     mutable std::set<uint32_t> warned_netns_;
 };
 
