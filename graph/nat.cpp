@@ -112,20 +112,31 @@ Result<std::vector<TranslationRecord>> load_translations(const std::vector<std::
 
 void resolve_nat(std::vector<EdgeRecord>& edges, const std::vector<TranslationRecord>& translations) {
     if (translations.empty()) return;
+    // Indexed by the three fields an edge is matched on, so that a fleet's
+    // edges are not each compared with every translation.
+    using MatchKey = std::tuple<std::string, std::string, int>;
+    std::multimap<MatchKey, const TranslationRecord*> by_dialled;  // (client, dialled address, dialled port)
+    std::multimap<MatchKey, const TranslationRecord*> by_nat;      // (NAT address, server address, server port)
+    for (const auto& t : translations) {
+        if (t.dnat()) by_dialled.emplace(MatchKey{t.client_addr, t.dialled_addr, t.dialled_port}, &t);
+        if (t.snat()) by_nat.emplace(MatchKey{t.nat_addr, t.server_addr, t.server_port}, &t);
+    }
     std::vector<EdgeRecord> resolved;
     resolved.reserve(edges.size());
     for (const auto& e : edges) {
         // Where the client's dialled address really went, or whom the
         // server's NAT address really was: (address, port) -> flows.
         std::map<std::pair<std::string, int>, int64_t> actual;
-        for (const auto& t : translations) {
-            if (e.loopback || !overlaps(t, e)) continue;
-            if (e.outgoing() && t.dnat() && t.client_addr == e.local_addr && t.dialled_addr == e.remote_addr &&
-                t.dialled_port == e.port) {
-                actual[{t.server_addr, t.server_port}] += t.flows > 0 ? t.flows : t.open;
-            } else if (!e.outgoing() && t.snat() && t.nat_addr == e.remote_addr && t.server_addr == e.local_addr &&
-                       t.server_port == e.port) {
-                actual[{t.client_addr, e.port}] += t.flows > 0 ? t.flows : t.open;
+        if (!e.loopback) {
+            const auto& index = e.outgoing() ? by_dialled : by_nat;
+            auto key = e.outgoing() ? MatchKey{e.local_addr, e.remote_addr, e.port}
+                                    : MatchKey{e.remote_addr, e.local_addr, e.port};
+            auto [begin, end] = index.equal_range(key);
+            for (auto it = begin; it != end; ++it) {
+                const auto& t = *it->second;
+                if (!overlaps(t, e)) continue;
+                auto target = e.outgoing() ? std::pair{t.server_addr, t.server_port} : std::pair{t.client_addr, e.port};
+                actual[target] += t.flows > 0 ? t.flows : t.open;
             }
         }
         if (actual.empty()) {
