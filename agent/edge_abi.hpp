@@ -22,6 +22,8 @@ static_assert(sizeof(dg_edge_counters) == 64);
 static_assert(sizeof(dg_sock_info) == 80);
 static_assert(offsetof(dg_sock_info, start_ns) == 64);
 static_assert(offsetof(dg_sock_info, state) == 72);
+static_assert(sizeof(dg_sock_slot) == 88);
+static_assert(offsetof(dg_sock_slot, info) == 8);
 static_assert(sizeof(dg_listener_key) == 8);
 
 inline dg_edge_counters& operator+=(dg_edge_counters& to, const dg_edge_counters& from) {

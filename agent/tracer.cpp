@@ -131,6 +131,14 @@ Status Tracer::seed_listener(const dg_listener_key& key, const dg_process& owner
 }
 
 Result<bool> Tracer::seed_socket(uint64_t cookie, const dg_sock_info& info) {
+    // The programs put a socket they saw open in its slot, or in the hash when
+    // the slot was taken; look in both.
+    uint32_t index = cookie & (DG_SOCK_SLOTS - 1);
+    dg_sock_slot slot{};
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->bpf->maps.sock_slots), &index, &slot) != 0) {
+        return errno_error("failed to read a socket slot", errno);
+    }
+    if (slot.cookie == cookie) return false;
     if (bpf_map_update_elem(bpf_map__fd(skel_->bpf->maps.socks), &cookie, &info, BPF_NOEXIST) == 0) return true;
     if (errno == EEXIST) return false;
     return errno_error("failed to record an open connection", errno);

@@ -12,6 +12,7 @@
 #define AF_INET6 10
 #define IPPROTO_TCP 6
 #define EEXIST 17
+#define ECONNREFUSED 111
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -42,14 +43,22 @@ struct {
 	.values = { &edges_a },
 };
 
-/* Keyed by socket cookie: stable for the socket's life and reported by
- * inet_diag too, unlike the socket's address which the slab reuses. */
+/* Per-socket state behind sock_slots (see depgraph.h). Keyed by socket
+ * cookie: stable for the socket's life and reported by inet_diag too, unlike
+ * the socket's address which the slab reuses. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u64);
 	__type(value, struct dg_sock_info);
 } socks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, DG_SOCK_SLOTS);
+	__type(key, __u32);
+	__type(value, struct dg_sock_slot);
+} sock_slots SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -77,7 +86,9 @@ static __always_inline void current_process(struct dg_process *p)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 
-	bpf_probe_read_kernel_str(p->comm, sizeof(p->comm), task->group_leader->comm);
+	/* Two direct loads, not a string copy helper: the kernel zero-pads comm
+	 * (set_task_comm), so the bytes after the name are zero. */
+	__builtin_memcpy(p->comm, task->group_leader->comm, sizeof(p->comm));
 	p->cgroup_id = bpf_get_current_cgroup_id();
 }
 
@@ -149,10 +160,46 @@ static __always_inline struct dg_edge_counters *edge_counters(const struct dg_ed
 	return bpf_map_lookup_elem(edges, key);
 }
 
+static __always_inline struct dg_sock_slot *sock_slot(__u64 cookie)
+{
+	__u32 index = cookie & (DG_SOCK_SLOTS - 1);
+
+	return bpf_map_lookup_elem(&sock_slots, &index);
+}
+
+/* One socket's transitions are serialized by the kernel, so once a slot
+ * holds our cookie nothing else writes it until we free it. */
+static __always_inline struct dg_sock_info *find_sock(__u64 cookie)
+{
+	struct dg_sock_slot *slot = sock_slot(cookie);
+
+	if (slot && slot->cookie == cookie)
+		return &slot->info;
+	return bpf_map_lookup_elem(&socks, &cookie);
+}
+
 static __always_inline void remember_sock(__u64 cookie, const struct dg_sock_info *info)
 {
+	struct dg_sock_slot *slot = sock_slot(cookie);
+
+	if (slot && (slot->cookie == cookie || __sync_val_compare_and_swap(&slot->cookie, 0, cookie) == 0)) {
+		slot->info = *info;
+		return;
+	}
 	if (bpf_map_update_elem(&socks, &cookie, info, BPF_ANY))
 		count_loss(DG_LOSS_SOCK_MAP_FULL);
+}
+
+/* Call only after the last read of the socket's info: a freed slot is
+ * another socket's to claim. */
+static __always_inline void forget_sock(__u64 cookie)
+{
+	struct dg_sock_slot *slot = sock_slot(cookie);
+
+	if (slot && slot->cookie == cookie)
+		__sync_lock_test_and_set(&slot->cookie, 0);
+	else
+		bpf_map_delete_elem(&socks, &cookie);
 }
 
 static __always_inline void on_listen(const struct sock *sk)
@@ -199,7 +246,7 @@ static __always_inline void on_connect(const struct sock *sk, __u64 cookie)
 static __always_inline void on_connected(const struct sock *sk, __u64 cookie)
 {
 	struct dg_sock_info fresh = {};
-	struct dg_sock_info *info = bpf_map_lookup_elem(&socks, &cookie);
+	struct dg_sock_info *info = find_sock(cookie);
 
 	/* Unknown: connect() began before tracing; no owner, start from now. */
 	if (!info) {
@@ -224,15 +271,17 @@ static __always_inline void on_connected(const struct sock *sk, __u64 cookie)
 
 static __always_inline void on_connect_failed(const struct sock *sk, __u64 cookie)
 {
-	struct dg_sock_info *info = bpf_map_lookup_elem(&socks, &cookie);
+	struct dg_sock_info *info = find_sock(cookie);
 	struct dg_edge_key key;
 
 	if (!info)
 		return;
 	key = info->edge;
-	__u8 refused = info->reset_seen;
+	/* The kernel sets the socket's error before it closes it: a RST (or an
+	 * ICMP port unreachable) is ECONNREFUSED, giving up is ETIMEDOUT. */
+	__u8 refused = sk->sk_err == ECONNREFUSED;
 
-	bpf_map_delete_elem(&socks, &cookie);
+	forget_sock(cookie);
 	if (!edge_from_sock(sk, &key))
 		return;
 	key.service_port = bpf_ntohs(sk->__sk_common.skc_dport);
@@ -277,7 +326,7 @@ static __always_inline void on_accepted(const struct sock *sk, __u64 cookie)
 
 static __always_inline void on_closed(const struct sock *sk, int oldstate, __u64 cookie)
 {
-	struct dg_sock_info *info = bpf_map_lookup_elem(&socks, &cookie);
+	struct dg_sock_info *info = find_sock(cookie);
 
 	if (!info) {
 		struct dg_edge_key key = {};
@@ -289,14 +338,14 @@ static __always_inline void on_closed(const struct sock *sk, int oldstate, __u64
 		return;
 	}
 	if (info->state != DG_SOCK_OPEN) {
-		bpf_map_delete_elem(&socks, &cookie);
+		forget_sock(cookie);
 		return;
 	}
 	struct dg_edge_key key = info->edge;
 	__u64 lifetime_ns = bpf_ktime_get_ns() - info->start_ns;
 	const struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
 
-	bpf_map_delete_elem(&socks, &cookie);
+	forget_sock(cookie);
 
 	struct dg_edge_counters *c = edge_counters(&key);
 
@@ -330,19 +379,5 @@ int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate, con
 	else if (newstate == TCP_CLOSE)
 		on_closed(sk, oldstate, bpf_get_socket_cookie((void *)sk));
 	/* Other transitions (FIN_WAIT, CLOSE_WAIT, ...) carry nothing we count. */
-	return 0;
-}
-
-/* A RST while connecting is what tells "refused" from "timed out". */
-SEC("tp_btf/tcp_receive_reset")
-int BPF_PROG(tcp_receive_reset, struct sock *sk)
-{
-	if (sk->__sk_common.skc_state != TCP_SYN_SENT)
-		return 0;
-	__u64 cookie = bpf_get_socket_cookie(sk);
-	struct dg_sock_info *info = bpf_map_lookup_elem(&socks, &cookie);
-
-	if (info)
-		info->reset_seen = 1;
 	return 0;
 }

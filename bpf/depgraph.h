@@ -59,8 +59,20 @@ struct dg_sock_info {
 	struct dg_edge_key edge;
 	__u64 start_ns;   /* bpf_ktime_get_ns() at SYN_SENT / ESTABLISHED */
 	__u8 state;       /* enum dg_sock_phase */
-	__u8 reset_seen;  /* a RST arrived while connecting */
-	__u8 pad[6];
+	__u8 pad[7];
+};
+
+/* The first place a socket's state goes: slot (cookie mod DG_SOCK_SLOTS) of a
+ * plain array, claimed by writing the cookie into an empty slot (compare and
+ * swap). An array slot costs no hashing, locking or allocation; a hash insert
+ * and delete took about half of the per-connection cost. A socket whose slot
+ * is taken by a longer-lived one goes to the `socks` hash instead, as do the
+ * connections the agent seeds at start-up. */
+#define DG_SOCK_SLOTS 65536
+
+struct dg_sock_slot {
+	__u64 cookie; /* 0: free */
+	struct dg_sock_info info;
 };
 
 enum dg_sock_phase {

@@ -295,6 +295,68 @@ TEST_CASE("two agents in two namespaces record exact connection counts") {
     }
 }
 
+// Each socket's state goes to slot (cookie mod 65536) of an array, or to a
+// hash when a longer-lived socket holds that slot. Cookies are handed out
+// in order, so with one connection held open, the 2 x 70,000 sockets of the
+// churn behind it pass its slot at least twice: those go to the hash, and
+// nothing may be lost or counted twice either way.
+TEST_CASE("a connection held while 70,000 others churn past its socket slot: every count exact") {
+    constexpr int kChurn = 70000;
+    constexpr uint16_t kPort = 8081;
+    TestNetns host;
+    TempDir dir;
+    std::string db = dir.db("host");
+
+    auto agent = start_agent(host, "host", db);
+    Signal go, done;
+    // Connects and accepts in one loop, as bench/churn does: with a separate
+    // server process, a full accept queue would drop SYNs and stall for seconds.
+    auto peer = ChildProcess::fork_in(host.path(), "dg-peer", [&] {
+        auto addr = socket_address("127.0.0.1", kPort);
+        int ls = socket(AF_INET, SOCK_STREAM, 0);
+        if (bind(ls, addr.get(), addr.length) != 0 || listen(ls, 64) != 0) return 2;
+        int held = connect_to("127.0.0.1", kPort);
+        int held_peer = accept(ls, nullptr, nullptr);
+        if (held < 0 || held_peer < 0) return 3;
+        if (!go.wait(30000)) return 4;
+        // A RST on close (linger 0) leaves no TIME_WAIT: 70,000 connections
+        // from one address would run out of ephemeral ports otherwise.
+        linger rst{1, 0};
+        int made = 0;
+        for (int i = 0; i < kChurn; i++) {
+            int fd = connect_to("127.0.0.1", kPort);
+            if (fd < 0) continue;
+            int accepted = accept(ls, nullptr, nullptr);
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &rst, sizeof rst);
+            close(fd);
+            close(accepted);
+            made++;
+        }
+        setsockopt(held, SOL_SOCKET, SO_LINGER, &rst, sizeof rst);
+        close(held);
+        close(held_peer);
+        done.send();
+        pause();
+        return made == kChurn ? 0 : 5;
+    });
+    go.send();
+    REQUIRE(done.wait(120000));
+    REQUIRE(agent.stop(SIGINT) == 0);
+
+    auto d = Database::open_read_only(db);
+    REQUIRE(d.ok());
+    auto out = totals(*d, "out", "dg-peer", "127.0.0.1", "127.0.0.1", kPort);
+    CHECK(out.connects == kChurn + 1);
+    CHECK(out.closes == kChurn + 1);
+    CHECK(out.failed == 0);
+    CHECK(out.open == 0);
+    auto in = totals(*d, "in", "dg-peer", "127.0.0.1", "127.0.0.1", kPort);
+    CHECK(in.accepts == kChurn + 1);
+    CHECK(in.closes == kChurn + 1);
+    CHECK(in.open == 0);
+    CHECK(count(*d, "SELECT coalesce(sum(value), 0) FROM losses") == 0);
+}
+
 int main(int argc, char* argv[]) {
     if (!can_run_as_root(argv[0])) return kSkipExitCode;
     return Catch::Session().run(argc, argv);
