@@ -281,7 +281,8 @@ private:
         } else if (incoming) {
             std::strncpy(info.edge.process.comm, listeners_[{netns, s.local_port}].c_str(), DG_COMM_LEN - 1);
         }
-        info.start_ns = now_ns;
+        info.start = now_ns;
+        info.seeded = 1;
         info.state = DG_SOCK_OPEN;
         if (conntrack_edges_) {
             if (conntrack_edges_->seed_open(netns, s, incoming, info.edge.process)) {

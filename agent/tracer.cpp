@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstdarg>
+#include <ctime>
 #include <cstdio>
 #include <filesystem>
 
@@ -59,6 +60,9 @@ Result<Tracer> Tracer::start(uint32_t netns_filter) {
     skel->bpf.reset(depgraph_bpf__open());
     if (!skel->bpf) return load_error("failed to open the BPF object", -errno);
     skel->bpf->rodata->filter_netns_ino = netns_filter;
+    timespec tick{};
+    clock_getres(CLOCK_MONOTONIC_COARSE, &tick);  // one jiffy
+    skel->bpf->rodata->ns_per_jiffy = static_cast<uint64_t>(tick.tv_sec) * 1000000000ull + tick.tv_nsec;
     if (int err = depgraph_bpf__load(skel->bpf.get()); err) return load_error("failed to load the BPF programs", err);
     if (int err = depgraph_bpf__attach(skel->bpf.get()); err) {
         return load_error("failed to attach to the tcp tracepoints", err);

@@ -18,6 +18,10 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* 0 traces every network namespace; otherwise only this netns inode. */
 const volatile __u32 filter_netns_ino = 0;
+/* The length of a jiffy, set by the agent (clock_getres of the coarse clock):
+ * lifetimes are counted in jiffies and so are exact to one tick (1-10 ms),
+ * which averages out over many connections. */
+const volatile __u64 ns_per_jiffy = 0;
 
 /* Edge counters are double-buffered: programs write to the map that
  * edge_maps[0] points at; the agent points it at the other one and then
@@ -238,7 +242,7 @@ static __always_inline void on_connect(const struct sock *sk, __u64 cookie)
 		return;
 	info.edge.direction = DG_DIR_OUT;
 	current_process(&info.edge.process);
-	info.start_ns = bpf_ktime_get_ns();
+	info.start = bpf_jiffies64();
 	info.state = DG_SOCK_CONNECTING;
 	remember_sock(cookie, &info);
 }
@@ -250,7 +254,7 @@ static __always_inline void on_connected(const struct sock *sk, __u64 cookie)
 
 	/* Unknown: connect() began before tracing; no owner, start from now. */
 	if (!info) {
-		fresh.start_ns = bpf_ktime_get_ns();
+		fresh.start = bpf_jiffies64();
 		info = &fresh;
 	}
 	/* Addresses are final only now (the source may be chosen late). The
@@ -314,7 +318,7 @@ static __always_inline void on_accepted(const struct sock *sk, __u64 cookie)
 	 * stays empty and the agent names it from its sock_diag listener table. */
 	if (owner)
 		info.edge.process = *owner;
-	info.start_ns = bpf_ktime_get_ns();
+	info.start = bpf_jiffies64();
 	info.state = DG_SOCK_OPEN;
 
 	struct dg_edge_counters *c = edge_counters(&info.edge);
@@ -342,7 +346,8 @@ static __always_inline void on_closed(const struct sock *sk, int oldstate, __u64
 		return;
 	}
 	struct dg_edge_key key = info->edge;
-	__u64 lifetime_ns = bpf_ktime_get_ns() - info->start_ns;
+	__u64 lifetime_ns = info->seeded ? bpf_ktime_get_ns() - info->start
+					 : (bpf_jiffies64() - info->start) * ns_per_jiffy;
 	const struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
 
 	forget_sock(cookie);

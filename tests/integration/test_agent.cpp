@@ -11,6 +11,7 @@
 
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -98,7 +99,7 @@ int serve() {
 
 struct EdgeTotals {
     int64_t rows = 0, connects = 0, failed = 0, refused = 0, accepts = 0, closes = 0;
-    int64_t bytes_sent = 0, bytes_received = 0, open = 0;
+    int64_t bytes_sent = 0, bytes_received = 0, open = 0, lifetime_ns = 0;
 };
 
 // Counters of one edge summed over its buckets; `open` from its latest bucket.
@@ -106,7 +107,7 @@ EdgeTotals totals(Database& db, const std::string& direction, const std::string&
                   const std::string& local_addr, const std::string& remote_addr, int port) {
     auto stmt = db.prepare(
         "SELECT count(DISTINCT e.edge_id), sum(connects), sum(failed), sum(refused), sum(accepts), sum(closes), "
-        "sum(bytes_sent), sum(bytes_received), "
+        "sum(bytes_sent), sum(bytes_received), sum(lifetime_ns), "
         "(SELECT open FROM edge_buckets b2 WHERE b2.edge_id = e.edge_id ORDER BY bucket_start DESC LIMIT 1) "
         "FROM edges e JOIN edge_buckets b USING (edge_id) "
         "WHERE direction = ? AND process = ? AND local_addr = ? AND remote_addr = ? AND port = ?");
@@ -114,9 +115,9 @@ EdgeTotals totals(Database& db, const std::string& direction, const std::string&
     stmt->bind(1, direction).bind(2, process).bind(3, local_addr).bind(4, remote_addr).bind(5, int64_t{port});
     REQUIRE(*stmt->step());
     EdgeTotals t;
-    int64_t* fields[] = {&t.rows, &t.connects, &t.failed, &t.refused, &t.accepts, &t.closes,
-                         &t.bytes_sent, &t.bytes_received, &t.open};
-    for (int i = 0; i < 9; i++) *fields[i] = stmt->column_int(i);
+    int64_t* fields[] = {&t.rows,       &t.connects,       &t.failed,      &t.refused, &t.accepts,
+                         &t.closes,     &t.bytes_sent,     &t.bytes_received, &t.lifetime_ns, &t.open};
+    for (int i = 0; i < 10; i++) *fields[i] = stmt->column_int(i);
     return t;
 }
 
@@ -355,6 +356,58 @@ TEST_CASE("a connection held while 70,000 others churn past its socket slot: eve
     CHECK(in.closes == kChurn + 1);
     CHECK(in.open == 0);
     CHECK(count(*d, "SELECT coalesce(sum(value), 0) FROM losses") == 0);
+}
+
+// Lifetimes are counted in jiffies: exact to one tick (at most 10 ms).
+TEST_CASE("a connection's lifetime is its time open, also for one that was open before the agent started") {
+    constexpr uint16_t kNewPort = 8082, kOldPort = 8083;
+    constexpr int64_t kHoldMs = 1500, kTickNs = 10'000'000;
+    TestNetns host;
+    TempDir dir;
+    std::string db = dir.db("host");
+    Signal ready, go, done;
+    auto peer = ChildProcess::fork_in(host.path(), "dg-peer", [&] {
+        auto pair = [](uint16_t port, int& ours, int& theirs) {
+            auto addr = socket_address("127.0.0.1", port);
+            int ls = socket(AF_INET, SOCK_STREAM, 0);
+            if (bind(ls, addr.get(), addr.length) != 0 || listen(ls, 4) != 0) return false;
+            ours = connect_to("127.0.0.1", port);
+            theirs = accept(ls, nullptr, nullptr);
+            return ours >= 0 && theirs >= 0;
+        };
+        int old_ours = -1, old_theirs = -1, new_ours = -1, new_theirs = -1;
+        if (!pair(kOldPort, old_ours, old_theirs)) return 2;
+        ready.send();
+        if (!go.wait(30000)) return 3;
+        if (!pair(kNewPort, new_ours, new_theirs)) return 4;
+        usleep(kHoldMs * 1000);
+        for (int fd : {new_ours, new_theirs, old_ours, old_theirs}) close(fd);
+        done.send();
+        pause();
+        return 0;
+    });
+    REQUIRE(ready.wait(10000));
+    auto agent_started = std::chrono::steady_clock::now();
+    auto agent = start_agent(host, "host", db);
+    go.send();
+    REQUIRE(done.wait(30000));
+    auto old_closed = std::chrono::steady_clock::now();
+    REQUIRE(agent.stop(SIGINT) == 0);
+
+    auto d = Database::open_read_only(db);
+    REQUIRE(d.ok());
+    for (const char* direction : {"out", "in"}) {
+        INFO(direction);
+        auto fresh = totals(*d, direction, "dg-peer", "127.0.0.1", "127.0.0.1", kNewPort);
+        CHECK(fresh.closes == 1);
+        CHECK(fresh.lifetime_ns >= kHoldMs * 1'000'000 - kTickNs);
+        CHECK(fresh.lifetime_ns <= kHoldMs * 1'000'000 + 500'000'000);
+        // Seeded at the agent's start: counted from then, on the precise clock.
+        auto old = totals(*d, direction, "dg-peer", "127.0.0.1", "127.0.0.1", kOldPort);
+        CHECK(old.closes == 1);
+        CHECK(old.lifetime_ns >= kHoldMs * 1'000'000);
+        CHECK(old.lifetime_ns <= std::chrono::nanoseconds(old_closed - agent_started).count());
+    }
 }
 
 int main(int argc, char* argv[]) {
