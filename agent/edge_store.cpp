@@ -69,9 +69,12 @@ Status EdgeStore::write_in_transaction(const Flush& flush) {
     if (!bucket) return bucket.error();
     if (!day) return day.error();
     if (!later_days) return later_days.error();
+    std::vector<EdgeDayRange> flushed;
+    flushed.reserve(flush.edges.size());
     for (const auto& [edge, c] : flush.edges) {
         auto id = edge_id(edge, run_.host);
         if (!id) return id.error();
+        flushed.push_back(EdgeDayRange::all_days_of(*id));
         for (Statement* stmt : {&*bucket, &*day, &*later_days}) {
             stmt->bind(1, *id).bind(2, flush.bucket_start).bind(3, flush.bucket_seconds);
             int col = 4;
@@ -84,6 +87,8 @@ Status EdgeStore::write_in_transaction(const Flush& flush) {
             if (auto s = stmt->run(); !s) return s;
         }
     }
+    // The edges' own totals (schema 5) follow their day rows.
+    if (auto s = rebuild_edge_totals(db_, flushed); !s) return s;
 
     // An address keeps its row while it stays; one that comes back after a
     // gap gets a new row, so a re-used address is not joined to its old owner.

@@ -30,9 +30,16 @@ void name_containers(std::vector<EdgeRecord>& edges,
     std::set<std::pair<std::string, int64_t>> own(agent_namespaces.begin(), agent_namespaces.end());
     std::set<std::string> hosts_with_runs;
     for (const auto& [host, netns] : agent_namespaces) hosts_with_runs.insert(host);
+    // Records come sorted by host and namespace: decide once for each run of them.
+    const EdgeRecord* previous = nullptr;
+    bool in_container = false;
     for (auto& e : edges) {
-        // Without a recorded run there is no telling which namespace was the agent's own.
-        if (!hosts_with_runs.count(e.host) || own.count({e.host, e.netns})) continue;
+        if (!previous || previous->host != e.host || previous->netns != e.netns) {
+            // Without a recorded run there is no telling which namespace was the agent's own.
+            in_container = hosts_with_runs.count(e.host) && !own.count({e.host, e.netns});
+        }
+        previous = &e;
+        if (!in_container) continue;
         auto container = container_of(e.cgroup);
         e.process += " (" + (container.empty() ? "netns " + std::to_string(e.netns) : container) + ")";
     }

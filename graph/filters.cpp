@@ -64,15 +64,15 @@ Graph subgraph(const Graph& graph, const std::vector<bool>& keep) {
 }
 
 // A node left with no edge once its peers are gone goes too: it was only in the graph for them.
-Graph exclude_nodes(const Graph& graph, const Filters& filters) {
-    // Nothing to leave out: spare the re-sorting and re-indexing of a fleet.
+Graph exclude_nodes(Graph graph, const Filters& filters) {
+    // Nothing to leave out: spare the re-sorting and re-indexing (and the copy) of a fleet.
     if (filters.excludes.empty() && !filters.no_external) return graph;
     std::vector<bool> gone(graph.nodes.size());
     for (size_t i = 0; i < graph.nodes.size(); i++) gone[i] = excluded(graph.nodes[i], filters);
     return keep_edges(graph, [&](const Edge& e) { return !gone[e.source] && !gone[e.target]; });
 }
 
-Graph drop_small_edges(const Graph& graph, const Filters& filters) {
+Graph drop_small_edges(Graph graph, const Filters& filters) {
     if (filters.min_connections == 0) return graph;
     return keep_edges(graph, [&](const Edge& e) { return e.traffic.attempts() >= filters.min_connections; });
 }

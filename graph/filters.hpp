@@ -19,8 +19,8 @@ struct Filters {
 Graph subgraph(const Graph& graph, const std::vector<bool>& keep);
 
 // Node filters: before grouping, while processes are still visible.
-Graph exclude_nodes(const Graph& graph, const Filters& filters);
+Graph exclude_nodes(Graph graph, const Filters& filters);
 // Edge filters: after grouping, so a role's edge counts its members together.
-Graph drop_small_edges(const Graph& graph, const Filters& filters);
+Graph drop_small_edges(Graph graph, const Filters& filters);
 
 }  // namespace depgraph

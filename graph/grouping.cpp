@@ -51,7 +51,7 @@ std::string RoleRules::role_of(const std::string& host) const {
     return strip_trailing_number(host);
 }
 
-Graph group_graph(const Graph& graph, GroupBy group_by, const RoleRules& roles) {
+Graph group_graph(Graph graph, GroupBy group_by, const RoleRules& roles) {
     if (group_by == GroupBy::process) return graph;
     Graph grouped;
     grouped.window = graph.window;

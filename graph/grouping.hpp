@@ -26,6 +26,6 @@ private:
     std::vector<std::pair<std::string, std::string>> rules_;
 };
 
-Graph group_graph(const Graph& graph, GroupBy group_by, const RoleRules& roles);
+Graph group_graph(Graph graph, GroupBy group_by, const RoleRules& roles);
 
 }  // namespace depgraph

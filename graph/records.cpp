@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <optional>
 #include <tuple>
 #include <unordered_map>
 
@@ -10,15 +11,25 @@
 namespace depgraph {
 namespace {
 
-// Schema 2 added edge_days, schema 4 its running totals; an older file opened
-// read-only is not migrated.
+// Schema 2 added edge_days, schema 4 its running totals, schema 5 the edges'
+// own totals; an older file opened read-only is not migrated.
 constexpr int64_t kFirstVersionWithDays = 2;
 constexpr int64_t kFirstVersionWithTotals = 4;
+constexpr int64_t kFirstVersionWithEdgeTotals = 5;
 // An edge's latest piece so far, before it has one.
 constexpr int64_t kNoPiece = std::numeric_limits<int64_t>::min();
 
 constexpr std::string_view kEdges =
     "SELECT edge_id, host, direction, netns, process, cgroup, local_addr, remote_addr, port, loopback FROM edges";
+// Schema 5: each edge with its whole life as one piece (columns as Piece::from_row reads them),
+// NULLs when it has no day row.
+constexpr std::string_view kEdgesWithTotals = R"sql(
+SELECT edge_id, host, direction, netns, process, cgroup, local_addr, remote_addr, port, loopback,
+       first_day, last_day, first_bucket, last_bucket + last_bucket_seconds, last_bucket, total_connects, total_failed,
+       total_refused, total_accepts, total_closes, total_bytes_sent, total_bytes_received, last_open
+FROM edges
+)sql";
+constexpr int kLifetimeColumn = 12;  // first_bucket in kEdgesWithTotals: a piece's columns from here on
 
 // One row per piece of an edge's traffic in the window, a whole day or a
 // bucket of a partial one, with the same columns: edge_id, first start, end,
@@ -42,6 +53,22 @@ CROSS JOIN edge_days b ON b.edge_id = e.edge_id
     AND b.day_start = (SELECT max(day_start) FROM edge_days WHERE edge_id = e.edge_id AND day_start < ?2)
 WHERE a.day_start < ?2
 )sql";
+// Schema 5: an edge whose life goes on past a cut at a midnight (?2, the
+// window's first or last whole day) loses what lies on the far side of it,
+// one seek through the primary key for each edge and cut.
+// kFirstDayFrom: the first day at or after the cut (a above): its day, its
+// start, the sums before it. kLastDayBefore: the last day before the cut (b):
+// its end, the sums up to it, its gauge.
+constexpr std::string_view kFirstDayFrom = R"sql(
+SELECT day_start, first_bucket, cum_connects - connects, cum_failed - failed, cum_refused - refused,
+       cum_accepts - accepts, cum_closes - closes, cum_bytes_sent - bytes_sent, cum_bytes_received - bytes_received
+FROM edge_days WHERE edge_id = ?1 AND day_start >= ?2 ORDER BY day_start LIMIT 1
+)sql";
+constexpr std::string_view kLastDayBefore = R"sql(
+SELECT last_bucket + bucket_seconds, last_bucket, cum_connects, cum_failed, cum_refused, cum_accepts, cum_closes,
+       cum_bytes_sent, cum_bytes_received, open
+FROM edge_days WHERE edge_id = ?1 AND day_start < ?2 ORDER BY day_start DESC LIMIT 1
+)sql";
 // Whole days of a schema 2 or 3 file, row by row. CROSS JOIN fixes the loop
 // order, edges outside and their days through the primary key inside: left
 // to itself the planner takes the time index and looks every row up again by
@@ -54,7 +81,8 @@ WHERE d.day_start >= ?1 AND d.day_start < ?2
 )sql";
 // Buckets: through the time index, because the partial days at either end
 // of a window are less than a day each, a few rows, while seeking every edge
-// for them costs a seek per edge. (A schema 1 file, which has no rollup,
+// for them costs a seek per edge. Since schema 5 the index holds these
+// columns, and the table is not read. (A schema 1 file, which has no rollup,
 // reads its whole window this way: correct, and slower.)
 constexpr std::string_view kBucketsInWindow = R"sql(
 SELECT edge_id, bucket_start, bucket_start + bucket_seconds, bucket_start, connects, failed, refused, accepts,
@@ -92,7 +120,57 @@ Result<int64_t> schema_version(Database& db) {
     return stmt->column_int(0);
 }
 
-// Adds the pieces that `stmt` yields over [from, until) to their edges.
+// A piece of an edge's traffic in the window: a bucket, a day, or its whole
+// days together.
+struct Piece {
+    int64_t first = 0;   // start of its first bucket
+    int64_t end = 0;     // end of its last bucket
+    int64_t latest = 0;  // start of its last bucket
+    int64_t sums[7] = {};  // connects, failed, refused, accepts, closes, bytes_sent, bytes_received
+    int64_t open = 0;    // the gauge of its last bucket
+
+    // From the columns first, end, latest, the seven sums, open, at `col` on.
+    static Piece from_row(const Statement& row, int col) {
+        Piece p;
+        p.first = row.column_int(col);
+        p.end_as(row, col + 1);
+        return p;
+    }
+    // Its last bucket and sums from the columns end, latest, the seven sums, open.
+    void end_as(const Statement& row, int col) {
+        end = row.column_int(col);
+        latest = row.column_int(col + 1);
+        for (int c = 0; c < 7; c++) sums[c] = row.column_int(col + 2 + c);
+        open = row.column_int(col + 9);
+    }
+};
+
+// What the edges table says of an edge's life (schema 5).
+struct Life {
+    int64_t edge_id = 0;
+    int64_t first_day = 0;
+    int64_t last_day = 0;
+    std::optional<Piece> whole;  // its whole days in the window; none: it has no day in them
+};
+
+void add_piece(EdgeRecord& e, int64_t& latest, const Piece& p) {
+    bool had_any = latest != kNoPiece;
+    e.first_seen = had_any ? std::min(e.first_seen, p.first) : p.first;
+    e.last_seen = had_any ? std::max(e.last_seen, p.end) : p.end;
+    for (auto [field, value] : {std::pair{&e.connects, p.sums[0]}, {&e.failed, p.sums[1]}, {&e.refused, p.sums[2]},
+                                {&e.accepts, p.sums[3]}, {&e.closes, p.sums[4]}, {&e.bytes_sent, p.sums[5]},
+                                {&e.bytes_received, p.sums[6]}}) {
+        *field += value;
+    }
+    // `open` is a gauge: the latest piece's, not a sum.
+    if (p.latest >= latest) {
+        latest = p.latest;
+        e.open = p.open;
+    }
+}
+
+// Adds the pieces that `sql` yields over [from, until) to their edges;
+// rows of edges that are not in `edges` (not in any graph) are skipped.
 Status add_pieces(Database& db, std::string_view sql, int64_t from, int64_t until,
                   const std::unordered_map<int64_t, size_t>& index, std::vector<EdgeRecord>& edges,
                   std::vector<int64_t>& latest) {
@@ -108,44 +186,70 @@ Status add_pieces(Database& db, std::string_view sql, int64_t from, int64_t unti
             edge_id = id;
             it = index.find(id);
         }
-        if (it == index.end()) return;  // a bucket of an edge that is not in `edges`: not in any graph
-        size_t i = it->second;
-        auto& e = edges[i];
-        int64_t first = row.column_int(1), end = row.column_int(2), start = row.column_int(3);
-        bool had_any = latest[i] != kNoPiece;
-        e.first_seen = had_any ? std::min(e.first_seen, first) : first;
-        e.last_seen = had_any ? std::max(e.last_seen, end) : end;
-        e.connects += row.column_int(4);
-        e.failed += row.column_int(5);
-        e.refused += row.column_int(6);
-        e.accepts += row.column_int(7);
-        e.closes += row.column_int(8);
-        e.bytes_sent += row.column_int(9);
-        e.bytes_received += row.column_int(10);
-        // `open` is a gauge: the latest piece's, not a sum.
-        if (start >= latest[i]) {
-            latest[i] = start;
-            e.open = row.column_int(11);
-        }
+        if (it != index.end()) add_piece(edges[it->second], latest[it->second], Piece::from_row(row, 1));
     });
+}
+
+// Seeks the day row of one edge that `stmt` names at `cut`; false: none.
+Result<bool> seek_day(const Database& db, Statement& stmt, int64_t edge_id, int64_t cut) {
+    stmt.reset();
+    stmt.bind(1, edge_id).bind(2, cut);
+    auto row = stmt.step();
+    if (!row) return Error{"cannot read " + db.path() + ": " + row.error().message};
+    return *row;
+}
+
+// Schema 5: each edge's whole days in [from, until), its lifetime cut at
+// `until` and at `from` where its life goes on past them.
+Status cut_whole_days(Database& db, int64_t from, int64_t until, std::vector<Life>& lives) {
+    auto first_day_from = db.prepare(kFirstDayFrom);
+    if (!first_day_from) return first_day_from.error();
+    auto last_day_before = db.prepare(kLastDayBefore);
+    if (!last_day_before) return last_day_before.error();
+    for (auto& life : lives) {
+        auto& p = life.whole;
+        if (!p) continue;
+        // The end first: its running totals replace the lifetime's, and the
+        // start's are taken from them.
+        if (life.last_day >= until) {
+            auto found = seek_day(db, *last_day_before, life.edge_id, until);
+            if (!found) return found.error();
+            if (*found) p->end_as(*last_day_before, 0);  // it has one: first_day < until
+        }
+        if (life.first_day < from) {
+            auto found = seek_day(db, *first_day_from, life.edge_id, from);
+            if (!found) return found.error();
+            if (!*found || first_day_from->column_int(0) >= until) {
+                p.reset();  // days before and after the window, none inside it
+                continue;
+            }
+            p->first = first_day_from->column_int(1);
+            for (int c = 0; c < 7; c++) p->sums[c] -= first_day_from->column_int(2 + c);
+        }
+    }
+    return ok_status();
 }
 
 Status read_edges(Database& db, const Window& window, std::vector<EdgeRecord>& out) {
     auto version = schema_version(db);
     if (!version) return version.error();
     WindowDays days = *version >= kFirstVersionWithDays ? split_into_days(window) : WindowDays{window.until, window.until};
+    bool edge_totals = *version >= kFirstVersionWithEdgeTotals;
 
     std::vector<EdgeRecord> edges;
     std::unordered_map<int64_t, size_t> index;
+    // Schema 5: each edge's whole days in the window, from its own row, then cut.
+    std::vector<Life> lives;
     // Sized up front: growing moves every record, seven strings each, about 4% of an impact query.
     auto s = for_each_row(db, "SELECT count(*) FROM edges", [&](const Statement& row) {
         auto count = static_cast<size_t>(row.column_int(0));
         edges.reserve(count);
         index.reserve(count);
+        if (edge_totals) lives.reserve(count);
         if (!out.empty()) out.reserve(out.size() + count);
     });
     if (!s) return s;
-    s = for_each_row(db, kEdges, [&](const Statement& row) {
+    s = for_each_row(db, edge_totals ? kEdgesWithTotals : kEdges, [&](const Statement& row) {
         index.emplace(row.column_int(0), edges.size());
         EdgeRecord& e = edges.emplace_back();
         e.host = row.column_text(1);
@@ -157,15 +261,26 @@ Status read_edges(Database& db, const Window& window, std::vector<EdgeRecord>& o
         e.remote_addr = row.column_text(7);
         e.port = static_cast<int>(row.column_int(8));
         e.loopback = row.column_int(9) != 0;
+        if (!edge_totals) return;
+        Life& life = lives.emplace_back(Life{row.column_int(0), row.column_int(10), row.column_int(11), {}});
+        // Its days reach into [days_since, days_until); NULL: it has none at all.
+        if (!row.column_is_null(10) && life.first_day < days.days_until && life.last_day >= days.days_since) {
+            life.whole = Piece::from_row(row, kLifetimeColumn);
+        }
     });
     if (!s) return s;
     std::vector<int64_t> latest(edges.size(), kNoPiece);
-    auto whole_days = *version >= kFirstVersionWithTotals ? kDaysFromTotals : kDaysInWindow;
-    for (auto [sql, from, until] : {std::tuple{kBucketsInWindow, window.since, days.days_since},
-                                    std::tuple{whole_days, days.days_since, days.days_until},
-                                    std::tuple{kBucketsInWindow, days.days_until, window.until}}) {
-        if (s = add_pieces(db, sql, from, until, index, edges, latest); !s) return s;
+    if (s = add_pieces(db, kBucketsInWindow, window.since, days.days_since, index, edges, latest); !s) return s;
+    if (!edge_totals) {
+        auto sql = *version >= kFirstVersionWithTotals ? kDaysFromTotals : kDaysInWindow;
+        if (s = add_pieces(db, sql, days.days_since, days.days_until, index, edges, latest); !s) return s;
+    } else if (days.days_since < days.days_until) {
+        if (s = cut_whole_days(db, days.days_since, days.days_until, lives); !s) return s;
+        for (size_t i = 0; i < edges.size(); i++) {
+            if (lives[i].whole) add_piece(edges[i], latest[i], *lives[i].whole);
+        }
     }
+    if (s = add_pieces(db, kBucketsInWindow, days.days_until, window.until, index, edges, latest); !s) return s;
     // Only edges with traffic in the window are in it. The first file's
     // records stay where they are: a second vector of 40,000 records is
     // 14 MB of fresh pages to fault in.
@@ -217,8 +332,13 @@ Result<Records> load_records(const std::vector<std::string>& db_paths, const Win
         // pages in place instead of copying each one through read(). A hint:
         // where it cannot map, it reads as before.
         (void)db->exec("PRAGMA mmap_size = 1073741824");
+        // One read transaction: every query sees the same state of a file
+        // that an agent may be writing, and the per-edge seeks do not each
+        // take and drop the file's lock.
+        if (auto s = db->exec("BEGIN"); !s) return s.error();
         if (auto s = read_edges(*db, window, all); !s) return s.error();
         if (auto s = read_addresses(*db, records.addresses); !s) return s.error();
+        if (auto s = db->exec("COMMIT"); !s) return s.error();
     }
     // Sorted by identity, an edge found in two files is two neighbours. A
     // stable order of indices: the first file's copy is the one kept, and no

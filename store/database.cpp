@@ -144,8 +144,38 @@ ALTER TABLE edge_days ADD COLUMN cum_bytes_received INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE edge_days ADD COLUMN cum_lifetime_ns INTEGER NOT NULL DEFAULT 0;
 )sql";
 
+// Version 5: each edge's lifetime in its own row, and the buckets readable
+// by time alone. An edge's first_day/last_day, its first bucket, its last
+// bucket (length, open gauge) and total_* (its last day's cum_*) let a window
+// that holds an edge's whole life, or the end of it (the default "since 30d",
+// "everything"), sum its whole days without a seek into edge_days; NULL until
+// the edge has a day row. They are always what rebuild_edge_totals
+// (store/rollup.cpp) computes from the day rows: the agent, merge and
+// migrate() all run it. The time index now holds every column the reader
+// takes from a bucket, so the partial days at a window's ends are read from
+// the index alone, not looked up again in the table row by row.
+constexpr std::string_view kSchemaV5 = R"sql(
+ALTER TABLE edges ADD COLUMN first_day INTEGER;        -- day_start of its first edge_days row
+ALTER TABLE edges ADD COLUMN first_bucket INTEGER;     -- that day's first_bucket
+ALTER TABLE edges ADD COLUMN last_day INTEGER;         -- day_start of its last edge_days row
+ALTER TABLE edges ADD COLUMN last_bucket INTEGER;      -- that day's last_bucket, bucket_seconds and open
+ALTER TABLE edges ADD COLUMN last_bucket_seconds INTEGER;
+ALTER TABLE edges ADD COLUMN last_open INTEGER;
+ALTER TABLE edges ADD COLUMN total_connects INTEGER;   -- the last day's cum_*: sums over every bucket
+ALTER TABLE edges ADD COLUMN total_failed INTEGER;
+ALTER TABLE edges ADD COLUMN total_refused INTEGER;
+ALTER TABLE edges ADD COLUMN total_accepts INTEGER;
+ALTER TABLE edges ADD COLUMN total_closes INTEGER;
+ALTER TABLE edges ADD COLUMN total_bytes_sent INTEGER;
+ALTER TABLE edges ADD COLUMN total_bytes_received INTEGER;
+ALTER TABLE edges ADD COLUMN total_lifetime_ns INTEGER;
+DROP INDEX edge_buckets_by_time;
+CREATE INDEX edge_buckets_by_time ON edge_buckets (bucket_start, edge_id, bucket_seconds, connects, failed, refused,
+    accepts, closes, bytes_sent, bytes_received, open);
+)sql";
+
 // migrations[v] takes a database at version v to v + 1.
-constexpr std::string_view kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4};
+constexpr std::string_view kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5};
 static_assert(std::size(kMigrations) == kSchemaVersion);
 
 Result<int64_t> pragma_int(Database& db, const char* pragma) {
@@ -191,12 +221,14 @@ Status migrate(Database& db) {
     }
     // The rollup's rows are data, not schema: a file from before version 2
     // has buckets and no day rows, one from before version 4 has day rows
-    // and no running totals.
+    // and no running totals, one from before version 5 no edge totals.
     const EdgeDayRange everything[] = {EdgeDayRange{}};
     if (*version < 2) {
         if (auto s = rebuild_edge_days(db, everything); !s) return s;
     } else if (*version < 4) {
         if (auto s = rebuild_edge_cums(db, everything); !s) return s;
+    } else if (*version < 5) {
+        if (auto s = rebuild_edge_totals(db, everything); !s) return s;
     }
     if (auto s = db.exec("PRAGMA application_id = " + std::to_string(kApplicationId)); !s) return s;
     if (auto s = db.exec("PRAGMA user_version = " + std::to_string(kSchemaVersion)); !s) return s;

@@ -22,7 +22,7 @@ using SqliteStmt = std::unique_ptr<sqlite3_stmt, Free<sqlite3_finalize>>;
 // PRAGMA application_id: tells our file from any other SQLite database ("DGPH").
 inline constexpr int32_t kApplicationId = 0x44475048;
 // PRAGMA user_version: the schema this build writes and reads.
-inline constexpr int kSchemaVersion = 4;
+inline constexpr int kSchemaVersion = 5;
 
 class Statement;
 

@@ -41,6 +41,22 @@ FROM (SELECT edge_id, day_start, sum(connects) OVER w AS connects, sum(failed) O
 WHERE edge_days.edge_id = c.edge_id AND edge_days.day_start = c.day_start AND c.day_start >= ?3
 )sql";
 
+// An edge's row takes its first day's start and its last day's end, gauge
+// and running totals (schema 5); NULLs while it has no day row. Two seeks
+// per edge through the primary key. ?3, the range's since_day, does not
+// matter here; it is named so that run_over's bindings all land.
+constexpr std::string_view kRebuildTotals = R"sql(
+UPDATE edges
+SET (first_day, first_bucket) = (SELECT day_start, first_bucket FROM edge_days WHERE edge_id = edges.edge_id
+                                 ORDER BY day_start LIMIT 1),
+    (last_day, last_bucket, last_bucket_seconds, last_open, total_connects, total_failed, total_refused,
+     total_accepts, total_closes, total_bytes_sent, total_bytes_received, total_lifetime_ns) =
+        (SELECT day_start, last_bucket, bucket_seconds, open, cum_connects, cum_failed, cum_refused, cum_accepts,
+                cum_closes, cum_bytes_sent, cum_bytes_received, cum_lifetime_ns
+         FROM edge_days WHERE edge_id = edges.edge_id ORDER BY day_start DESC LIMIT 1)
+WHERE edge_id BETWEEN ?1 AND ?2 AND ?3 IS NOT NULL
+)sql";
+
 // Prepared once: merge rebuilds one range per edge, tens of thousands.
 Status run_over(Database& db, std::string_view sql, std::span<const EdgeDayRange> ranges) {
     auto stmt = db.prepare(sql);
@@ -62,7 +78,12 @@ Status rebuild_edge_days(Database& db, std::span<const EdgeDayRange> ranges) {
 }
 
 Status rebuild_edge_cums(Database& db, std::span<const EdgeDayRange> ranges) {
-    return run_over(db, kRebuildCums, ranges);
+    if (auto s = run_over(db, kRebuildCums, ranges); !s) return s;
+    return rebuild_edge_totals(db, ranges);
+}
+
+Status rebuild_edge_totals(Database& db, std::span<const EdgeDayRange> ranges) {
+    return run_over(db, kRebuildTotals, ranges);
 }
 
 }  // namespace depgraph

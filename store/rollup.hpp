@@ -65,6 +65,7 @@ struct EdgeDayRange {
     int64_t since_day = std::numeric_limits<int64_t>::min();
 
     static EdgeDayRange edge_from(int64_t edge_id, int64_t since_day) { return {edge_id, edge_id, since_day}; }
+    static EdgeDayRange all_days_of(int64_t edge_id) { return {edge_id, edge_id}; }
 };
 
 // Rewrites the day rows of each range as the sums of their buckets, then
@@ -73,7 +74,15 @@ struct EdgeDayRange {
 Status rebuild_edge_days(Database& db, std::span<const EdgeDayRange> ranges);
 
 // Recomputes the cum_* columns of each range's day rows from the day rows
-// themselves: each is that edge's sum over all its days up to this one.
+// themselves: each is that edge's sum over all its days up to this one; then
+// the edges' totals (rebuild_edge_totals).
 Status rebuild_edge_cums(Database& db, std::span<const EdgeDayRange> ranges);
+
+// Sets the lifetime columns of each range's edges (first_day .. total_*,
+// schema 5) from their first and last day rows. Whatever wrote the day rows
+// runs this after: the agent for the edges of each flush, merge and the
+// migration through the two above. Only the ranges' edges count, not their
+// since_day: an edge's totals are its last day's.
+Status rebuild_edge_totals(Database& db, std::span<const EdgeDayRange> ranges);
 
 }  // namespace depgraph

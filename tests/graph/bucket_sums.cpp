@@ -129,6 +129,62 @@ std::vector<std::string> days_as_stored(const std::string& path) {
     return rows;
 }
 
+std::vector<std::string> edge_totals_from_buckets(const std::string& path) {
+    auto db = open(path);
+    struct Life {
+        bool any = false;
+        int64_t first = 0, last = 0, seconds = 0, open = 0;
+        int64_t sums[kCounters] = {};
+    };
+    std::map<int64_t, Life> lives;
+    check(for_each_row(db, "SELECT edge_id FROM edges", [&](const Statement& r) { lives[r.column_int(0)]; }));
+    for (const auto& b : all_buckets(db)) {
+        auto& l = lives.at(b.edge_id);
+        if (!l.any || b.start < l.first) l.first = b.start;
+        if (!l.any || b.start > l.last) {
+            l.last = b.start;
+            l.seconds = b.seconds;
+            l.open = b.open;
+        }
+        l.any = true;
+        for (int c = 0; c < kCounters - 1; c++) l.sums[c] += b.counters[c];
+        l.sums[kCounters - 1] += b.lifetime_ns;
+    }
+    std::vector<std::string> rows;
+    for (const auto& [id, l] : lives) {
+        std::string row = std::to_string(id);
+        if (!l.any) {
+            rows.push_back(row + " NULL");
+            continue;
+        }
+        for (int64_t v : {l.first / 86400 * 86400, l.first, l.last / 86400 * 86400, l.last, l.seconds, l.open}) {
+            row += " " + std::to_string(v);
+        }
+        for (int64_t v : l.sums) row += " " + std::to_string(v);
+        rows.push_back(row);
+    }
+    return rows;
+}
+
+std::vector<std::string> edge_totals_as_stored(const std::string& path) {
+    auto db = open(path);
+    std::vector<std::string> rows;
+    check(for_each_row(db,
+        "SELECT edge_id, first_day, first_bucket, last_day, last_bucket, last_bucket_seconds, last_open, "
+        "total_connects, total_failed, total_refused, total_accepts, total_closes, total_bytes_sent, "
+        "total_bytes_received, total_lifetime_ns FROM edges ORDER BY edge_id",
+        [&](const Statement& r) {
+            std::string row = std::to_string(r.column_int(0));
+            if (r.column_is_null(1)) {
+                rows.push_back(row + " NULL");
+                return;
+            }
+            for (int c = 1; c < 15; c++) row += " " + std::to_string(r.column_int(c));
+            rows.push_back(row);
+        }));
+    return rows;
+}
+
 std::string describe(const EdgeRecord& e) {
     std::string text = e.host + " " + e.direction + " " + e.process + " " + e.local_addr + "->" + e.remote_addr +
                        ":" + std::to_string(e.port);

@@ -18,6 +18,11 @@ std::vector<EdgeRecord> sum_buckets(const std::string& path, const Window& windo
 std::vector<std::string> days_from_buckets(const std::string& path);
 std::vector<std::string> days_as_stored(const std::string& path);
 
+// "edge_id first_day first_bucket last_day last_bucket last_bucket_seconds last_open totals...", one per edge
+// in edge_id order; "edge_id NULL" for an edge without buckets.
+std::vector<std::string> edge_totals_from_buckets(const std::string& path);
+std::vector<std::string> edge_totals_as_stored(const std::string& path);
+
 // Every field, for a readable failure.
 std::string describe(const EdgeRecord& e);
 

@@ -79,6 +79,17 @@ void HostDb::bucket(int64_t edge_id, int64_t bucket_start, const Bucket& c, int6
         stmt->bind(10, c.bytes_received).bind(11, int64_t{0}).bind(12, c.open);
         run_or_throw(*stmt);
     }
+    // The edge's totals (schema 5), as the agent refreshes them after each
+    // flush: here after each bucket, or at commit() inside a transaction.
+    touched_.insert(edge_id);
+    if (sqlite3_get_autocommit(db_.handle())) refresh_totals();
+}
+
+void HostDb::refresh_totals() {
+    std::vector<EdgeDayRange> ranges;
+    for (int64_t id : touched_) ranges.push_back(EdgeDayRange::all_days_of(id));
+    touched_.clear();
+    if (auto s = rebuild_edge_totals(db_, ranges); !s) throw std::runtime_error(s.error().message);
 }
 
 void HostDb::loss(const std::string& run_id, int64_t bucket_start, const std::string& counter, int64_t value) {
@@ -93,6 +104,7 @@ void HostDb::begin() {
 }
 
 void HostDb::commit() {
+    refresh_totals();
     if (auto s = db_.exec("COMMIT"); !s) throw std::runtime_error(s.error().message);
 }
 

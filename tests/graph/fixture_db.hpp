@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -47,11 +48,13 @@ public:
 
 private:
     Statement& statement(int which, std::string_view sql);
+    void refresh_totals();
 
     Database db_;
     std::string host_;
     // Prepared once per kind of insert: the fleet generator writes millions of rows.
     std::vector<std::optional<Statement>> statements_;
+    std::set<int64_t> touched_;  // edges whose buckets changed since their totals were refreshed
 };
 
 }  // namespace depgraph::fixture

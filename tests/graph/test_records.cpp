@@ -6,10 +6,12 @@
 #include <random>
 #include <set>
 
+#include "agent/edge_store.hpp"
 #include "graph/records.hpp"
 #include "tests/graph/bucket_sums.hpp"
 #include "tests/graph/cli_runner.hpp"
 #include "tests/graph/fixture_db.hpp"
+#include "tests/schema_downgrade.hpp"
 
 using namespace depgraph;
 using namespace depgraph::fixture;
@@ -55,6 +57,26 @@ std::string write_days(const TempDir& dir) {
 
 Window window(int64_t since, int64_t until) { return {since, until}; }
 
+const int64_t never = Window{}.until, always = Window{}.since;
+// Every shape of window against write_days' five days.
+const Window kWindows[] = {
+    {always, never},                                   // everything
+    {kT0 + 3600, kT0 + 3 * kDay + 7200},               // mid-day to mid-day, two whole days between
+    {kT0 + kDay, kT0 + 3 * kDay},                      // midnight to midnight
+    {kT0 + kDay, kT0 + 3 * kDay + 1},                  // a midnight to one second past one
+    {kT0 + kDay - 1, kT0 + 3 * kDay},                  // one second before a midnight to a midnight
+    {kT0 + 2 * kDay, kT0 + 3 * kDay},                  // exactly one day
+    {kT0 + 2 * kDay + 60, kT0 + 2 * kDay + 6 * 3600},  // part of one day only
+    {kT0 + 2 * kDay - 60, kT0 + 2 * kDay + 60},        // across one midnight, less than a day
+    {kT0 + kDay + 1, kT0 + 2 * kDay + 1},              // a day long, but no whole day
+    {always, kT0 + 2 * kDay + 12 * 3600},              // from the beginning to mid-day
+    {kT0 + 12 * 3600, never},                          // from mid-day on
+    {kT0 - kDay, kT0 - kDay + 600},                    // one ten-minute bucket of one edge
+    {kT0 + 10 * kDay, kT0 + 12 * kDay},                // nothing recorded
+    {kT0 + 3 * kDay, never},                           // from a midnight on: lives cut at their start only
+    {always, kT0 + 2 * kDay},                          // up to a midnight: lives cut at their end only
+};
+
 std::vector<std::string> described(const std::vector<EdgeRecord>& edges) {
     std::vector<std::string> lines;
     for (const auto& e : edges) lines.push_back(describe(e));
@@ -82,30 +104,84 @@ TEST_CASE("windows cut at UTC midnights: whole days from the rollup, partial day
 TEST_CASE("the counters of every window equal the sums of its buckets") {
     TempDir dir;
     auto path = write_days(dir);
-    const int64_t never = Window{}.until, always = Window{}.since;
-    const Window windows[] = {
-        {always, never},                                   // everything
-        {kT0 + 3600, kT0 + 3 * kDay + 7200},               // mid-day to mid-day, two whole days between
-        {kT0 + kDay, kT0 + 3 * kDay},                      // midnight to midnight
-        {kT0 + kDay, kT0 + 3 * kDay + 1},                  // a midnight to one second past one
-        {kT0 + kDay - 1, kT0 + 3 * kDay},                  // one second before a midnight to a midnight
-        {kT0 + 2 * kDay, kT0 + 3 * kDay},                  // exactly one day
-        {kT0 + 2 * kDay + 60, kT0 + 2 * kDay + 6 * 3600},  // part of one day only
-        {kT0 + 2 * kDay - 60, kT0 + 2 * kDay + 60},        // across one midnight, less than a day
-        {kT0 + kDay + 1, kT0 + 2 * kDay + 1},              // a day long, but no whole day
-        {always, kT0 + 2 * kDay + 12 * 3600},              // from the beginning to mid-day
-        {kT0 + 12 * 3600, never},                          // from mid-day on
-        {kT0 - kDay, kT0 - kDay + 600},                    // one ten-minute bucket of one edge
-        {kT0 + 10 * kDay, kT0 + 12 * kDay},                // nothing recorded
-    };
-    for (const auto& w : windows) {
+    for (const auto& w : kWindows) {
         INFO("window [" << w.since << ", " << w.until << ")");
         auto records = load_records({path}, w);
         REQUIRE(records);
         CHECK(described(records->edges) == described(sum_buckets(path, w)));
     }
-    // and the rollup the reader relied on is exact
+    // and the rollup and the edges' totals the reader relied on are exact
     CHECK(days_as_stored(path) == days_from_buckets(path));
+    CHECK(edge_totals_as_stored(path) == edge_totals_from_buckets(path));
+    CHECK(edge_totals_as_stored(path).size() == 7);
+}
+
+TEST_CASE("a schema 4 file gives the same answers before and after its migration to schema 5") {
+    TempDir dir;
+    auto path = write_days(dir);
+    {
+        HostDb h(path, "h-01");
+        REQUIRE(h.database().exec(depgraph::testing::kBackToSchema4));
+    }
+    std::vector<std::vector<std::string>> before;
+    for (const auto& w : kWindows) {
+        auto records = load_records({path}, w);  // read-only: not migrated
+        REQUIRE(records);
+        before.push_back(described(records->edges));
+    }
+    HostDb migrated(path, "h-01");
+    CHECK(edge_totals_as_stored(path) == edge_totals_from_buckets(path));
+    for (size_t i = 0; i < std::size(kWindows); i++) {
+        INFO("window [" << kWindows[i].since << ", " << kWindows[i].until << ")");
+        auto records = load_records({path}, kWindows[i]);
+        REQUIRE(records);
+        CHECK(described(records->edges) == before[i]);
+        CHECK(described(records->edges) == described(sum_buckets(path, kWindows[i])));
+    }
+}
+
+TEST_CASE("the agent's flushes keep the day rows and the edges' totals exact, also when the clock steps back") {
+    TempDir dir;
+    auto path = dir.file("agent.db");
+    auto store = EdgeStore::open(path);
+    REQUIRE(store);
+    REQUIRE(store->begin_run({"run-1", "h-01", kT0, "test", "6.1", "host", 1, "ebpf"}));
+    EdgeIdentity web{"out", 1, "app", "", "198.18.0.1", "198.18.0.2", 80};
+    EdgeIdentity db{"in", 1, "db", "", "198.18.0.1", "198.18.0.3", 5432};
+    int64_t n = 0;
+    auto flush = [&](int64_t bucket_start, std::vector<EdgeIdentity> edges) {
+        Flush f;
+        f.now = bucket_start + 30;
+        f.bucket_start = bucket_start;
+        f.bucket_seconds = 60;
+        for (const auto& e : edges) {
+            n++;
+            EdgeCounts c;
+            c.sums = {static_cast<uint64_t>(n), static_cast<uint64_t>(n % 3), static_cast<uint64_t>(n % 2),
+                      static_cast<uint64_t>(2 * n), static_cast<uint64_t>(n), static_cast<uint64_t>(100 * n),
+                      static_cast<uint64_t>(1000 * n), static_cast<uint64_t>(7 * n)};
+            c.open = n % 5;
+            f.edges[e] = c;
+        }
+        REQUIRE(store->write(f));
+        // after every flush, not only at the end
+        CHECK(days_as_stored(path) == days_from_buckets(path));
+        CHECK(edge_totals_as_stored(path) == edge_totals_from_buckets(path));
+    };
+    flush(kT0 + kDay + 60, {web});
+    flush(kT0 + kDay + 60, {web, db});  // the same bucket again: added up
+    flush(kT0 + kDay + 120, {web});
+    flush(kT0 + 3 * kDay + 60, {web, db});  // a new day, a day skipped
+    flush(kT0 + 2 * kDay + 600, {web});     // the clock stepped back a day
+    flush(kT0 + 60, {db});                  // and back before the edge's first day
+    flush(kT0 + 3 * kDay + 120, {web, db});
+    CHECK(edge_totals_as_stored(path).size() == 2);
+    for (const auto& w : kWindows) {
+        INFO("window [" << w.since << ", " << w.until << ")");
+        auto records = load_records({path}, w);
+        REQUIRE(records);
+        CHECK(described(records->edges) == described(sum_buckets(path, w)));
+    }
 }
 
 TEST_CASE("a schema 1 database, which has no rollup, is read from its buckets") {

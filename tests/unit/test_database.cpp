@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "store/database.hpp"
+#include "tests/schema_downgrade.hpp"
 
 using namespace depgraph;
 namespace fs = std::filesystem;
@@ -116,6 +117,7 @@ TEST_CASE("a version 1 database is migrated: its buckets are rolled up per day")
         auto db = Database::open_for_write(path);
         REQUIRE(db.ok());
         // Back to version 1: no rollup and no NAT table yet.
+        REQUIRE(db->exec(depgraph::testing::kBackToSchema4).ok());
         REQUIRE(db->exec("DROP TABLE edge_days; DROP TABLE nat_translations; PRAGMA user_version = 1").ok());
         REQUIRE(db->exec("INSERT INTO edges VALUES (1, 'h', 'out', 1, 'curl', '', '198.18.0.1', '198.18.0.2', 80, 0, "
                          "'ebpf')")
@@ -167,6 +169,7 @@ TEST_CASE("a version 3 database is migrated: its day rows get running totals per
     {
         auto db = Database::open_for_write(path);
         REQUIRE(db.ok());
+        REQUIRE(db->exec(depgraph::testing::kBackToSchema4).ok());
         REQUIRE(db->exec("DROP TABLE edge_days; CREATE TABLE edge_days (edge_id INTEGER NOT NULL, day_start INTEGER "
                          "NOT NULL, first_bucket INTEGER NOT NULL, last_bucket INTEGER NOT NULL, bucket_seconds "
                          "INTEGER NOT NULL, connects INTEGER NOT NULL, failed INTEGER NOT NULL, refused INTEGER NOT "
@@ -191,4 +194,46 @@ TEST_CASE("a version 3 database is migrated: its day rows get running totals per
         rows.push_back({totals->column_int(0), totals->column_int(1), totals->column_int(2), totals->column_int(3)});
     }
     CHECK(rows == std::vector<std::array<int64_t, 4>>{{1, 1, 1, 10}, {1, 3, 1, 30}, {1, 7, 1, 70}, {2, 100, 0, 0}});
+}
+
+TEST_CASE("a version 4 database is migrated: each edge gets its lifetime totals, the time index covers the buckets") {
+    TempDir dir;
+    auto path = (dir.path / "v4.db").string();
+    {
+        auto db = Database::open_for_write(path);
+        REQUIRE(db.ok());
+        REQUIRE(db->exec(depgraph::testing::kBackToSchema4).ok());
+        REQUIRE(db->exec("INSERT INTO edges VALUES (1, 'h', 'out', 1, 'curl', '', '198.18.0.1', '198.18.0.2', 80, 0, "
+                         "'ebpf'), (2, 'h', 'out', 1, 'curl', '', '198.18.0.1', '198.18.0.3', 80, 0, 'ebpf')")
+                    .ok());
+        // Edge 1: three days, written out of order; edge 2: no day at all.
+        REQUIRE(db->exec("INSERT INTO edge_days VALUES "
+                         "(1, 3 * 86400, 3 * 86400 + 60, 3 * 86400 + 600, 30, 4, 0, 0, 0, 0, 40, 0, 9, 2, "
+                         "   7, 1, 0, 0, 0, 70, 0, 21), "
+                         "(1, 86400, 86400 + 120, 86400 + 120, 60, 1, 1, 0, 0, 0, 10, 0, 5, 0, 1, 1, 0, 0, 0, 10, 0, 5), "
+                         "(1, 2 * 86400, 2 * 86400, 2 * 86400, 60, 2, 0, 0, 0, 0, 20, 0, 7, 1, 3, 1, 0, 0, 0, 30, 0, 12)")
+                    .ok());
+    }
+    auto db = Database::open_for_write(path);
+    REQUIRE(db.ok());
+    auto edges = db->prepare("SELECT first_day, first_bucket, last_day, last_bucket, last_bucket_seconds, last_open, "
+                             "total_connects, total_failed, total_bytes_sent, total_lifetime_ns FROM edges "
+                             "ORDER BY edge_id");
+    REQUIRE(edges.ok());
+    REQUIRE(*edges->step());
+    std::vector<int64_t> first;
+    for (int c = 0; c < 10; c++) first.push_back(edges->column_int(c));
+    CHECK(first == std::vector<int64_t>{86400, 86400 + 120, 3 * 86400, 3 * 86400 + 600, 30, 2, 7, 1, 70, 21});
+    REQUIRE(*edges->step());
+    CHECK(edges->column_is_null(0));
+    CHECK(edges->column_is_null(6));
+    CHECK_FALSE(*edges->step());
+    auto plan = db->prepare("EXPLAIN QUERY PLAN SELECT edge_id, bucket_seconds, connects, bytes_received, open "
+                            "FROM edge_buckets WHERE bucket_start >= 0 AND bucket_start < 86400");
+    REQUIRE(plan.ok());
+    REQUIRE(*plan->step());
+    CHECK(plan->column_text(3).find("COVERING INDEX edge_buckets_by_time") != std::string::npos);
+    auto version = db->prepare("PRAGMA user_version");
+    REQUIRE(*version->step());
+    CHECK(version->column_int(0) == kSchemaVersion);
 }
