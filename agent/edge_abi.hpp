@@ -23,6 +23,8 @@ static_assert(sizeof(dg_sock_info) == 80);
 static_assert(offsetof(dg_sock_info, start) == 64);
 static_assert(offsetof(dg_sock_info, state) == 72);
 static_assert(offsetof(dg_sock_info, seeded) == 73);
+static_assert(sizeof(dg_edge_cache_entry) == 136);
+static_assert(offsetof(dg_edge_cache_entry, counters) == 64);
 static_assert(sizeof(dg_sock_slot) == 88);
 static_assert(offsetof(dg_sock_slot, info) == 8);
 static_assert(sizeof(dg_listener_key) == 8);
@@ -45,6 +47,7 @@ inline constexpr const char* kLossNames[DG_LOSS_COUNT] = {
     "sock_map_full",
     "listener_map_full",
     "close_of_unknown_socket",
+    "program_skipped_nested",
 };
 
 }  // namespace depgraph

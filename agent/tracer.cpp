@@ -74,21 +74,39 @@ Result<std::vector<EdgeSample>> Tracer::drain() {
     auto* maps = &skel_->bpf->maps;
     bpf_map* full = active_ == 0 ? maps->edges_a : maps->edges_b;
     bpf_map* empty = active_ == 0 ? maps->edges_b : maps->edges_a;
+    bpf_map* full_cache = active_ == 0 ? maps->edge_cache_a : maps->edge_cache_b;
+    bpf_map* empty_cache = active_ == 0 ? maps->edge_cache_b : maps->edge_cache_a;
+    // Each switch returns only after running programs finish. A program
+    // between the two writes to the new map and still the old cache, and its
+    // evictions go to the new map: after both, nothing writes to `full` or
+    // `full_cache`, and every count is in exactly one place.
     uint32_t zero = 0;
-    int empty_fd = bpf_map__fd(empty);
-    // Returns only after running programs finish: from here on nothing writes to `full`.
-    if (bpf_map_update_elem(bpf_map__fd(maps->edge_maps), &zero, &empty_fd, BPF_ANY) != 0) {
-        return errno_error("failed to switch the edge maps", errno);
+    for (auto [outer, inner] : {std::pair{maps->edge_maps, empty}, {maps->cache_maps, empty_cache}}) {
+        int fd = bpf_map__fd(inner);
+        if (bpf_map_update_elem(bpf_map__fd(outer), &zero, &fd, BPF_ANY) != 0) {
+            return errno_error("failed to switch the edge maps", errno);
+        }
     }
     active_ = 1 - active_;
 
-    // Per-CPU map: each entry comes back as one value per possible CPU, summed here.
+    // Per-CPU maps: each entry comes back as one value per possible CPU, summed here.
     int cpus = libbpf_num_possible_cpus();
     if (cpus <= 0) return errno_error("failed to count CPUs", -cpus);
+    std::vector<EdgeSample> samples;
+    std::vector<dg_edge_cache_entry> entries(static_cast<size_t>(cpus));
+    const std::vector<dg_edge_cache_entry> cleared(static_cast<size_t>(cpus));
+    for (uint32_t i = 0; i < DG_EDGE_CACHE_SLOTS; i++) {
+        if (bpf_map_lookup_elem(bpf_map__fd(full_cache), &i, entries.data()) != 0 ||
+            bpf_map_update_elem(bpf_map__fd(full_cache), &i, cleared.data(), BPF_ANY) != 0) {
+            return errno_error("failed to drain the edge cache", errno);
+        }
+        for (const auto& e : entries) {
+            if (e.used) samples.push_back(EdgeSample{e.key, e.counters});
+        }
+    }
     constexpr uint32_t kChunk = 1024;
     std::vector<dg_edge_key> keys(kChunk);
     std::vector<dg_edge_counters> values(kChunk * static_cast<size_t>(cpus));
-    std::vector<EdgeSample> samples;
     uint32_t in_token = 0, out_token = 0;
     bool first = true;
     LIBBPF_OPTS(bpf_map_batch_opts, opts);
@@ -123,6 +141,12 @@ Result<LossCounters> Tracer::losses() const {
         }
         for (uint64_t n : per_cpu) totals[i] += n;
     }
+    bpf_prog_info info{};
+    uint32_t length = sizeof info;
+    if (bpf_obj_get_info_by_fd(bpf_program__fd(skel_->bpf->progs.inet_sock_set_state), &info, &length) != 0) {
+        return errno_error("failed to read the program's skipped runs", errno);
+    }
+    totals[DG_LOSS_SKIPPED_NESTED] = info.recursion_misses;
     return totals;
 }
 

@@ -46,7 +46,7 @@ private:
     struct Skeleton;
     explicit Tracer(std::unique_ptr<Skeleton> skel);
     std::unique_ptr<Skeleton> skel_;
-    int active_ = 0;  // which of the two edge maps the programs write to
+    int active_ = 0;  // which of the two edge maps (and caches) the programs write to
 };
 
 // Routes libbpf's own messages to stderr only when verbose.

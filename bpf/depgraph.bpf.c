@@ -47,6 +47,23 @@ struct {
 	.values = { &edges_a },
 };
 
+struct edge_cache {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DG_EDGE_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct dg_edge_cache_entry);
+} edge_cache_a SEC(".maps"), edge_cache_b SEC(".maps");
+
+/* Switched with edge_maps, after it: see Tracer::drain. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct edge_cache);
+} cache_maps SEC(".maps") = {
+	.values = { &edge_cache_a },
+};
+
 /* Per-socket state behind sock_slots (see depgraph.h). Keyed by socket
  * cookie: stable for the socket's life and reported by inet_diag too, unlike
  * the socket's address which the slab reuses. */
@@ -143,25 +160,74 @@ static __always_inline int edge_from_sock(const struct sock *sk, struct dg_edge_
 	return 1;
 }
 
-static __always_inline struct dg_edge_counters *edge_counters(const struct dg_edge_key *key)
+/* Adds an evicted cache entry's counters to its edge in the hash. */
+static __always_inline void spill(const struct dg_edge_key *key, const struct dg_edge_counters *from)
 {
 	static const struct dg_edge_counters zero;
 	__u32 active = 0;
 	void *edges = bpf_map_lookup_elem(&edge_maps, &active);
 
 	if (!edges)
-		return 0;
+		return;
 	struct dg_edge_counters *c = bpf_map_lookup_elem(edges, key);
 
-	if (c)
-		return c;
-	long err = bpf_map_update_elem(edges, key, &zero, BPF_NOEXIST);
+	if (!c) {
+		long err = bpf_map_update_elem(edges, key, &zero, BPF_NOEXIST);
 
-	if (err && err != -EEXIST) {
-		count_loss(DG_LOSS_EDGE_MAP_FULL);
-		return 0;
+		if (err && err != -EEXIST) {
+			count_loss(DG_LOSS_EDGE_MAP_FULL);
+			return;
+		}
+		c = bpf_map_lookup_elem(edges, key);
+		if (!c)
+			return;
 	}
-	return bpf_map_lookup_elem(edges, key);
+	c->connects += from->connects;
+	c->failed += from->failed;
+	c->refused += from->refused;
+	c->accepts += from->accepts;
+	c->closes += from->closes;
+	c->bytes_sent += from->bytes_sent;
+	c->bytes_received += from->bytes_received;
+	c->lifetime_ns += from->lifetime_ns;
+}
+
+static __always_inline int same_edge(const struct dg_edge_key *a, const struct dg_edge_key *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+
+	for (int i = 0; i < sizeof(*a) / 8; i++)
+		if (x[i] != y[i])
+			return 0;
+	return 1;
+}
+
+/* This CPU's counters for the edge: its cache entry, made for it if need be.
+ * Programs run with preemption off and never nest on one CPU (the kernel
+ * skips a nested run), so nothing else touches this CPU's entries meanwhile. */
+static __always_inline struct dg_edge_counters *edge_counters(const struct dg_edge_key *key)
+{
+	__u32 active = 0;
+	void *cache = bpf_map_lookup_elem(&cache_maps, &active);
+
+	if (!cache)
+		return 0;
+	/* The two sides of a loopback edge differ in direction; a service's
+	 * clients in their address. */
+	__u32 index = (key->service_port ^ key->direction ^ key->remote_addr[3] ^ key->local_addr[3]) &
+		      (DG_EDGE_CACHE_SLOTS - 1);
+	struct dg_edge_cache_entry *e = bpf_map_lookup_elem(cache, &index);
+
+	if (!e)
+		return 0;
+	if (e->used && same_edge(&e->key, key))
+		return &e->counters;
+	if (e->used)
+		spill(&e->key, &e->counters);
+	e->key = *key;
+	__builtin_memset(&e->counters, 0, sizeof(e->counters));
+	e->used = 1;
+	return &e->counters;
 }
 
 static __always_inline struct dg_sock_slot *sock_slot(__u64 cookie)

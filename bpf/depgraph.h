@@ -52,6 +52,19 @@ struct dg_edge_counters {
 	__u64 lifetime_ns;    /* sum over closes of (close - open) */
 };
 
+/* Each CPU keeps the counters of its few busiest edges in a small direct-mapped
+ * cache in front of the edge hash: a connection updates its edge twice on each
+ * side, and a 64-byte key hashed and compared each time was a fifth of the
+ * programs' cost. An entry goes to the hash when another edge needs its place;
+ * the agent drains the caches with the maps. */
+#define DG_EDGE_CACHE_SLOTS 8
+
+struct dg_edge_cache_entry {
+	struct dg_edge_key key;
+	struct dg_edge_counters counters;
+	__u64 used; /* 0: empty */
+};
+
 /* What the kernel side remembers per socket, keyed by the socket cookie
  * (the same cookie inet_diag reports, so the agent can seed entries for
  * connections that were open before it started). */
@@ -100,7 +113,11 @@ enum dg_loss {
 	DG_LOSS_SOCK_MAP_FULL = 1,
 	DG_LOSS_LISTENER_MAP_FULL = 2,
 	DG_LOSS_CLOSE_UNKNOWN_SOCK = 3, /* a close of a socket opened before tracing and not seeded */
-	DG_LOSS_COUNT = 4,
+	/* Not counted by the programs: the kernel's count of runs it skipped
+	 * because the program was already running on that CPU (a transition in
+	 * an interrupt that arrived during a run). The agent reads it. */
+	DG_LOSS_SKIPPED_NESTED = 4,
+	DG_LOSS_COUNT = 5,
 };
 
 #endif

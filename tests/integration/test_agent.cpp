@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "agent/process_table.hpp"
+#include "agent/edge_abi.hpp"
 #include "store/database.hpp"
 #include "tests/integration/agent_fixture.hpp"
 #include "tests/integration/child_process.hpp"
@@ -408,6 +409,58 @@ TEST_CASE("a connection's lifetime is its time open, also for one that was open 
         CHECK(old.lifetime_ns >= kHoldMs * 1'000'000);
         CHECK(old.lifetime_ns <= std::chrono::nanoseconds(old_closed - agent_started).count());
     }
+}
+
+// Each CPU counts its busiest edges in a cache of DG_EDGE_CACHE_SLOTS entries
+// and moves an entry to the edge map when another edge needs its place: with
+// twice as many edges as entries, taken in turn, that happens all the time.
+TEST_CASE("sixteen edges taking turns in an eight-entry cache: every count exact") {
+    constexpr int kPorts = 16, kRounds = 50;
+    constexpr uint16_t kFirstPort = 9100;
+    static_assert(kPorts == 2 * DG_EDGE_CACHE_SLOTS);
+    TestNetns host;
+    TempDir dir;
+    std::string db = dir.db("host");
+    auto agent = start_agent(host, "host", db);
+    Signal done;
+    auto peer = ChildProcess::fork_in(host.path(), "dg-peer", [&] {
+        std::vector<int> listeners;
+        for (int p = 0; p < kPorts; p++) {
+            auto addr = socket_address("127.0.0.1", static_cast<uint16_t>(kFirstPort + p));
+            int ls = socket(AF_INET, SOCK_STREAM, 0);
+            if (bind(ls, addr.get(), addr.length) != 0 || listen(ls, 4) != 0) return 2;
+            listeners.push_back(ls);
+        }
+        linger rst{1, 0};
+        for (int r = 0; r < kRounds; r++) {
+            for (int p = 0; p < kPorts; p++) {
+                int fd = connect_to("127.0.0.1", static_cast<uint16_t>(kFirstPort + p));
+                int accepted = accept(listeners[static_cast<size_t>(p)], nullptr, nullptr);
+                if (fd < 0 || accepted < 0) return 3;
+                setsockopt(fd, SOL_SOCKET, SO_LINGER, &rst, sizeof rst);
+                close(fd);
+                close(accepted);
+            }
+        }
+        done.send();
+        pause();
+        return 0;
+    });
+    REQUIRE(done.wait(60000));
+    REQUIRE(agent.stop(SIGINT) == 0);
+
+    auto d = Database::open_read_only(db);
+    REQUIRE(d.ok());
+    for (int p = 0; p < kPorts; p++) {
+        INFO("port " << kFirstPort + p);
+        auto out = totals(*d, "out", "dg-peer", "127.0.0.1", "127.0.0.1", kFirstPort + p);
+        CHECK(out.connects == kRounds);
+        CHECK(out.closes == kRounds);
+        auto in = totals(*d, "in", "dg-peer", "127.0.0.1", "127.0.0.1", kFirstPort + p);
+        CHECK(in.accepts == kRounds);
+        CHECK(in.closes == kRounds);
+    }
+    CHECK(count(*d, "SELECT coalesce(sum(value), 0) FROM losses") == 0);
 }
 
 int main(int argc, char* argv[]) {
