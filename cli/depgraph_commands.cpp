@@ -70,10 +70,10 @@ Result<Fleet> load_fleet(const GraphOptions& options) {
     fleet.records = std::move(*records);
     auto agent_namespaces = load_agent_namespaces(options.inputs.dbs);
     if (!agent_namespaces) return agent_namespaces.error();
-    name_containers(fleet.records.edges, *agent_namespaces);
+    name_containers(fleet.records, *agent_namespaces);
     auto translations = load_translations(options.inputs.dbs, *window);
     if (!translations) return translations.error();
-    resolve_nat(fleet.records.edges, *translations);
+    resolve_nat(fleet.records, *translations);
     auto group_by = options.group_by == "host" ? GroupBy::host : options.group_by == "role" ? GroupBy::role
                                                                                             : GroupBy::process;
     // Each step hands its graph on: a fleet's graph is not copied.
@@ -168,7 +168,8 @@ Status run_edges(const Inputs& in) {
     }
     std::vector<std::vector<std::string>> rows;
     for (const auto& e : records->edges) {
-        rows.push_back({e.host, e.direction, e.process, e.local_addr, e.remote_addr, std::to_string(e.port),
+        rows.push_back({std::string(e.host), std::string(e.direction), std::string(e.process),
+                        std::string(e.local_addr), std::string(e.remote_addr), std::to_string(e.port),
                         std::to_string(e.connects), std::to_string(e.failed), std::to_string(e.accepts),
                         std::to_string(e.bytes_sent), std::to_string(e.bytes_received), std::to_string(e.open),
                         format_iso8601(e.first_seen), format_iso8601(e.last_seen)});

@@ -20,11 +20,15 @@ Traffic service_side(const EdgeRecord& e) {
     return {e.accepts, 0, e.bytes_received, e.bytes_sent, e.open, e.first_seen, e.last_seen};
 }
 
-std::string process_id(const std::string& host, const std::string& process) { return host + "/" + process; }
+std::string process_id(std::string_view host, std::string_view process) {
+    std::string id;
+    id.reserve(host.size() + 1 + process.size());
+    return id.append(host).append("/").append(process);
+}
 
 std::set<std::string> vias(const EdgeRecord& e) {
     if (e.via.empty()) return {};
-    return {e.via};
+    return {std::string(e.via)};
 }
 
 // Both halves of the connections from one client host to one service host on one port.
@@ -36,12 +40,27 @@ struct Bundle {
     // the two apart.
     bool shared = false;
 };
-using BundleKey = std::tuple<std::string, std::string, int>;  // client host, service host, port
+using BundleKey = std::tuple<std::string_view, std::string_view, int>;  // client host, service host, port
+using HostPort = std::pair<std::string_view, int>;
+
+// The join's keys are views of the records' text, hashed by content. The
+// graph comes out in its own order (Graph::settle), whatever order the
+// bundles are joined in: no two bundles make the same edge.
+struct KeyHash {
+    static size_t mix(size_t seed, size_t h) { return seed ^ (h + 0x9e3779b97f4a7c15 + (seed << 6) + (seed >> 2)); }
+    size_t operator()(const HostPort& k) const {
+        return mix(std::hash<std::string_view>{}(k.first), std::hash<int>{}(k.second));
+    }
+    size_t operator()(const BundleKey& k) const {
+        auto& [client, service, port] = k;
+        return mix(operator()(HostPort{client, port}), std::hash<std::string_view>{}(service));
+    }
+};
 
 class Joiner {
 public:
     Joiner(const Records& records, Graph& graph) : records_(records), book_(records.addresses), graph_(graph) {
-        for (const auto& a : records.addresses) own_addresses_.insert({a.host, a.addr});
+        bundles_.reserve(records.edges.size());  // at most one per record: never rehashed
         for (const auto& e : records.edges) {
             if (!e.outgoing()) listeners_[{e.host, e.port}][e.process] += e.accepts + 1;
         }
@@ -61,8 +80,8 @@ public:
 
 private:
     // The hosts at the far end of a half: itself for loopback or its own address.
-    std::set<std::string> far_hosts(const EdgeRecord& e) const {
-        if (e.loopback || own_addresses_.count({e.host, e.remote_addr})) return {e.host};
+    std::set<std::string_view> far_hosts(const EdgeRecord& e) const {
+        if (e.loopback || book_.owned_by(e.remote_addr, e.host)) return {e.host};
         auto owners = book_.owners(e.remote_addr, e.first_seen - kOwnershipSlack, e.last_seen + kOwnershipSlack);
         owners.erase(e.host);
         return owners;
@@ -77,7 +96,7 @@ private:
             return;
         }
         if (servers.size() > 1) {
-            std::set<std::string> answered;
+            std::set<std::string_view> answered;
             for (const auto& server : servers) {
                 auto it = bundles_.find({e.host, server, e.port});
                 if (it != bundles_.end() && !it->second.incoming.empty()) answered.insert(server);
@@ -104,8 +123,8 @@ private:
 
     // The process serving a port on a host: the one that accepted most there,
     // whichever client it was (a SNAT'd client's half names another address).
-    std::string service_process(const std::string& host, int port, const Bundle& bundle) const {
-        std::map<std::string, int64_t> accepted;
+    std::string_view service_process(std::string_view host, int port, const Bundle& bundle) const {
+        std::map<std::string_view, int64_t> accepted;
         for (const auto* in : bundle.incoming) accepted[in->process] += in->accepts + 1;
         if (accepted.empty()) {
             auto it = listeners_.find({host, port});
@@ -130,12 +149,12 @@ private:
             graph_.connect(client, service, port, seen_by_service, true);
             return;
         }
-        std::map<std::string, Traffic> by_process;
-        std::map<std::string, std::set<std::string>> via_by_process;
+        std::map<std::string_view, Traffic> by_process;
+        std::map<std::string_view, std::set<std::string>> via_by_process;
         Traffic seen_by_clients;
         for (const auto* out : bundle.outgoing) {
             by_process[out->process].add(client_side(*out));
-            if (!out->via.empty()) via_by_process[out->process].insert(out->via);
+            if (!out->via.empty()) via_by_process[out->process].emplace(out->via);
             seen_by_clients.add(client_side(*out));
         }
         if (bundle.shared) {
@@ -159,36 +178,47 @@ private:
     const Records& records_;
     AddressBook book_;
     Graph& graph_;
-    std::set<std::pair<std::string, std::string>> own_addresses_;
-    std::map<std::pair<std::string, int>, std::map<std::string, int64_t>> listeners_;
-    std::map<BundleKey, Bundle> bundles_;
+    // A name's accepts on each (host, port): ordered, so that a tie goes to the first name.
+    std::unordered_map<HostPort, std::map<std::string_view, int64_t>, KeyHash> listeners_;
+    std::unordered_map<BundleKey, Bundle, KeyHash> bundles_;
 };
 
 }  // namespace
 
 AddressBook::AddressBook(const std::vector<AddressRecord>& addresses) {
-    for (const auto& a : addresses) by_addr_.emplace(a.addr, a);
+    for (const auto& a : addresses) by_addr_[a.addr].push_back(a);
 }
 
-std::set<std::string> AddressBook::owners(const std::string& addr, int64_t from, int64_t to) const {
-    std::set<std::string> hosts;
-    auto [begin, end] = by_addr_.equal_range(addr);
-    for (auto it = begin; it != end; ++it) {
-        if (it->second.first_seen <= to && it->second.last_seen >= from) hosts.insert(it->second.host);
+const std::vector<AddressRecord>& AddressBook::records_of(std::string_view addr) const {
+    static const std::vector<AddressRecord> kNone;
+    auto it = by_addr_.find(addr);
+    return it == by_addr_.end() ? kNone : it->second;
+}
+
+std::set<std::string_view> AddressBook::owners(std::string_view addr, int64_t from, int64_t to) const {
+    std::set<std::string_view> hosts;
+    for (const auto& a : records_of(addr)) {
+        if (a.first_seen <= to && a.last_seen >= from) hosts.insert(a.host);
     }
     return hosts;
 }
 
-std::set<std::string> AddressBook::owners(const std::string& addr) const {
-    std::set<std::string> hosts;
-    auto [begin, end] = by_addr_.equal_range(addr);
-    for (auto it = begin; it != end; ++it) hosts.insert(it->second.host);
+std::set<std::string_view> AddressBook::owners(std::string_view addr) const {
+    std::set<std::string_view> hosts;
+    for (const auto& a : records_of(addr)) hosts.insert(a.host);
     return hosts;
+}
+
+bool AddressBook::owned_by(std::string_view addr, std::string_view host) const {
+    const auto& records = records_of(addr);
+    return std::any_of(records.begin(), records.end(), [&](const AddressRecord& a) { return a.host == host; });
 }
 
 Graph build_graph(const Records& records, const Window& window) {
     Graph graph;
     graph.window = window;
+    // Each edge of the graph has at least one record: no edge moves as they are added.
+    graph.edges.reserve(records.edges.size());
     Joiner(records, graph).run();
     graph.settle();
     return graph;

@@ -2,8 +2,12 @@
 // incoming half recorded by the host that owned the address at the time.
 #pragma once
 
+#include <map>
 #include <set>
 #include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
 
 #include "graph/model.hpp"
 #include "graph/records.hpp"
@@ -15,15 +19,19 @@ namespace depgraph {
 inline constexpr const char* kUnknownProcess = "(unknown)";
 
 // Which agent hosts owned an address: all of them ever, or those whose record
-// overlaps [from, to].
+// overlaps [from, to]. The hosts are views of the records' text.
 class AddressBook {
 public:
     explicit AddressBook(const std::vector<AddressRecord>& addresses);
-    std::set<std::string> owners(const std::string& addr, int64_t from, int64_t to) const;
-    std::set<std::string> owners(const std::string& addr) const;
+    std::set<std::string_view> owners(std::string_view addr, int64_t from, int64_t to) const;
+    std::set<std::string_view> owners(std::string_view addr) const;
+    // Whether `host` ever owned `addr`.
+    bool owned_by(std::string_view addr, std::string_view host) const;
 
 private:
-    std::multimap<std::string, AddressRecord> by_addr_;
+    const std::vector<AddressRecord>& records_of(std::string_view addr) const;
+
+    std::unordered_map<std::string_view, std::vector<AddressRecord>> by_addr_;
 };
 
 // One node per (host, process); external nodes for addresses no agent owns.

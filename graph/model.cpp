@@ -25,17 +25,16 @@ void Traffic::add(const Traffic& other) {
     last_seen = std::max(last_seen, other.last_seen);
 }
 
-size_t Graph::node(const std::string& id, NodeKind kind, const std::string& host, const std::string& process) {
-    auto [it, inserted] = index_.try_emplace(id, nodes.size());
-    if (inserted) {
-        Node n;
-        n.id = id;
-        n.kind = kind;
-        n.host = host;
-        n.process = process;
-        nodes.push_back(std::move(n));
-    }
-    return it->second;
+size_t Graph::node(std::string_view id, NodeKind kind, std::string_view host, std::string_view process) {
+    if (auto it = index_.find(id); it != index_.end()) return it->second;
+    index_.emplace(id, nodes.size());
+    Node n;
+    n.id = id;
+    n.kind = kind;
+    n.host = host;
+    n.process = process;
+    nodes.push_back(std::move(n));
+    return nodes.size() - 1;
 }
 
 std::optional<size_t> Graph::find(const std::string& id) const {

@@ -8,6 +8,8 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "graph/records.hpp"
@@ -59,7 +61,7 @@ public:
     std::vector<Edge> edges;
 
     // The node with this id, added with `kind` if it does not exist yet.
-    size_t node(const std::string& id, NodeKind kind, const std::string& host, const std::string& process);
+    size_t node(std::string_view id, NodeKind kind, std::string_view host, std::string_view process);
     std::optional<size_t> find(const std::string& id) const;
     // Adds traffic to the (source, target, port) edge, creating it if needed.
     // `via` is a dialled address that NAT translated, or empty.
@@ -71,7 +73,12 @@ public:
     void settle();
 
 private:
-    std::map<std::string, size_t> index_;
+    // By id; std::string keys looked up by view.
+    struct IdHash {
+        using is_transparent = void;
+        size_t operator()(std::string_view id) const { return std::hash<std::string_view>{}(id); }
+    };
+    std::unordered_map<std::string, size_t, IdHash, std::equal_to<>> index_;
     std::map<std::tuple<size_t, size_t, int>, size_t> edge_index_;
 };
 

@@ -49,7 +49,7 @@ std::vector<int64_t> split(int64_t n, const std::vector<int64_t>& weights) {
 
 // The far end of `e` as each of `targets` (address, port), weighted by flows.
 std::vector<EdgeRecord> split_edge(const EdgeRecord& e,
-                                   const std::map<std::pair<std::string, int>, int64_t>& targets) {
+                                   const std::map<std::pair<std::string_view, int>, int64_t>& targets) {
     std::vector<int64_t> weights;
     for (const auto& [target, weight] : targets) weights.push_back(std::max<int64_t>(weight, 1));
     std::vector<EdgeRecord> parts(targets.size(), e);
@@ -69,9 +69,10 @@ std::vector<EdgeRecord> split_edge(const EdgeRecord& e,
 }
 
 // "198.18.5.5:80", "[2001:2::5]:80".
-std::string address_and_port(const std::string& addr, int port) {
+std::string address_and_port(std::string_view addr, int port) {
     bool v6 = addr.find(':') != std::string::npos;
-    return (v6 ? "[" + addr + "]" : addr) + ":" + std::to_string(port);
+    std::string text(addr);
+    return (v6 ? "[" + text + "]" : text) + ":" + std::to_string(port);
 }
 
 }  // namespace
@@ -110,11 +111,12 @@ Result<std::vector<TranslationRecord>> load_translations(const std::vector<std::
     return out;
 }
 
-void resolve_nat(std::vector<EdgeRecord>& edges, const std::vector<TranslationRecord>& translations) {
+void resolve_nat(Records& records, const std::vector<TranslationRecord>& translations) {
     if (translations.empty()) return;
+    auto& edges = records.edges;
     // Indexed by the three fields an edge is matched on, so that a fleet's
     // edges are not each compared with every translation.
-    using MatchKey = std::tuple<std::string, std::string, int>;
+    using MatchKey = std::tuple<std::string_view, std::string_view, int>;
     std::multimap<MatchKey, const TranslationRecord*> by_dialled;  // (client, dialled address, dialled port)
     std::multimap<MatchKey, const TranslationRecord*> by_nat;      // (NAT address, server address, server port)
     for (const auto& t : translations) {
@@ -126,7 +128,8 @@ void resolve_nat(std::vector<EdgeRecord>& edges, const std::vector<TranslationRe
     for (const auto& e : edges) {
         // Where the client's dialled address really went, or whom the
         // server's NAT address really was: (address, port) -> flows.
-        std::map<std::pair<std::string, int>, int64_t> actual;
+        // The addresses are the translations'; their parts' copies go into the records' text.
+        std::map<std::pair<std::string_view, int>, int64_t> actual;
         if (!e.loopback) {
             const auto& index = e.outgoing() ? by_dialled : by_nat;
             auto key = e.outgoing() ? MatchKey{e.local_addr, e.remote_addr, e.port}
@@ -135,7 +138,8 @@ void resolve_nat(std::vector<EdgeRecord>& edges, const std::vector<TranslationRe
             for (auto it = begin; it != end; ++it) {
                 const auto& t = *it->second;
                 if (!overlaps(t, e)) continue;
-                auto target = e.outgoing() ? std::pair{t.server_addr, t.server_port} : std::pair{t.client_addr, e.port};
+                auto target = e.outgoing() ? std::pair<std::string_view, int>{t.server_addr, t.server_port}
+                                           : std::pair<std::string_view, int>{t.client_addr, e.port};
                 actual[target] += t.flows > 0 ? t.flows : t.open;
             }
         }
@@ -144,7 +148,8 @@ void resolve_nat(std::vector<EdgeRecord>& edges, const std::vector<TranslationRe
             continue;
         }
         for (auto& part : split_edge(e, actual)) {
-            if (e.outgoing()) part.via = address_and_port(e.remote_addr, e.port);
+            part.remote_addr = records.text.intern(part.remote_addr);
+            if (e.outgoing()) part.via = records.text.intern(address_and_port(e.remote_addr, e.port));
             resolved.push_back(std::move(part));
         }
     }

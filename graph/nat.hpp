@@ -42,7 +42,7 @@ Result<std::vector<TranslationRecord>> load_translations(const std::vector<std::
 // Rewrites the records in place. An edge that NAT sent to several backends
 // is split among them in proportion to the translated flows (exact when all
 // its connections were seen by conntrack, the usual case); the parts add up
-// to the original counts exactly.
-void resolve_nat(std::vector<EdgeRecord>& edges, const std::vector<TranslationRecord>& translations);
+// to the original counts exactly. New addresses go into the records' text.
+void resolve_nat(Records& records, const std::vector<TranslationRecord>& translations);
 
 }  // namespace depgraph

@@ -4,8 +4,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "common/result.hpp"
@@ -37,15 +41,42 @@ struct WindowDays {
 };
 WindowDays split_into_days(const Window& window);
 
-// One row of `edges` with its buckets in the window folded together.
+// The text of one load's records, each distinct string kept once. Records
+// hold views of it, so that a record is flat: cheap to build, move, sort and
+// compare, with no allocation of its own. The set's nodes never move (not on
+// rehash, not when the table is moved), so the views live as long as it does.
+class StringTable {
+public:
+    StringTable() = default;
+    StringTable(StringTable&&) = default;
+    StringTable& operator=(StringTable&&) = default;
+    // A copy's records would still look into the original.
+    StringTable(const StringTable&) = delete;
+    StringTable& operator=(const StringTable&) = delete;
+
+    std::string_view intern(std::string_view text);
+    // Each string's place in byte order, found by where its text lives:
+    // ranks compare as the strings do.
+    std::unordered_map<const char*, uint32_t> ranks() const;
+
+private:
+    struct Hash {
+        using is_transparent = void;
+        size_t operator()(std::string_view text) const { return std::hash<std::string_view>{}(text); }
+    };
+    std::unordered_set<std::string, Hash, std::equal_to<>> strings_;
+};
+
+// One row of `edges` with its buckets in the window folded together. Its
+// text lives in the StringTable of the Records that hold it.
 struct EdgeRecord {
-    std::string host;
-    std::string direction;  // "out" or "in"
+    std::string_view host;
+    std::string_view direction;  // "out" or "in"
     int64_t netns = 0;
-    std::string process;
-    std::string cgroup;
-    std::string local_addr;
-    std::string remote_addr;
+    std::string_view process;
+    std::string_view cgroup;
+    std::string_view local_addr;
+    std::string_view remote_addr;
     int port = 0;
     bool loopback = false;
     int64_t connects = 0;
@@ -60,21 +91,24 @@ struct EdgeRecord {
     int64_t last_seen = 0;   // end of the last bucket
     // "198.18.5.5:80" when the client dialled that address and NAT sent the
     // connection to remote_addr:port (set by resolve_nat, graph/nat.hpp).
-    std::string via{};
+    std::string_view via{};
 
     bool outgoing() const { return direction == "out"; }
 };
 
 struct AddressRecord {
-    std::string host;
-    std::string addr;
+    std::string_view host;
+    std::string_view addr;
     int64_t first_seen = 0;
     int64_t last_seen = 0;
 };
 
+// Edges in identity order (the columns of the edges table's UNIQUE
+// constraint), each once.
 struct Records {
     std::vector<EdgeRecord> edges;
     std::vector<AddressRecord> addresses;
+    StringTable text;  // what the records' views look at
 };
 
 // Reads every database read-only. The same edge found in two databases (a

@@ -373,9 +373,11 @@ void Statement::reset() {
 
 int64_t Statement::column_int(int col) const { return sqlite3_column_int64(stmt_.get(), col); }
 
-std::string Statement::column_text(int col) const {
+std::string Statement::column_text(int col) const { return std::string(column_view(col)); }
+
+std::string_view Statement::column_view(int col) const {
     auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_.get(), col));
-    return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(stmt_.get(), col))) : std::string();
+    return p ? std::string_view(p, static_cast<size_t>(sqlite3_column_bytes(stmt_.get(), col))) : std::string_view();
 }
 
 bool Statement::column_is_null(int col) const { return sqlite3_column_type(stmt_.get(), col) == SQLITE_NULL; }

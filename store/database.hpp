@@ -63,6 +63,8 @@ public:
 
     int64_t column_int(int col) const;
     std::string column_text(int col) const;
+    // The text of a column in place: valid until the next step or reset.
+    std::string_view column_view(int col) const;
     bool column_is_null(int col) const;
 
 private:

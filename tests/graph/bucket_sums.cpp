@@ -43,14 +43,17 @@ std::vector<BucketRow> all_buckets(Database& db) {
 
 }  // namespace
 
-std::vector<EdgeRecord> sum_buckets(const std::string& path, const Window& window) {
+Records sum_buckets(const std::string& path, const Window& window) {
     auto db = open(path);
+    Records sums;
+    auto& text = sums.text;
     std::map<int64_t, EdgeRecord> edges;
     check(for_each_row(db,
         "SELECT edge_id, host, direction, netns, process, cgroup, local_addr, remote_addr, port, loopback FROM edges",
         [&](const Statement& r) {
-            edges[r.column_int(0)] = {r.column_text(1), r.column_text(2), r.column_int(3), r.column_text(4),
-                                      r.column_text(5), r.column_text(6), r.column_text(7),
+            edges[r.column_int(0)] = {text.intern(r.column_view(1)), text.intern(r.column_view(2)), r.column_int(3),
+                                      text.intern(r.column_view(4)), text.intern(r.column_view(5)),
+                                      text.intern(r.column_view(6)), text.intern(r.column_view(7)),
                                       static_cast<int>(r.column_int(8)), r.column_int(9) != 0};
         }));
     std::map<int64_t, int64_t> latest;
@@ -71,7 +74,7 @@ std::vector<EdgeRecord> sum_buckets(const std::string& path, const Window& windo
             e.open = b.open;
         }
     }
-    std::vector<EdgeRecord> out;
+    auto& out = sums.edges;
     for (auto& [id, e] : edges) {
         if (latest.count(id)) out.push_back(e);
     }
@@ -79,7 +82,7 @@ std::vector<EdgeRecord> sum_buckets(const std::string& path, const Window& windo
         return std::tie(a.host, a.direction, a.netns, a.process, a.cgroup, a.local_addr, a.remote_addr, a.port) <
                std::tie(b.host, b.direction, b.netns, b.process, b.cgroup, b.local_addr, b.remote_addr, b.port);
     });
-    return out;
+    return sums;
 }
 
 std::vector<std::string> days_from_buckets(const std::string& path) {
@@ -186,8 +189,9 @@ std::vector<std::string> edge_totals_as_stored(const std::string& path) {
 }
 
 std::string describe(const EdgeRecord& e) {
-    std::string text = e.host + " " + e.direction + " " + e.process + " " + e.local_addr + "->" + e.remote_addr +
-                       ":" + std::to_string(e.port);
+    std::string text;
+    text.append(e.host).append(" ").append(e.direction).append(" ").append(e.process).append(" ");
+    text.append(e.local_addr).append("->").append(e.remote_addr).append(":").append(std::to_string(e.port));
     for (int64_t v : {e.connects, e.failed, e.refused, e.accepts, e.closes, e.bytes_sent, e.bytes_received, e.open,
                       e.first_seen, e.last_seen}) {
         text += " " + std::to_string(v);

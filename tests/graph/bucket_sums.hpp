@@ -12,7 +12,7 @@ namespace depgraph::fixture {
 
 // Each edge with a bucket starting in the window, its buckets summed; in the
 // order and shape load_records returns for one database.
-std::vector<EdgeRecord> sum_buckets(const std::string& path, const Window& window);
+Records sum_buckets(const std::string& path, const Window& window);
 
 // "edge_id day_start first_bucket last_bucket bucket_seconds counters... open cum_counters...", one per row.
 std::vector<std::string> days_from_buckets(const std::string& path);

@@ -108,7 +108,7 @@ TEST_CASE("the counters of every window equal the sums of its buckets") {
         INFO("window [" << w.since << ", " << w.until << ")");
         auto records = load_records({path}, w);
         REQUIRE(records);
-        CHECK(described(records->edges) == described(sum_buckets(path, w)));
+        CHECK(described(records->edges) == described(sum_buckets(path, w).edges));
     }
     // and the rollup and the edges' totals the reader relied on are exact
     CHECK(days_as_stored(path) == days_from_buckets(path));
@@ -136,7 +136,7 @@ TEST_CASE("a schema 4 file gives the same answers before and after its migration
         auto records = load_records({path}, kWindows[i]);
         REQUIRE(records);
         CHECK(described(records->edges) == before[i]);
-        CHECK(described(records->edges) == described(sum_buckets(path, kWindows[i])));
+        CHECK(described(records->edges) == described(sum_buckets(path, kWindows[i]).edges));
     }
 }
 
@@ -180,7 +180,7 @@ TEST_CASE("the agent's flushes keep the day rows and the edges' totals exact, al
         INFO("window [" << w.since << ", " << w.until << ")");
         auto records = load_records({path}, w);
         REQUIRE(records);
-        CHECK(described(records->edges) == described(sum_buckets(path, w)));
+        CHECK(described(records->edges) == described(sum_buckets(path, w).edges));
     }
 }
 
@@ -195,5 +195,69 @@ TEST_CASE("a schema 1 database, which has no rollup, is read from its buckets") 
     auto records = load_records({path}, w);
     INFO((records ? "" : records.error().message));
     REQUIRE(records);
-    CHECK(described(records->edges) == described(sum_buckets(path, w)));
+    CHECK(described(records->edges) == described(sum_buckets(path, w).edges));
+}
+
+TEST_CASE("the string table keeps one copy of each text, where it stays when the table grows or moves") {
+    StringTable text;
+    std::string web = "web-01";
+    auto first = text.intern(web);
+    web[0] = 'x';  // the table has its own copy
+    CHECK(first == "web-01");
+    CHECK(text.intern("web-01").data() == first.data());
+    CHECK(text.intern("").data() == text.intern(std::string()).data());
+    for (int i = 0; i < 10000; i++) text.intern("host-" + std::to_string(i) + "-with-a-name-longer-than-sso");
+    StringTable moved = std::move(text);
+    CHECK(moved.intern("web-01").data() == first.data());
+    CHECK(first == "web-01");
+    // Ranks compare as the strings do.
+    auto rank = moved.ranks();
+    CHECK(rank.at(moved.intern("").data()) == 0);
+    CHECK(rank.at(moved.intern("host-10-with-a-name-longer-than-sso").data()) <
+          rank.at(moved.intern("host-9-with-a-name-longer-than-sso").data()));
+    CHECK(rank.at(moved.intern("host-9999-with-a-name-longer-than-sso").data()) < rank.at(first.data()));
+}
+
+TEST_CASE("edges from two files come once each, in identity order, with the larger counts of the two") {
+    TempDir dir;
+    auto a_path = dir.file("a.db"), b_path = dir.file("b.db");
+    {
+        // Written out of identity order: "out" before "in", a later address before an earlier one.
+        HostDb a(a_path, "h-02");
+        auto a_out_2 = a.edge("out", "app", "198.18.0.2", "198.18.0.9", 8000);
+        auto a_out_1 = a.edge("out", "app", "198.18.0.2", "198.18.0.10", 8000);
+        auto a_in = a.edge("in", "db", "198.18.0.2", "198.18.0.7", 5432);
+        a.bucket(a_out_2, kT0, {.connects = 5, .open = 1});
+        a.bucket(a_out_1, kT0, {.connects = 1});
+        a.bucket(a_in, kT0 + 60, {.accepts = 2, .bytes_sent = 100});
+    }
+    {
+        // The same in part, another order; h-01 sorts before h-02, and one of its edges has no traffic.
+        HostDb b(b_path, "h-02");
+        auto b_in = b.edge("in", "db", "198.18.0.2", "198.18.0.7", 5432);
+        auto b_out_2 = b.edge("out", "app", "198.18.0.2", "198.18.0.9", 8000);
+        b.bucket(b_in, kT0 + 60, {.accepts = 3, .bytes_sent = 50});
+        b.bucket(b_out_2, kT0 + 120, {.connects = 4, .open = 7});
+        HostDb other(b_path, "h-01");
+        auto quiet = other.edge("out", "cron", "198.18.0.1", "198.18.0.2", 22);
+        auto busy = other.edge("out", "cron", "198.18.0.1", "198.18.0.2", 21);
+        other.bucket(busy, kT0, {.connects = 9});
+        (void)quiet;
+    }
+    auto records = load_records({a_path, b_path}, Window{});
+    REQUIRE(records);
+    std::vector<std::string> lines;
+    for (const auto& e : records->edges) {
+        lines.push_back(std::string(e.host) + " " + std::string(e.direction) + " " + std::string(e.remote_addr) + ":" +
+                        std::to_string(e.port) + " c" + std::to_string(e.connects) + " a" + std::to_string(e.accepts) +
+                        " s" + std::to_string(e.bytes_sent) + " o" + std::to_string(e.open) + " " +
+                        std::to_string(e.first_seen - kT0) + "-" + std::to_string(e.last_seen - kT0));
+    }
+    CHECK(lines == std::vector<std::string>{
+                       "h-01 out 198.18.0.2:21 c9 a0 s0 o0 0-60",
+                       "h-02 in 198.18.0.7:5432 c0 a3 s100 o0 60-120",
+                       "h-02 out 198.18.0.10:8000 c1 a0 s0 o0 0-60",
+                       // open from the copy with the later last bucket: b's
+                       "h-02 out 198.18.0.9:8000 c5 a0 s0 o7 0-180",
+                   });
 }
