@@ -5,8 +5,11 @@
 # agent recorded exactly as many connects as the churn made, and reports the
 # agent's CPU time per 10,000 connections and its peak RSS.
 #
-#   bench/churn/run.sh [--rounds R] [--seconds D] [--workers N] [--agent PATH]
+#   bench/churn/run.sh [--rounds R] [--seconds D] [--workers N | --split] [--agent PATH]
 #                      [--flush-interval DUR] [--base-port P] [--quiet-timeout S]
+#
+# --split runs the churn's other shape (a connector thread and an acceptor
+# thread, see churn.cpp) instead of N workers that each connect and accept.
 #
 # Needs root (BPF), g++, sqlite3, bpftool and /usr/sbin/tcplife. Build the agent
 # first: meson setup build-bench && ninja -C build-bench cli/depgraph-agent
@@ -16,6 +19,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 rounds=5
 seconds=5
 workers=2  # the highest untraced rate on 2 cores; see churn.cpp and docs/benchmarks.md
+split=false
 agent="$repo/build-bench/cli/depgraph-agent"
 flush_interval=1s
 # Below the ephemeral range (32768-60999 by default), so that no client
@@ -32,16 +36,19 @@ while (($#)); do
     --rounds) rounds=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
     --workers) workers=$2; shift 2 ;;
+    --split) split=true; shift ;;
     --agent) agent=$2; shift 2 ;;
     --flush-interval) flush_interval=$2; shift 2 ;;
     --base-port) base_port=$2; shift 2 ;;
     --quiet-timeout) quiet_timeout=$2; shift 2 ;;
-    *) echo "usage: $0 [--rounds R] [--seconds D] [--workers N] [--agent PATH] [--flush-interval DUR] [--base-port P] [--quiet-timeout S]" >&2
+    *) echo "usage: $0 [--rounds R] [--seconds D] [--workers N | --split] [--agent PATH] [--flush-interval DUR] [--base-port P] [--quiet-timeout S]" >&2
        exit 2 ;;
     esac
 done
 
 die() { echo "run.sh: $*" >&2; exit 1; }
+if $split; then shape=(--split); shape_name="split: 1 connector + 1 acceptor thread"
+else shape=(--workers "$workers"); shape_name="$workers churn worker(s)"; fi
 ((EUID == 0)) || die "must run as root (the agent and tcplife load BPF programs)"
 [[ -x $agent ]] || die "no agent at $agent; build it: meson setup build-bench && ninja -C build-bench cli/depgraph-agent"
 [[ -x $tcplife ]] || die "no $tcplife; install it: apt-get install libbpf-tools"
@@ -128,7 +135,7 @@ churn() {
     local name=$1 port=$2 tracer=${3:-} b0 b1 t0=0 t1=0
     b0=$(busy_ns)
     [[ -n $tracer ]] && t0=$(cpu_ns "$tracer")
-    "$work/churn" --port "$port" --seconds "$seconds" --workers "$workers" > "$work/$name.out" \
+    "$work/churn" --port "$port" --seconds "$seconds" "${shape[@]}" > "$work/$name.out" \
         || die "churn failed ($name): $(cat "$work/$name.out")"
     b1=$(busy_ns)
     [[ -n $tracer ]] && t1=$(cpu_ns "$tracer")
@@ -221,12 +228,12 @@ run_agent() {
 median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 echo "machine: $(nproc) cores, kernel $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-echo "setup:   $rounds rounds x $seconds s per mode, $workers churn worker(s), agent --flush-interval $flush_interval, waits up to ${quiet_timeout} s for an idle machine before each run"
+echo "setup:   $rounds rounds x $seconds s per mode, $shape_name, agent --flush-interval $flush_interval, waits up to ${quiet_timeout} s for an idle machine before each run"
 echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) before"
 echo
 
 # A short warm-up, not counted: first-run effects (page cache, slab growth).
-"$work/churn" --port "$base_port" --seconds 1 --workers "$workers" > /dev/null
+"$work/churn" --port "$base_port" --seconds 1 "${shape[@]}" > /dev/null
 
 modes=(untraced agent tcplife)
 for ((r = 1; r <= rounds; r++)); do
