@@ -30,14 +30,7 @@ static_assert(offsetof(dg_sock_slot, info) == 8);
 static_assert(sizeof(dg_listener_key) == 8);
 
 inline dg_edge_counters& operator+=(dg_edge_counters& to, const dg_edge_counters& from) {
-    to.connects += from.connects;
-    to.failed += from.failed;
-    to.refused += from.refused;
-    to.accepts += from.accepts;
-    to.closes += from.closes;
-    to.bytes_sent += from.bytes_sent;
-    to.bytes_received += from.bytes_received;
-    to.lifetime_ns += from.lifetime_ns;
+    dg_add_counters(&to, &from);
     return to;
 }
 

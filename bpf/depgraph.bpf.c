@@ -182,14 +182,7 @@ static __always_inline void spill(const struct dg_edge_key *key, const struct dg
 		if (!c)
 			return;
 	}
-	c->connects += from->connects;
-	c->failed += from->failed;
-	c->refused += from->refused;
-	c->accepts += from->accepts;
-	c->closes += from->closes;
-	c->bytes_sent += from->bytes_sent;
-	c->bytes_received += from->bytes_received;
-	c->lifetime_ns += from->lifetime_ns;
+	dg_add_counters(c, from);
 }
 
 static __always_inline int same_edge(const struct dg_edge_key *a, const struct dg_edge_key *b)

@@ -52,6 +52,20 @@ struct dg_edge_counters {
 	__u64 lifetime_ns;    /* sum over closes of (close - open) */
 };
 
+/* The one sum of counters: the programs' cache spills with it, the agent sums
+ * CPUs and drains with it (operator+= in agent/edge_abi.hpp). */
+static inline void dg_add_counters(struct dg_edge_counters *to, const struct dg_edge_counters *from)
+{
+	to->connects += from->connects;
+	to->failed += from->failed;
+	to->refused += from->refused;
+	to->accepts += from->accepts;
+	to->closes += from->closes;
+	to->bytes_sent += from->bytes_sent;
+	to->bytes_received += from->bytes_received;
+	to->lifetime_ns += from->lifetime_ns;
+}
+
 /* Each CPU keeps the counters of its few busiest edges in a small direct-mapped
  * cache in front of the edge hash: a connection updates its edge twice on each
  * side, and a 64-byte key hashed and compared each time was a fifth of the

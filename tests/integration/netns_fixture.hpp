@@ -15,15 +15,8 @@ namespace depgraph::test {
 // meson reads this exit code as "skipped".
 constexpr int kSkipExitCode = 77;
 
-// For an integration test's main(): whether it may run (root); when not, it
-// says why on stderr and main returns kSkipExitCode:
-//
-//     #define CATCH_CONFIG_RUNNER
-//     #include <catch2/catch.hpp>
-//     int main(int argc, char* argv[]) {
-//         if (!depgraph::test::can_run_as_root(argv[0])) return depgraph::test::kSkipExitCode;
-//         return Catch::Session().run(argc, argv);
-//     }
+// For the integration tests' main() (root_main.cpp): whether it may run
+// (root); when not, it says why on stderr and main returns kSkipExitCode.
 bool can_run_as_root(const char* test_name);
 
 // Runs a program (found in PATH) with these arguments and waits for it; no

@@ -9,8 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
+#include <csignal>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -463,7 +463,3 @@ TEST_CASE("sixteen edges taking turns in an eight-entry cache: every count exact
     CHECK(count(*d, "SELECT coalesce(sum(value), 0) FROM losses") == 0);
 }
 
-int main(int argc, char* argv[]) {
-    if (!can_run_as_root(argv[0])) return kSkipExitCode;
-    return Catch::Session().run(argc, argv);
-}

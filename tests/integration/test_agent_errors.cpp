@@ -4,7 +4,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <filesystem>
@@ -122,7 +121,3 @@ TEST_CASE("--once records what is open at that moment, from both ends, and exits
     CHECK(runs->column_int(0) == 1);
 }
 
-int main(int argc, char* argv[]) {
-    if (!can_run_as_root(argv[0])) return kSkipExitCode;
-    return Catch::Session().run(argc, argv);
-}

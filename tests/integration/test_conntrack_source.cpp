@@ -2,7 +2,6 @@
 // programs cannot load: two namespaces as two hosts, each with a firewall
 // rule that makes conntrack track its connections, and an agent each that
 // builds edges from conntrack events and sock_diag alone.
-#define CATCH_CONFIG_RUNNER
 #include <signal.h>
 #include <unistd.h>
 
@@ -158,7 +157,3 @@ TEST_CASE("with --source ebpf, a failed BPF load points to --source conntrack") 
     CHECK(out.err.find("(or use --source conntrack)\n") != std::string::npos);
 }
 
-int main(int argc, char* argv[]) {
-    if (!can_run_as_root(argv[0])) return kSkipExitCode;
-    return Catch::Session().run(argc, argv);
-}

@@ -2,7 +2,6 @@
 // its own namespace sends to a server in another one. The client's agent
 // records its socket's view (the VIP) and conntrack's translation (VIP ->
 // server), exactly once per connection; the server's agent sees the client.
-#define CATCH_CONFIG_RUNNER
 #include <signal.h>
 #include <unistd.h>
 
@@ -186,7 +185,3 @@ TEST_CASE("a burst that overflows a small netlink buffer is counted, resynchroni
                     "server_addr = '198.18.0.2' AND server_port = 8080") == kBurst);
 }
 
-int main(int argc, char* argv[]) {
-    if (!can_run_as_root(argv[0])) return kSkipExitCode;
-    return Catch::Session().run(argc, argv);
-}

@@ -1,9 +1,8 @@
 // sock_diag snapshots, socket owners, cgroups and namespace switching against
 // the real kernel, inside network namespaces this test creates.
 //
-// Needs root. Skipping is done once, in main() below: without root it prints
+// Needs root: without it, main() (root_main.cpp) prints
 // why and exits 77, which meson reports as SKIP (never a silent pass).
-#define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
 #include <arpa/inet.h>
@@ -36,10 +35,6 @@ using namespace depgraph;
 using depgraph::test::socket_address;
 using depgraph::test::TestNetns;
 
-int main(int argc, char* argv[]) {
-    if (!depgraph::test::can_run_as_root(argv[0])) return depgraph::test::kSkipExitCode;
-    return Catch::Session().run(argc, argv);
-}
 
 namespace {
 
