@@ -237,18 +237,29 @@ private:
     Status snapshot() {
         auto owners = socket_owners();
         uint64_t now_ns = monotonic_ns();
-        return for_each_netns([&](uint32_t netns) -> Status {
+        std::vector<std::pair<uint32_t, std::vector<TcpSocket>>> established;
+        auto dumped = for_each_netns([&](uint32_t netns) -> Status {
             auto sockets = dump_tcp_sockets((1u << TCP_LISTEN) | (1u << TCP_ESTABLISHED));
             if (!sockets) return sockets.error();
             for (const auto& s : *sockets) {
                 if (s.state == TCP_LISTEN) remember_listener(netns, s, owners);
             }
-            for (const auto& s : *sockets) {
-                if (s.state != TCP_ESTABLISHED) continue;
-                if (auto r = seed_connection(netns, s, owners, now_ns); !r) return r;
-            }
+            std::erase_if(*sockets, [](const TcpSocket& s) { return s.state != TCP_ESTABLISHED; });
+            established.emplace_back(netns, std::move(*sockets));
             return ok_status();
         });
+        if (!dumped) return dumped;
+        // What the programs hold is read after every dump: a connection in a
+        // dump that opened after attach is then already there.
+        if (tracer_) {
+            if (auto noted = tracer_->note_traced_sockets(); !noted) return noted;
+        }
+        for (const auto& [netns, sockets] : established) {
+            for (const auto& s : sockets) {
+                if (auto r = seed_connection(netns, s, owners, now_ns); !r) return r;
+            }
+        }
+        return ok_status();
     }
 
     void remember_listener(uint32_t netns, const TcpSocket& s,

@@ -25,8 +25,9 @@ static_assert(offsetof(dg_sock_info, state) == 72);
 static_assert(offsetof(dg_sock_info, seeded) == 73);
 static_assert(sizeof(dg_edge_cache_entry) == 136);
 static_assert(offsetof(dg_edge_cache_entry, counters) == 64);
-static_assert(sizeof(dg_sock_slot) == 88);
-static_assert(offsetof(dg_sock_slot, info) == 8);
+static_assert(sizeof(dg_sock_slot) == 96);
+static_assert(offsetof(dg_sock_slot, cookie) == 8);
+static_assert(offsetof(dg_sock_slot, info) == 16);
 static_assert(sizeof(dg_listener_key) == 8);
 
 inline dg_edge_counters& operator+=(dg_edge_counters& to, const dg_edge_counters& from) {

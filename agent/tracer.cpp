@@ -158,15 +158,31 @@ Status Tracer::seed_listener(const dg_listener_key& key, const dg_process& owner
     return ok_status();
 }
 
+Status Tracer::note_traced_sockets() {
+    // A slot is chosen by the socket's kernel address, which sock_diag does
+    // not report: read them all, in chunks that keep the agent's memory small.
+    int fd = bpf_map__fd(skel_->bpf->maps.sock_slots);
+    constexpr uint32_t kChunk = 4096;
+    std::vector<uint32_t> keys(kChunk);
+    std::vector<dg_sock_slot> slots(kChunk);
+    uint32_t next = 0;
+    traced_cookies_.clear();
+    for (bool first = true, more = true; more; first = false) {
+        uint32_t count = kChunk;
+        int err = bpf_map_lookup_batch(fd, first ? nullptr : &next, &next, keys.data(), slots.data(), &count, nullptr);
+        if (err != 0 && errno != ENOENT) return errno_error("failed to read the socket slots", errno);
+        more = err == 0;
+        for (uint32_t i = 0; i < count; ++i) {
+            if (slots[i].sk != 0) traced_cookies_.insert(slots[i].cookie);
+        }
+    }
+    return ok_status();
+}
+
 Result<bool> Tracer::seed_socket(uint64_t cookie, const dg_sock_info& info) {
     // The programs put a socket they saw open in its slot, or in the hash when
     // the slot was taken; look in both.
-    uint32_t index = cookie & (DG_SOCK_SLOTS - 1);
-    dg_sock_slot slot{};
-    if (bpf_map_lookup_elem(bpf_map__fd(skel_->bpf->maps.sock_slots), &index, &slot) != 0) {
-        return errno_error("failed to read a socket slot", errno);
-    }
-    if (slot.cookie == cookie) return false;
+    if (traced_cookies_.count(cookie) != 0) return false;
     if (bpf_map_update_elem(bpf_map__fd(skel_->bpf->maps.socks), &cookie, &info, BPF_NOEXIST) == 0) return true;
     if (errno == EEXIST) return false;
     return errno_error("failed to record an open connection", errno);

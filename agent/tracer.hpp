@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <unordered_set>
 #include <vector>
 
 #include "agent/edge_abi.hpp"
@@ -37,6 +38,9 @@ public:
 
     // A listener that existed before tracing; one the programs saw themselves wins.
     Status seed_listener(const dg_listener_key& key, const dg_process& owner);
+    // Reads which sockets the programs keep in slots. Call it after taking
+    // the sock_diag dumps and before seeding their connections.
+    Status note_traced_sockets();
     // A connection that was open before tracing. Returns false when the
     // programs already know the socket (it opened after attach), so it is
     // not counted twice.
@@ -47,6 +51,7 @@ private:
     explicit Tracer(std::unique_ptr<Skeleton> skel);
     std::unique_ptr<Skeleton> skel_;
     int active_ = 0;  // which of the two edge maps (and caches) the programs write to
+    std::unordered_set<uint64_t> traced_cookies_;  // of the sockets in slots, at note_traced_sockets
 };
 
 // Routes libbpf's own messages to stderr only when verbose.

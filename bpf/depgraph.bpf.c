@@ -223,29 +223,52 @@ static __always_inline struct dg_edge_counters *edge_counters(const struct dg_ed
 	return &e->counters;
 }
 
-static __always_inline struct dg_sock_slot *sock_slot(__u64 cookie)
+/* The verifier lets a program turn a kernel pointer into a number only as
+ * the difference of two pointers: the base is a map's own address, fixed
+ * while the programs are loaded, as the slots are. */
+static __always_inline __u64 sock_id(const struct sock *sk)
 {
-	__u32 index = cookie & (DG_SOCK_SLOTS - 1);
+	return (__u64)sk - (__u64)&sock_slots;
+}
+
+static __always_inline struct dg_sock_slot *sock_slot(__u64 id)
+{
+	/* Multiplicative hashing: the product's high bits depend on every bit
+	 * of the address, whose low bits are the same for all sockets. */
+	__u32 index = (id * 0x9E3779B97F4A7C15ULL) >> (64 - DG_SOCK_SLOT_BITS);
 
 	return bpf_map_lookup_elem(&sock_slots, &index);
 }
 
-/* One socket's transitions are serialized by the kernel, so once a slot
- * holds our cookie nothing else writes it until we free it. */
-static __always_inline struct dg_sock_info *find_sock(__u64 cookie)
+static __always_inline __u64 sock_cookie(const struct sock *sk)
 {
-	struct dg_sock_slot *slot = sock_slot(cookie);
+	return bpf_get_socket_cookie((void *)sk);
+}
 
-	if (slot && slot->cookie == cookie)
+/* One socket's transitions are serialized by the kernel, so once a slot
+ * holds our address nothing else writes it until we free it. */
+static __always_inline struct dg_sock_info *find_sock(const struct sock *sk)
+{
+	__u64 id = sock_id(sk);
+	struct dg_sock_slot *slot = sock_slot(id);
+
+	if (slot && slot->sk == id)
 		return &slot->info;
+	__u64 cookie = sock_cookie(sk);
+
 	return bpf_map_lookup_elem(&socks, &cookie);
 }
 
-static __always_inline void remember_sock(__u64 cookie, const struct dg_sock_info *info)
+/* For a socket just opened (or first seen): a slot naming its address is its
+ * own to take, whoever held it. */
+static __always_inline void remember_sock(const struct sock *sk, const struct dg_sock_info *info)
 {
-	struct dg_sock_slot *slot = sock_slot(cookie);
+	__u64 id = sock_id(sk);
+	__u64 cookie = sock_cookie(sk);
+	struct dg_sock_slot *slot = sock_slot(id);
 
-	if (slot && (slot->cookie == cookie || __sync_val_compare_and_swap(&slot->cookie, 0, cookie) == 0)) {
+	if (slot && (slot->sk == id || __sync_val_compare_and_swap(&slot->sk, 0, id) == 0)) {
+		slot->cookie = cookie;
 		slot->info = *info;
 		return;
 	}
@@ -255,14 +278,18 @@ static __always_inline void remember_sock(__u64 cookie, const struct dg_sock_inf
 
 /* Call only after the last read of the socket's info: a freed slot is
  * another socket's to claim. */
-static __always_inline void forget_sock(__u64 cookie)
+static __always_inline void forget_sock(const struct sock *sk)
 {
-	struct dg_sock_slot *slot = sock_slot(cookie);
+	__u64 id = sock_id(sk);
+	struct dg_sock_slot *slot = sock_slot(id);
 
-	if (slot && slot->cookie == cookie)
-		__sync_lock_test_and_set(&slot->cookie, 0);
-	else
+	if (slot && slot->sk == id) {
+		__sync_lock_test_and_set(&slot->sk, 0);
+	} else {
+		__u64 cookie = sock_cookie(sk);
+
 		bpf_map_delete_elem(&socks, &cookie);
+	}
 }
 
 static __always_inline void on_listen(const struct sock *sk)
@@ -293,7 +320,7 @@ static __always_inline void on_listen_close(const struct sock *sk)
 }
 
 /* CLOSE -> SYN_SENT runs in the connect() caller: the one moment the owner is current. */
-static __always_inline void on_connect(const struct sock *sk, __u64 cookie)
+static __always_inline void on_connect(const struct sock *sk)
 {
 	struct dg_sock_info info = {};
 
@@ -303,13 +330,13 @@ static __always_inline void on_connect(const struct sock *sk, __u64 cookie)
 	current_process(&info.edge.process);
 	info.start = bpf_jiffies64();
 	info.state = DG_SOCK_CONNECTING;
-	remember_sock(cookie, &info);
+	remember_sock(sk, &info);
 }
 
-static __always_inline void on_connected(const struct sock *sk, __u64 cookie)
+static __always_inline void on_connected(const struct sock *sk)
 {
 	struct dg_sock_info fresh = {};
-	struct dg_sock_info *info = find_sock(cookie);
+	struct dg_sock_info *info = find_sock(sk);
 
 	/* Unknown: connect() began before tracing; no owner, start from now. */
 	if (!info) {
@@ -329,12 +356,12 @@ static __always_inline void on_connected(const struct sock *sk, __u64 cookie)
 	if (c)
 		c->connects++;
 	if (info == &fresh)
-		remember_sock(cookie, &fresh);
+		remember_sock(sk, &fresh);
 }
 
-static __always_inline void on_connect_failed(const struct sock *sk, __u64 cookie)
+static __always_inline void on_connect_failed(const struct sock *sk)
 {
-	struct dg_sock_info *info = find_sock(cookie);
+	struct dg_sock_info *info = find_sock(sk);
 	struct dg_edge_key key;
 
 	if (!info)
@@ -344,7 +371,7 @@ static __always_inline void on_connect_failed(const struct sock *sk, __u64 cooki
 	 * ICMP port unreachable) is ECONNREFUSED, giving up is ETIMEDOUT. */
 	__u8 refused = sk->sk_err == ECONNREFUSED;
 
-	forget_sock(cookie);
+	forget_sock(sk);
 	if (!edge_from_sock(sk, &key))
 		return;
 	key.service_port = bpf_ntohs(sk->__sk_common.skc_dport);
@@ -359,7 +386,7 @@ static __always_inline void on_connect_failed(const struct sock *sk, __u64 cooki
 }
 
 /* SYN_RECV -> ESTABLISHED runs in softirq: attribute to the listener's owner. */
-static __always_inline void on_accepted(const struct sock *sk, __u64 cookie)
+static __always_inline void on_accepted(const struct sock *sk)
 {
 	struct dg_sock_info info = {};
 	struct dg_listener_key lk = {};
@@ -384,12 +411,12 @@ static __always_inline void on_accepted(const struct sock *sk, __u64 cookie)
 
 	if (c)
 		c->accepts++;
-	remember_sock(cookie, &info);
+	remember_sock(sk, &info);
 }
 
-static __always_inline void on_closed(const struct sock *sk, int oldstate, __u64 cookie)
+static __always_inline void on_closed(const struct sock *sk, int oldstate)
 {
-	struct dg_sock_info *info = find_sock(cookie);
+	struct dg_sock_info *info = find_sock(sk);
 
 	if (!info) {
 		struct dg_edge_key key = {};
@@ -401,7 +428,7 @@ static __always_inline void on_closed(const struct sock *sk, int oldstate, __u64
 		return;
 	}
 	if (info->state != DG_SOCK_OPEN) {
-		forget_sock(cookie);
+		forget_sock(sk);
 		return;
 	}
 	struct dg_edge_key key = info->edge;
@@ -409,7 +436,7 @@ static __always_inline void on_closed(const struct sock *sk, int oldstate, __u64
 					 : (bpf_jiffies64() - info->start) * ns_per_jiffy;
 	const struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
 
-	forget_sock(cookie);
+	forget_sock(sk);
 
 	struct dg_edge_counters *c = edge_counters(&key);
 
@@ -433,15 +460,15 @@ int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate, con
 	else if (oldstate == TCP_LISTEN && newstate == TCP_CLOSE)
 		on_listen_close(sk);
 	else if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT)
-		on_connect(sk, bpf_get_socket_cookie((void *)sk));
+		on_connect(sk);
 	else if (oldstate == TCP_SYN_SENT && newstate == TCP_ESTABLISHED)
-		on_connected(sk, bpf_get_socket_cookie((void *)sk));
+		on_connected(sk);
 	else if (oldstate == TCP_SYN_SENT && newstate == TCP_CLOSE)
-		on_connect_failed(sk, bpf_get_socket_cookie((void *)sk));
+		on_connect_failed(sk);
 	else if (oldstate == TCP_SYN_RECV && newstate == TCP_ESTABLISHED)
-		on_accepted(sk, bpf_get_socket_cookie((void *)sk));
+		on_accepted(sk);
 	else if (newstate == TCP_CLOSE)
-		on_closed(sk, oldstate, bpf_get_socket_cookie((void *)sk));
+		on_closed(sk, oldstate);
 	/* Other transitions (FIN_WAIT, CLOSE_WAIT, ...) carry nothing we count. */
 	return 0;
 }

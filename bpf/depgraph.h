@@ -94,16 +94,23 @@ struct dg_sock_info {
 	__u8 pad[6];
 };
 
-/* The first place a socket's state goes: slot (cookie mod DG_SOCK_SLOTS) of a
- * plain array, claimed by writing the cookie into an empty slot (compare and
- * swap). An array slot costs no hashing, locking or allocation; a hash insert
- * and delete took about half of the per-connection cost. A socket whose slot
- * is taken by a longer-lived one goes to the `socks` hash instead, as do the
- * connections the agent seeds at start-up. */
-#define DG_SOCK_SLOTS 65536
+/* The first place a socket's state goes: a slot of a plain array, chosen by
+ * the socket's address and claimed by writing that address into an empty slot
+ * (compare and swap). An array slot costs no hashing, locking or allocation; a
+ * hash insert and delete took about half of the per-connection cost. The slab
+ * hands a freed socket's memory to the next socket, so churn keeps using a few
+ * slots that stay in cache (cookies, which only grow, walked the whole array).
+ * While a socket lives no other has its address, so a slot holding that
+ * address at open was left by a socket whose close was missed, and is taken
+ * over. A socket whose slot is held by another goes to the `socks` hash
+ * (keyed by cookie) instead, as do the connections the agent seeds at
+ * start-up. */
+#define DG_SOCK_SLOT_BITS 16
+#define DG_SOCK_SLOTS (1 << DG_SOCK_SLOT_BITS)
 
 struct dg_sock_slot {
-	__u64 cookie; /* 0: free */
+	__u64 sk;     /* the socket's address (as an offset, see sock_id); 0: free */
+	__u64 cookie; /* the socket's cookie: the agent's start-up seeding knows sockets by it */
 	struct dg_sock_info info;
 };
 

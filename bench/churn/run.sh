@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Loopback connect/accept/close churn, run three ways interleaved: untraced,
 # under depgraph-agent, and under libbpf-tools tcplife (the per-event peer).
-# Reports the median rate per mode and its ratio to untraced, checks that the
-# agent recorded exactly as many connects as the churn made, and reports the
-# agent's CPU time per 10,000 connections and its peak RSS.
+# Reports the median rate per mode and its ratio to untraced (also paired
+# within each round), checks that the agent recorded exactly as many connects
+# as the churn made, and reports the agent's CPU time per 10,000 connections
+# and its peak RSS.
 #
 #   bench/churn/run.sh [--rounds R] [--seconds D] [--workers N | --split] [--agent PATH]
 #                      [--flush-interval DUR] [--base-port P] [--quiet-timeout S]
@@ -261,6 +262,19 @@ for mode in "${modes[@]}"; do
         "$(awk -v a="$med" -v b="$base" 'BEGIN {print a / b}')" "$others" "$all"
 done
 echo "(others: CPU used by processes other than the churn and the tracer during the run, % of all cores)"
+echo
+# The three modes of a round run back to back, so a ratio within a round
+# cancels the machine's slower drifts (a neighbour's load on the host, memory
+# placement) that move whole rounds by several percent.
+printf '%-9s %14s %8s   %s\n' mode "paired median" mean "per round (rate / that round's untraced rate)"
+for mode in agent tcplife; do
+    ratios=$(for ((r = 1; r <= rounds; r++)); do
+        awk -v a="$(field rate "$work/$mode-$r.out")" -v b="$(field rate "$work/untraced-$r.out")" \
+            'BEGIN {printf "%.3f\n", a / b}'
+    done)
+    printf '%-9s %14.3f %8.3f   %s\n' "$mode" "$(median <<< "$ratios")" \
+        "$(awk '{s += $1} END {print s / NR}' <<< "$ratios")" "$(tr '\n' ' ' <<< "$ratios")"
+done
 echo
 # The same over the runs that had the machine to themselves (others <= 5%).
 quiet_rates() {
