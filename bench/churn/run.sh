@@ -266,14 +266,17 @@ echo
 # The three modes of a round run back to back, so a ratio within a round
 # cancels the machine's slower drifts (a neighbour's load on the host, memory
 # placement) that move whole rounds by several percent.
-printf '%-9s %14s %8s   %s\n' mode "paired median" mean "per round (rate / that round's untraced rate)"
+# The 95% interval is the mean's, from the rounds' spread (normal
+# approximation): it says how far this many rounds pin the ratio down.
+printf '%-9s %14s %8s %16s   %s\n' mode "paired median" mean "mean's 95% CI" "per round (rate / that round's untraced rate)"
 for mode in agent tcplife; do
     ratios=$(for ((r = 1; r <= rounds; r++)); do
         awk -v a="$(field rate "$work/$mode-$r.out")" -v b="$(field rate "$work/untraced-$r.out")" \
             'BEGIN {printf "%.3f\n", a / b}'
     done)
-    printf '%-9s %14.3f %8.3f   %s\n' "$mode" "$(median <<< "$ratios")" \
-        "$(awk '{s += $1} END {print s / NR}' <<< "$ratios")" "$(tr '\n' ' ' <<< "$ratios")"
+    printf '%-9s %14.3f %s   %s\n' "$mode" "$(median <<< "$ratios")" "$(awk '{s += $1; q += $1 * $1} END {
+        m = s / NR; sd = NR > 1 ? sqrt((q - NR * m * m) / (NR - 1)) : 0; h = 1.96 * sd / sqrt(NR)
+        printf "%8.3f %7.3f-%.3f", m, m - h, m + h }' <<< "$ratios")" "$(tr '\n' ' ' <<< "$ratios")"
 done
 echo
 # The same over the runs that had the machine to themselves (others <= 5%).
