@@ -20,12 +20,6 @@ Traffic service_side(const EdgeRecord& e) {
     return {e.accepts, 0, e.bytes_received, e.bytes_sent, e.open, e.first_seen, e.last_seen};
 }
 
-std::string process_id(std::string_view host, std::string_view process) {
-    std::string id;
-    id.reserve(host.size() + 1 + process.size());
-    return id.append(host).append("/").append(process);
-}
-
 std::set<std::string> vias(const EdgeRecord& e) {
     if (e.via.empty()) return {};
     return {std::string(e.via)};
@@ -79,6 +73,13 @@ public:
     }
 
 private:
+    // The node of a host's process. Most calls find it already there: its id
+    // is built in one reused buffer, not a new string each time.
+    size_t process_node(std::string_view host, std::string_view process, NodeKind kind) {
+        id_.assign(host).append("/").append(process);
+        return graph_.node(id_, kind, host, process);
+    }
+
     // The hosts at the far end of a half: itself for loopback or its own address.
     std::set<std::string_view> far_hosts(const EdgeRecord& e) const {
         if (e.loopback || book_.owned_by(e.remote_addr, e.host)) return {e.host};
@@ -90,7 +91,7 @@ private:
     void place_outgoing(const EdgeRecord& e) {
         auto servers = far_hosts(e);
         if (servers.empty()) {
-            size_t client = graph_.node(process_id(e.host, e.process), NodeKind::client, e.host, e.process);
+            size_t client = process_node(e.host, e.process, NodeKind::client);
             size_t external = graph_.node(e.remote_addr, NodeKind::external, e.remote_addr, "");
             graph_.connect(client, external, e.port, client_side(e), false, vias(e));
             return;
@@ -114,7 +115,7 @@ private:
         auto clients = far_hosts(e);
         if (clients.empty()) {
             size_t external = graph_.node(e.remote_addr, NodeKind::external, e.remote_addr, "");
-            size_t service = graph_.node(process_id(e.host, e.process), NodeKind::service, e.host, e.process);
+            size_t service = process_node(e.host, e.process, NodeKind::service);
             graph_.connect(external, service, e.port, service_side(e), false);
             return;
         }
@@ -139,13 +140,12 @@ private:
     void join(const BundleKey& key, const Bundle& bundle) {
         const auto& [client_host, service_host, port] = key;
         auto process = service_process(service_host, port, bundle);
-        size_t service = graph_.node(process_id(service_host, process), NodeKind::service, service_host, process);
+        size_t service = process_node(service_host, process, NodeKind::service);
 
         Traffic seen_by_service;
         for (const auto* in : bundle.incoming) seen_by_service.add(service_side(*in));
         if (bundle.outgoing.empty()) {
-            size_t client = graph_.node(process_id(client_host, kUnknownProcess), NodeKind::client, client_host,
-                                        kUnknownProcess);
+            size_t client = process_node(client_host, kUnknownProcess, NodeKind::client);
             graph_.connect(client, service, port, seen_by_service, true);
             return;
         }
@@ -170,7 +170,7 @@ private:
         top.bytes_sent += std::max<int64_t>(0, seen_by_service.bytes_sent - seen_by_clients.bytes_sent);
         top.bytes_received += std::max<int64_t>(0, seen_by_service.bytes_received - seen_by_clients.bytes_received);
         for (const auto& [name, traffic] : by_process) {
-            size_t client = graph_.node(process_id(client_host, name), NodeKind::client, client_host, name);
+            size_t client = process_node(client_host, name, NodeKind::client);
             graph_.connect(client, service, port, traffic, disputed, via_by_process[name]);
         }
     }
@@ -181,6 +181,7 @@ private:
     // A name's accepts on each (host, port): ordered, so that a tie goes to the first name.
     std::unordered_map<HostPort, std::map<std::string_view, int64_t>, KeyHash> listeners_;
     std::unordered_map<BundleKey, Bundle, KeyHash> bundles_;
+    std::string id_;  // process_node's buffer
 };
 
 }  // namespace

@@ -77,6 +77,7 @@ void Graph::settle() {
     });
     index_.clear();
     edge_index_.clear();
+    edge_index_.reserve(edges.size());
     for (size_t i = 0; i < nodes.size(); i++) {
         index_[nodes[i].id] = i;
         if (nodes[i].members.empty() && nodes[i].kind != NodeKind::external) nodes[i].members.insert(nodes[i].host);

@@ -9,6 +9,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -79,7 +80,14 @@ private:
         size_t operator()(std::string_view id) const { return std::hash<std::string_view>{}(id); }
     };
     std::unordered_map<std::string, size_t, IdHash, std::equal_to<>> index_;
-    std::map<std::tuple<size_t, size_t, int>, size_t> edge_index_;
+    // By (source, target, port); only looked up, never walked, so unordered.
+    struct EdgeKeyHash {
+        size_t operator()(const std::tuple<size_t, size_t, int>& k) const {
+            auto& [source, target, port] = k;
+            return (source * 0x9e3779b97f4a7c15) ^ (target * 0xc2b2ae3d27d4eb4f) ^ static_cast<size_t>(port);
+        }
+    };
+    std::unordered_map<std::tuple<size_t, size_t, int>, size_t, EdgeKeyHash> edge_index_;
 };
 
 }  // namespace depgraph
