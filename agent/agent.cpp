@@ -259,6 +259,7 @@ private:
                 if (auto r = seed_connection(netns, s, owners, now_ns); !r) return r;
             }
         }
+        if (tracer_) tracer_->end_seeding();
         return ok_status();
     }
 

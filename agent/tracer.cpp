@@ -63,6 +63,7 @@ Result<Tracer> Tracer::start(uint32_t netns_filter) {
     timespec tick{};
     clock_getres(CLOCK_MONOTONIC_COARSE, &tick);  // one jiffy
     skel->bpf->rodata->ns_per_jiffy = static_cast<uint64_t>(tick.tv_sec) * 1000000000ull + tick.tv_nsec;
+    skel->bpf->bss->seeding = 1;  // until end_seeding
     if (int err = depgraph_bpf__load(skel->bpf.get()); err) return load_error("failed to load the BPF programs", err);
     if (int err = depgraph_bpf__attach(skel->bpf.get()); err) {
         return load_error("failed to attach to the tcp tracepoints", err);
@@ -177,6 +178,11 @@ Status Tracer::note_traced_sockets() {
         }
     }
     return ok_status();
+}
+
+void Tracer::end_seeding() {
+    skel_->bpf->bss->seeding = 0;
+    traced_cookies_ = {};
 }
 
 Result<bool> Tracer::seed_socket(uint64_t cookie, const dg_sock_info& info) {

@@ -45,13 +45,15 @@ public:
     // programs already know the socket (it opened after attach), so it is
     // not counted twice.
     Result<bool> seed_socket(uint64_t cookie, const dg_sock_info& info);
+    // After the last seed_socket: the programs stop keeping cookies in the slots.
+    void end_seeding();
 
 private:
     struct Skeleton;
     explicit Tracer(std::unique_ptr<Skeleton> skel);
     std::unique_ptr<Skeleton> skel_;
     int active_ = 0;  // which of the two edge maps (and caches) the programs write to
-    std::unordered_set<uint64_t> traced_cookies_;  // of the sockets in slots, at note_traced_sockets
+    std::unordered_set<uint64_t> traced_cookies_;  // of the sockets in slots, from note_traced_sockets to end_seeding
 };
 
 // Routes libbpf's own messages to stderr only when verbose.

@@ -22,6 +22,10 @@ const volatile __u32 filter_netns_ino = 0;
  * lifetimes are counted in jiffies and so are exact to one tick (1-10 ms),
  * which averages out over many connections. */
 const volatile __u64 ns_per_jiffy = 0;
+/* 1 from load until the agent has seeded the connections of its start-up
+ * dumps: only then does it look for sockets in the slots by cookie, so only
+ * then is a new socket's cookie (a helper call and an atomic) worth making. */
+volatile __u32 seeding = 0;
 
 /* Edge counters are double-buffered: programs write to the map that
  * edge_maps[0] points at; the agent points it at the other one and then
@@ -264,14 +268,15 @@ static __always_inline struct dg_sock_info *find_sock(const struct sock *sk)
 static __always_inline void remember_sock(const struct sock *sk, const struct dg_sock_info *info)
 {
 	__u64 id = sock_id(sk);
-	__u64 cookie = sock_cookie(sk);
 	struct dg_sock_slot *slot = sock_slot(id);
 
 	if (slot && (slot->sk == id || __sync_val_compare_and_swap(&slot->sk, 0, id) == 0)) {
-		slot->cookie = cookie;
+		slot->cookie = seeding ? sock_cookie(sk) : 0;
 		slot->info = *info;
 		return;
 	}
+	__u64 cookie = sock_cookie(sk);
+
 	if (bpf_map_update_elem(&socks, &cookie, info, BPF_ANY))
 		count_loss(DG_LOSS_SOCK_MAP_FULL);
 }

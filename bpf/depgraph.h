@@ -110,7 +110,7 @@ struct dg_sock_info {
 
 struct dg_sock_slot {
 	__u64 sk;     /* the socket's address (as an offset, see sock_id); 0: free */
-	__u64 cookie; /* the socket's cookie: the agent's start-up seeding knows sockets by it */
+	__u64 cookie; /* while the agent seeds (see `seeding`): the cookie it knows sockets by */
 	struct dg_sock_info info;
 };
 
