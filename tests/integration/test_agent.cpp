@@ -304,8 +304,8 @@ TEST_CASE("two agents in two namespaces record exact connection counts") {
 // socket's address, or to a hash when another live socket holds that slot.
 // 2,500 connections held open at once (fewer where the limit on open files is
 // lower) are 5,000 sockets: some two hundred of them share a slot with
-// another, and go to the hash. The churn that follows
-// runs while they are held. Nothing may be lost or counted twice either way.
+// another, and go to the hash. The churn that follows runs while they are
+// held. Nothing may be lost or counted twice either way.
 TEST_CASE("thousands of connections held open while others churn: every count exact") {
     constexpr int kChurn = 20000;
     constexpr uint16_t kPort = 8081;
@@ -313,9 +313,9 @@ TEST_CASE("thousands of connections held open while others churn: every count ex
     // some thirty sockets in the hash.
     rlimit files{};
     getrlimit(RLIMIT_NOFILE, &files);
-    const int kHeld = static_cast<int>(std::min<rlim_t>(2500, (files.rlim_max - 64) / 2));
+    const int to_hold = static_cast<int>(std::min<rlim_t>(2500, (files.rlim_max - 64) / 2));
     INFO("the hard limit on open files (" << files.rlim_max << ") must allow 2,064");
-    REQUIRE(kHeld >= 1000);
+    REQUIRE(to_hold >= 1000);
     TestNetns host;
     TempDir dir;
     std::string db = dir.db("host");
@@ -340,7 +340,7 @@ TEST_CASE("thousands of connections held open while others churn: every count ex
             close(accepted);
         };
         std::vector<std::pair<int, int>> held;
-        for (int i = 0; i < kHeld; i++) {
+        for (int i = 0; i < to_hold; i++) {
             int fd = connect_to("127.0.0.1", kPort);
             int accepted = fd < 0 ? -1 : accept(ls, nullptr, nullptr);
             if (accepted < 0) return 3;
@@ -365,13 +365,13 @@ TEST_CASE("thousands of connections held open while others churn: every count ex
     auto d = Database::open_read_only(db);
     REQUIRE(d.ok());
     auto out = totals(*d, "out", "dg-peer", "127.0.0.1", "127.0.0.1", kPort);
-    CHECK(out.connects == kHeld + kChurn);
-    CHECK(out.closes == kHeld + kChurn);
+    CHECK(out.connects == to_hold + kChurn);
+    CHECK(out.closes == to_hold + kChurn);
     CHECK(out.failed == 0);
     CHECK(out.open == 0);
     auto in = totals(*d, "in", "dg-peer", "127.0.0.1", "127.0.0.1", kPort);
-    CHECK(in.accepts == kHeld + kChurn);
-    CHECK(in.closes == kHeld + kChurn);
+    CHECK(in.accepts == to_hold + kChurn);
+    CHECK(in.closes == to_hold + kChurn);
     CHECK(in.open == 0);
     CHECK(count(*d, "SELECT coalesce(sum(value), 0) FROM losses") == 0);
 }
