@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,7 +25,6 @@
 namespace depgraph {
 namespace {
 
-using GvContext = std::unique_ptr<GVC_t, Free<gvFreeContext>>;
 using CGraph = std::unique_ptr<Agraph_t, Free<agclose>>;
 
 // From DESIGN.md's timings on Graphviz 2.42: dot lays out a layered graph of
@@ -198,48 +199,67 @@ Result<std::string> write_dot(Agraph_t* g) {
     return std::string(buffer, size);
 }
 
-Result<std::string> lay_out_and_render(const Graph& graph, const RenderOptions& options, const std::string& engine) {
-    GvContext gvc(gvContext());
-    if (!gvc) return Error{"cannot start Graphviz"};
-    auto g = build(graph, options, engine);
-    if (gvLayout(gvc.get(), g.get(), engine.c_str()) != 0) {
-        return Error{"Graphviz could not lay the graph out with " + engine + " (is its plugin installed?)"};
+// Writes all of `bytes` to the start of `fd`; false: it could not.
+bool write_all(int fd, std::string_view bytes) {
+    for (size_t done = 0; done < bytes.size();) {
+        ssize_t n = pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        done += static_cast<size_t>(n);
+    }
+    return true;
+}
+
+// The child's last act: `bytes` into the memory file, `status` into the pipe.
+[[noreturn]] void hand_over(int file, int status_pipe, char status, std::string_view bytes) {
+    if (!write_all(file, bytes)) {
+        status = '-';
+        (void)ftruncate(file, 0);
+        (void)write_all(file, "cannot hand the rendered file over: out of memory");
+    }
+    _exit(write(status_pipe, &status, 1) == 1 ? 0 : 1);
+}
+
+// The child's part: lays the graph out, renders it, hands the file (or what
+// went wrong) over and exits. It frees nothing: a graph of thousands of edges
+// taken apart piece by piece costs tens of milliseconds, and the child's end
+// returns its memory at once.
+[[noreturn]] void lay_out_in_child(const Graph& graph, const RenderOptions& options, const std::string& engine,
+                                   int file, int status_pipe) {
+    GVC_t* gvc = gvContext();
+    if (!gvc) hand_over(file, status_pipe, '-', "cannot start Graphviz");
+    Agraph_t* g = build(graph, options, engine).release();
+    if (gvLayout(gvc, g, engine.c_str()) != 0) {
+        hand_over(file, status_pipe, '-',
+                  "Graphviz could not lay the graph out with " + engine + " (is its plugin installed?)");
     }
     char* data = nullptr;
     unsigned int length = 0;
-    int rc = gvRenderData(gvc.get(), g.get(), options.format.c_str(), &data, &length);
-    std::string bytes = data ? std::string(data, length) : std::string();
-    gvFreeRenderData(data);
-    gvFreeLayout(gvc.get(), g.get());
-    if (rc != 0) return Error{"Graphviz could not render " + options.format + " (is its plugin installed?)"};
-    return bytes;
+    if (gvRenderData(gvc, g, options.format.c_str(), &data, &length) != 0) {
+        hand_over(file, status_pipe, '-',
+                  "Graphviz could not render " + options.format + " (is its plugin installed?)");
+    }
+    hand_over(file, status_pipe, '+', {data, length});
 }
 
-// Runs the layout in a child, which writes its result to a pipe: a status
-// byte ('+' done, '-' failed) and then the file or the error message.
-// std::nullopt: the time ran out and the child was killed.
+// Runs the layout in a child, which writes the file, or the error message, to
+// a memory file that it shares with the parent, and then one status byte to a
+// pipe ('+' done, '-' failed): megabytes of SVG are not pushed through a pipe
+// 64 KiB at a time. std::nullopt: the time ran out and the child was killed.
 Result<std::optional<std::string>> render_with_deadline(const Graph& graph, const RenderOptions& options,
                                                         const std::string& engine) {
+    UniqueFd file(memfd_create("depgraph-render", MFD_CLOEXEC));
+    if (!file.valid()) return errno_error("cannot create the layout's memory file", errno);
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) return errno_error("cannot create a pipe", errno);
     UniqueFd reader(fds[0]), writer(fds[1]);
     std::fflush(nullptr);
     pid_t child = fork();
     if (child < 0) return errno_error("cannot start the layout process", errno);
-    if (child == 0) {
-        reader = UniqueFd();
-        auto result = lay_out_and_render(graph, options, engine);
-        std::string message = result ? "+" + *result : "-" + result.error().message;
-        for (size_t done = 0; done < message.size();) {
-            ssize_t n = write(writer.get(), message.data() + done, message.size() - done);
-            if (n <= 0) _exit(1);
-            done += static_cast<size_t>(n);
-        }
-        _exit(0);
-    }
+    if (child == 0) lay_out_in_child(graph, options, engine, file.get(), writer.get());
     writer = UniqueFd();
-    std::string received;
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(options.timeout_seconds);
+    char status = 0;  // none: the child died without saying how it went
     bool timed_out = false;
     for (;;) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
@@ -248,23 +268,27 @@ Result<std::optional<std::string>> render_with_deadline(const Graph& graph, cons
             break;
         }
         pollfd pfd{reader.get(), POLLIN, 0};
-        int ready = poll(&pfd, 1, static_cast<int>(left.count()));
-        if (ready < 0 && errno == EINTR) continue;
-        if (ready <= 0) continue;
-        char chunk[65536];
-        ssize_t n = read(reader.get(), chunk, sizeof chunk);
+        if (poll(&pfd, 1, static_cast<int>(left.count())) <= 0) continue;  // interrupted, or the time is up
+        ssize_t n = read(reader.get(), &status, 1);
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        received.append(chunk, static_cast<size_t>(n));
+        break;
     }
     if (timed_out) kill(child, SIGKILL);
-    int status = 0;
-    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    while (waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
     }
     if (timed_out) return std::optional<std::string>();
-    if (received.empty() || !WIFEXITED(status)) return Error{"the Graphviz layout with " + engine + " crashed"};
-    if (received[0] == '-') return Error{received.substr(1)};
-    return std::optional<std::string>(received.substr(1));
+    if (status == 0) return Error{"the Graphviz layout with " + engine + " crashed"};
+    struct stat st {};
+    if (fstat(file.get(), &st) != 0) return errno_error("cannot read the layout's result", errno);
+    std::string bytes(static_cast<size_t>(st.st_size), '\0');
+    for (size_t done = 0; done < bytes.size();) {
+        ssize_t n = pread(file.get(), bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return errno_error("cannot read the layout's result", n < 0 ? errno : EIO);
+        done += static_cast<size_t>(n);
+    }
+    if (status != '+') return Error{bytes};
+    return std::optional<std::string>(std::move(bytes));
 }
 
 }  // namespace

@@ -62,6 +62,10 @@ int main(int argc, char** argv) {
     app.add_option("--seed", seed)->capture_default_str();
     CLI11_PARSE(app, argc, argv);
 
+    if (host_count < role_count) {
+        std::fprintf(stderr, "generate_fleet: %d hosts cannot fill %d roles\n", host_count, role_count);
+        return 1;
+    }
     std::mt19937 rng(seed);
     auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
     std::vector<Host> hosts;
@@ -84,12 +88,25 @@ int main(int argc, char** argv) {
         connections.push_back({client, server, "", port_of(hosts[static_cast<size_t>(server)].role)});
         return true;
     };
+    // Drawn at random, a pair can come up again and again: past this many
+    // draws per connection wanted, the fleet has no room for that many.
+    int64_t draws_left = 1000 * (int64_t{edge_count} + int64_t{hubs} * hub_fan_in);
+    auto no_room = [&] {
+        std::fprintf(stderr, "generate_fleet: %d hosts have no room for %d connections with %d hubs of fan-in %d\n",
+                     host_count, edge_count, hubs, hub_fan_in);
+        return 1;
+    };
+    if (hubs > role_count || hub_fan_in >= host_count) return no_room();
     // Hubs: the first host of the last roles (the databases and queues).
     for (int h = 0; h < hubs; h++) {
         int hub = by_role[static_cast<size_t>(role_count - 1 - h)][0];
-        for (int added = 0; added < hub_fan_in;) added += add(pick(host_count), hub);
+        for (int added = 0; added < hub_fan_in; draws_left--) {
+            if (draws_left == 0) return no_room();
+            added += add(pick(host_count), hub);
+        }
     }
     while (static_cast<int>(connections.size()) < edge_count) {
+        if (draws_left-- == 0) return no_room();
         int client = pick(host_count);
         int client_role = hosts[static_cast<size_t>(client)].role;
         if (pick(100) < 2) {  // the outside world: an API on the internet
