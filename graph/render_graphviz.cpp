@@ -164,8 +164,10 @@ CGraph build(const Graph& graph, const RenderOptions& options, const std::string
     int64_t busiest = 1;
     for (const auto& e : graph.edges) busiest = std::max(busiest, e.traffic.attempts());
     for (const auto& e : graph.edges) {
-        std::string edge_name;
-        Agedge_t* edge = agedge(g.get(), placed[e.source], placed[e.target], edge_name.data(), 1);
+        // Unnamed: cgraph gives each its own id. Edges of one name between the
+        // same two nodes are one edge to it, and a client calling a service on
+        // two ports has two.
+        Agedge_t* edge = agedge(g.get(), placed[e.source], placed[e.target], nullptr, 1);
         double width = 1.0 + 4.0 * std::log1p(static_cast<double>(e.traffic.attempts())) / std::log1p(busiest);
         char penwidth[16];
         std::snprintf(penwidth, sizeof penwidth, "%.2f", width);

@@ -186,3 +186,31 @@ TEST_CASE("a layout that outlives its time limit is stopped and reported in one 
     struct stat st {};
     CHECK(stat(dir.file("ring.svg").c_str(), &st) != 0);
 }
+
+TEST_CASE("a client that calls one service on two ports draws two edges, one per port") {
+    TempDir dir;
+    auto path = dir.file("two-ports.db");
+    {
+        HostDb shop(path, "shop-01");
+        shop.address("198.18.4.1", kT0, kT0 + 60);
+        shop.bucket(shop.edge("out", "checkout", "198.18.4.1", "198.18.4.2", 80), kT0, {.connects = 3});
+        shop.bucket(shop.edge("out", "checkout", "198.18.4.1", "198.18.4.2", 443), kT0, {.connects = 5, .failed = 1});
+    }
+    {
+        HostDb web(path, "web-01");
+        web.address("198.18.4.2", kT0, kT0 + 60);
+        web.bucket(web.edge("in", "nginx", "198.18.4.2", "198.18.4.1", 80), kT0, {.accepts = 3});
+        web.bucket(web.edge("in", "nginx", "198.18.4.2", "198.18.4.1", 443), kT0, {.accepts = 4});
+    }
+    CHECK(run_depgraph({"render", "--db", path, "-o", "-", "--format", "json"}).json()["edges"].size() == 2);
+    auto svg = run_depgraph({"render", "--db", path, "-o", "-", "--format", "svg"});
+    REQUIRE(svg.exit_code == 0);
+    size_t drawn = 0;
+    for (size_t at = svg.out.find("class=\"edge\""); at != std::string::npos; at = svg.out.find("class=\"edge\"", at + 1)) {
+        drawn++;
+    }
+    CHECK(drawn == 2);
+    auto texts = parse_svg(svg.out);
+    CHECK(texts.has_text(":80 (3)"));
+    CHECK(texts.has_text(":443 (5)"));
+}
