@@ -96,10 +96,11 @@ std::string via_text(const Edge& e) {
     return text;
 }
 
-std::string edge_tooltip(const Graph& graph, const Edge& e) {
-    std::string text = label_text(graph.nodes[e.source].id) + " -> " + label_text(graph.nodes[e.target].id) +
-                       ":" + std::to_string(e.port) + ", " + std::to_string(e.traffic.connections) +
-                       " connections, " + std::to_string(e.traffic.failed) + " failed";
+// `shown_ids`: each node's id as label text, by node index.
+std::string edge_tooltip(const std::vector<std::string>& shown_ids, const Edge& e) {
+    std::string text = shown_ids[e.source] + " -> " + shown_ids[e.target] + ":" + std::to_string(e.port) + ", " +
+                       std::to_string(e.traffic.connections) + " connections, " + std::to_string(e.traffic.failed) +
+                       " failed";
     if (e.disputed) text += ", the two hosts' counts disagree (the larger is shown)";
     if (!e.via.empty()) text += ", " + via_text(e);
     return text;
@@ -124,6 +125,10 @@ CGraph build(const Graph& graph, const RenderOptions& options, const std::string
     }
     std::map<std::string, Agraph_t*> clusters;
     std::vector<Agnode_t*> placed(graph.nodes.size());
+    // Made once per node, not once per edge that names it.
+    std::vector<std::string> shown_ids;
+    shown_ids.reserve(graph.nodes.size());
+    for (const auto& n : graph.nodes) shown_ids.push_back(label_text(n.id));
     for (size_t i = 0; i < graph.nodes.size(); i++) {
         const auto& n = graph.nodes[i];
         Agraph_t* parent = g.get();
@@ -142,7 +147,7 @@ CGraph build(const Graph& graph, const RenderOptions& options, const std::string
         Agnode_t* node = agnode(parent, node_name.data(), 1);
         placed[i] = node;
         set(node, "label", node_label(n, parent != g.get()));
-        set(node, "tooltip", label_text(n.id));
+        set(node, "tooltip", shown_ids[i]);
         set(node, "fontname", "Helvetica");
         if (n.kind == NodeKind::external) {
             set(node, "shape", "box");
@@ -172,7 +177,7 @@ CGraph build(const Graph& graph, const RenderOptions& options, const std::string
         char penwidth[16];
         std::snprintf(penwidth, sizeof penwidth, "%.2f", width);
         set(edge, "penwidth", penwidth);
-        set(edge, "tooltip", edge_tooltip(graph, e));
+        set(edge, "tooltip", edge_tooltip(shown_ids, e));
         if (labelled) {
             std::string label = ":" + std::to_string(e.port) + " (" + std::to_string(e.traffic.connections) + ")";
             if (!e.via.empty()) label += "\\n" + via_text(e);

@@ -9,6 +9,11 @@ connections, hubs with a fan-in of 600, a month of buckets). Prints a
 Markdown table: the median of --runs runs for each command, wall clock and
 CPU (user + system; on a machine shared with other work, CPU time is the
 steadier of the two).
+
+The share of a render spent outside Graphviz is measured in pairs: each run of
+`depgraph render` is followed at once by a run of `dot -Tsvg` on the same
+graph's DOT, and the share is the median of the pairs' (render - dot) / render,
+so that a machine whose speed drifts over the minutes moves both alike.
 """
 import argparse
 import os
@@ -25,15 +30,21 @@ def cpu_of_children():
     return usage.ru_utime + usage.ru_stime
 
 
+def run_once(cmd):
+    """(wall seconds, CPU seconds) of one run"""
+    start, cpu = time.perf_counter(), cpu_of_children()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start, cpu_of_children() - cpu
+
+
+def medians(samples):
+    """(median wall, median CPU) of (wall, CPU) samples"""
+    return statistics.median(w for w, _ in samples), statistics.median(c for _, c in samples)
+
+
 def timed(cmd, runs):
     """(median wall seconds, median CPU seconds)"""
-    walls, cpus = [], []
-    for _ in range(runs):
-        start, cpu = time.perf_counter(), cpu_of_children()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        walls.append(time.perf_counter() - start)
-        cpus.append(cpu_of_children() - cpu)
-    return statistics.median(walls), statistics.median(cpus)
+    return medians([run_once(cmd) for _ in range(runs)])
 
 
 def main():
@@ -58,11 +69,16 @@ def main():
     no_layout = row("graph as JSON: load, join, no Graphviz", [depgraph, "render", *db, "--format", "json", "-o", f"{out}/all.json"])
     for name, extra in (("by role", ["--group-by", "role"]), ("ungrouped", [])):
         tag = "role" if extra else "all"
-        total = row(f"render {name}, SVG", [depgraph, "render", *db, *extra, "-o", f"{out}/{tag}.svg"])
         row(f"render {name}, DOT (no layout)", [depgraph, "render", *db, *extra, "-o", f"{out}/{tag}.dot"])
-        layout = row(f"Graphviz `dot -Tsvg` on that DOT", ["dot", "-Tsvg", f"{out}/{tag}.dot", "-o", f"{out}/{tag}-dot.svg"])
-        rows.append((f"  ratio render {name} / Graphviz alone", "", total / layout))
-        rows.append((f"  share of render {name} outside Graphviz", "", max(0.0, total - layout) / total))
+        render = [depgraph, "render", *db, *extra, "-o", f"{out}/{tag}.svg"]
+        dot = ["dot", "-Tsvg", f"{out}/{tag}.dot", "-o", f"{out}/{tag}-dot.svg"]
+        pairs = [(run_once(render), run_once(dot)) for _ in range(args.runs)]
+        rows.append((f"render {name}, SVG", " ".join(render), medians([r for r, _ in pairs])))
+        rows.append((f"Graphviz `dot -Tsvg` on that DOT", " ".join(dot), medians([d for _, d in pairs])))
+        rows.append((f"  ratio render {name} / Graphviz alone, median of pairs", "",
+                     statistics.median(r[0] / d[0] for r, d in pairs)))
+        rows.append((f"  share of render {name} outside Graphviz, median of pairs", "",
+                     statistics.median(max(0.0, r[0] - d[0]) / r[0] for r, d in pairs)))
     row("impact postgres-01 (json)", [depgraph, "impact", "postgres-01", *db, "--format", "json"])
     row("impact postgres (role, json)", [depgraph, "impact", "postgres", *db, "--group-by", "role", "--format", "json"])
 
