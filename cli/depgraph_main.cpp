@@ -5,11 +5,13 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <functional>
 #include <iostream>
+#include <limits>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -93,18 +95,39 @@ void add_format(CLI::App& cmd, Inputs& in, const std::vector<std::string>& forma
     if (!fallback.empty()) option->default_val(fallback);
 }
 
+// A count given on the command line, for an int unless told otherwise.
+// CLI11's own NonNegativeNumber and PositiveNumber name their range in
+// doubles, 0 to 1.8e308 written out in full.
+struct WholeNumberValidator : CLI::Validator {
+    explicit WholeNumberValidator(int64_t lowest, int64_t highest = std::numeric_limits<int>::max()) {
+        name_ = "INT";
+        func_ = [lowest, highest](const std::string& text) {
+            int64_t value = 0;
+            auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+            bool digits_only = !text.empty() && end == text.data() + text.size();
+            if (ec == std::errc() && digits_only && value >= lowest && value <= highest) return std::string();
+            // Out of range: past int64_t's end, or past `highest`.
+            bool too_big = digits_only && (ec == std::errc() ? value > highest : text[0] != '-');
+            return "expected a whole number " +
+                   (too_big ? "of at most " + std::to_string(highest) : "of at least " + std::to_string(lowest)) +
+                   ", not '" + text + "'";
+        };
+    }
+};
+
 void add_graph_options(CLI::App& cmd, GraphOptions& g) {
     cmd.add_option("--group-by", g.group_by, "one node per process, host or role")
         ->check(CLI::IsMember({"process", "host", "role"}))
         ->capture_default_str();
     cmd.add_option("--roles", g.roles_file, "file of 'PATTERN ROLE' lines (default: hostname without its number)");
     cmd.add_option("--min-connections", g.filters.min_connections,
-                   "leave out edges with fewer connection attempts")->check(CLI::NonNegativeNumber);
+                   "leave out edges with fewer connection attempts")
+        ->check(WholeNumberValidator(0, std::numeric_limits<int64_t>::max()));
     cmd.add_option("--exclude", g.filters.excludes, "leave out nodes whose host, process or address match (glob)");
     cmd.add_flag("--no-external", g.filters.no_external, "leave out addresses that no agent reports for");
     cmd.add_option("--layout-timeout", g.layout_timeout,
                    "seconds the Graphviz layout may run before it is stopped (svg, png)")
-        ->check(CLI::PositiveNumber)
+        ->check(WholeNumberValidator(1))
         ->capture_default_str();
 }
 
@@ -170,7 +193,7 @@ int run(int argc, char** argv) {
         add_inputs(*cmd, walk_args->graph.inputs, "30d");
         add_graph_options(*cmd, walk_args->graph);
         cmd->add_option("--depth", walk_args->depth, "how many hops to follow (default: all)")
-            ->check(CLI::NonNegativeNumber);
+            ->check(WholeNumberValidator(0));
         add_format(*cmd, walk_args->graph.inputs, {"table", "json", "svg", "dot"}, "table");
         cmd->add_option("-o,--output", walk_args->output, "output file, '-' for standard output")
             ->capture_default_str();

@@ -82,6 +82,19 @@ TEST_CASE("usage errors exit 2 with one line") {
         CHECK(r.exit_code == 2);
         CHECK(r.err.rfind("depgraph: error: ", 0) == 0);
     }
+    // Counts out of range are said in words (CLI11's own checks print 0 to 1.8e308 in full).
+    for (const auto& [args, error] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+             {{"impact", "x", "--depth", "-1"}, "--depth: expected a whole number of at least 0, not '-1'"},
+             {{"impact", "x", "--depth", "99999999999"},
+              "--depth: expected a whole number of at most 2147483647, not '99999999999'"},
+             {{"render", "-o", "-", "--layout-timeout", "0"},
+              "--layout-timeout: expected a whole number of at least 1, not '0'"},
+             {{"render", "-o", "-", "--min-connections", "2.5"},
+              "--min-connections: expected a whole number of at least 0, not '2.5'"}}) {
+        auto r = run_depgraph(args);
+        CHECK(r.exit_code == 2);
+        CHECK(r.err == "depgraph: error: " + error + "\n");
+    }
     auto window = run_depgraph({"edges", "--since", "yesterday"});
     CHECK(window.exit_code == 1);
     CHECK(window.err.find("invalid") != std::string::npos);
