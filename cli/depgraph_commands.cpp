@@ -221,8 +221,9 @@ Status run_hosts(const Inputs& in) {
 Status run_merge(const std::string& output, const std::vector<std::string>& inputs) {
     auto summary = merge_databases(output, inputs);
     if (!summary) return summary.error();
-    std::cerr << "merged " << summary->databases << " databases (" << summary->edges << " edges, "
-              << summary->buckets << " buckets) into " << printable(output) << '\n';
+    auto counted = [](int64_t n, const char* what) { return std::to_string(n) + " " + what + (n == 1 ? "" : "s"); };
+    std::cerr << "merged " << counted(summary->databases, "database") << " (" << counted(summary->edges, "edge")
+              << ", " << counted(summary->buckets, "bucket") << ") into " << printable(output) << '\n';
     return ok_status();
 }
 

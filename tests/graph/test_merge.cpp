@@ -54,6 +54,9 @@ TEST_CASE("merging the same databases again, or one twice, doubles nothing") {
     auto dbs = write_small_fleet(dir);
     REQUIRE(merge(dir.file("fleet.db"), dbs).exit_code == 0);
     auto once = edges_of({dir.file("fleet.db")});
+    auto single = merge(dir.file("one.db"), {dbs[0]});
+    REQUIRE(single.exit_code == 0);
+    CHECK(single.err.rfind("merged 1 database (", 0) == 0);
     REQUIRE(merge(dir.file("fleet.db"), dbs).exit_code == 0);
     REQUIRE(merge(dir.file("fleet.db"), {dbs[0], dbs[0]}).exit_code == 0);
     CHECK(edges_of({dir.file("fleet.db")}) == once);
