@@ -1,6 +1,8 @@
 #include "cli/depgraph_commands.hpp"
 
 #include <algorithm>
+#include <cctype>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 
@@ -135,13 +137,19 @@ RenderOptions render_options(const GraphOptions& graph, std::string title) {
     return options;
 }
 
-std::string format_from(const std::string& output, const std::string& given) {
+// --format, or else the output's extension; none (or '-'): SVG. An extension
+// that names no format is an error, not an SVG file called fleet.pdf.
+Result<std::string> format_from(const std::string& output, const std::string& given) {
     if (!given.empty()) return given;
-    auto dot = output.rfind('.');
-    std::string ext = dot == std::string::npos ? "" : output.substr(dot + 1);
-    if (ext == "gv") return "dot";
-    if (ext == "png" || ext == "dot" || ext == "json") return ext;
-    return "svg";
+    std::string ext = std::filesystem::path(output).extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (ext.empty()) return std::string("svg");
+    if (ext == ".gv") return std::string("dot");
+    for (std::string format : {"svg", "png", "dot", "json"}) {
+        if (ext == "." + format) return format;
+    }
+    return Error{"cannot tell the format from the extension of " + printable(output) +
+                 ": use .svg, .png, .dot, .gv or .json, or --format"};
 }
 
 }  // namespace
@@ -228,11 +236,13 @@ Status run_merge(const std::string& output, const std::vector<std::string>& inpu
 }
 
 Status run_render(const RenderArgs& args) {
+    auto format = format_from(args.output, args.graph.inputs.format);
+    if (!format) return format.error();
     auto fleet = load_fleet(args.graph);
     if (!fleet) return fleet.error();
     auto options = render_options(args.graph, "depgraph: " + window_text(fleet->graph.window));
     options.layout = args.layout;
-    auto bytes = draw(fleet->graph, format_from(args.output, args.graph.inputs.format), options);
+    auto bytes = draw(fleet->graph, *format, options);
     if (!bytes) return bytes.error();
     return write_output(args.output, *bytes);
 }

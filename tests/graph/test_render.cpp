@@ -97,6 +97,16 @@ TEST_CASE("render picks the format from the extension, or --format, and '-o -' w
     auto dbs = write_small_fleet(dir);
     REQUIRE(run_depgraph(render_args(dbs, {"-o", dir.file("fleet.png")})).exit_code == 0);
     CHECK(read_file(dir.file("fleet.png")).substr(0, 8) == "\x89PNG\r\n\x1a\n");
+    REQUIRE(run_depgraph(render_args(dbs, {"-o", dir.file("FLEET.PNG")})).exit_code == 0);
+    CHECK(read_file(dir.file("FLEET.PNG")).substr(0, 8) == "\x89PNG\r\n\x1a\n");
+    // An extension that names no format is refused before any work, and nothing is written.
+    auto pdf = run_depgraph(render_args(dbs, {"-o", dir.file("fleet.pdf")}));
+    CHECK(pdf.exit_code == 1);
+    CHECK(pdf.err == "depgraph: error: cannot tell the format from the extension of " + dir.file("fleet.pdf") +
+                         ": use .svg, .png, .dot, .gv or .json, or --format\n");
+    struct stat st {};
+    CHECK(stat(dir.file("fleet.pdf").c_str(), &st) != 0);
+    REQUIRE(run_depgraph(render_args(dbs, {"-o", dir.file("fleet.pdf"), "--format", "png"})).exit_code == 0);
     REQUIRE(run_depgraph(render_args(dbs, {"-o", dir.file("fleet.gv")})).exit_code == 0);
     auto dot = read_file(dir.file("fleet.gv"));
     CHECK(dot.rfind("digraph depgraph {", 0) == 0);
