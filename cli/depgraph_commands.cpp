@@ -137,19 +137,24 @@ RenderOptions render_options(const GraphOptions& graph, std::string title) {
     return options;
 }
 
-// --format, or else the output's extension; none (or '-'): SVG. An extension
-// that names no format is an error, not an SVG file called fleet.pdf.
-Result<std::string> format_from(const std::string& output, const std::string& given) {
+// --format, or else the output's extension (.txt for a table, .gv for DOT);
+// none, or '-': the first of `formats`. An extension that names none of them
+// is an error: `render -o fleet.pdf` is not an SVG file called fleet.pdf.
+Result<std::string> format_from(const std::string& output, const std::string& given,
+                                const std::vector<std::string>& formats) {
     if (!given.empty()) return given;
     std::string ext = std::filesystem::path(output).extension().string();
+    if (ext.empty()) return formats[0];
     std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (ext.empty()) return std::string("svg");
-    if (ext == ".gv") return std::string("dot");
-    for (std::string format : {"svg", "png", "dot", "json"}) {
-        if (ext == "." + format) return format;
+    std::string format = ext == ".gv" ? "dot" : ext == ".txt" ? "table" : ext.substr(1);
+    if (std::find(formats.begin(), formats.end(), format) != formats.end()) return format;
+    std::string accepted;
+    for (const auto& f : formats) {
+        accepted += accepted.empty() ? "" : ", ";
+        accepted += f == "table" ? ".txt" : f == "dot" ? ".dot/.gv" : "." + f;
     }
-    return Error{"cannot tell the format from the extension of " + printable(output) +
-                 ": use .svg, .png, .dot, .gv or .json, or --format"};
+    return Error{"cannot tell the format from the extension of " + printable(output) + ": use " + accepted +
+                 ", or --format"};
 }
 
 }  // namespace
@@ -236,7 +241,7 @@ Status run_merge(const std::string& output, const std::vector<std::string>& inpu
 }
 
 Status run_render(const RenderArgs& args) {
-    auto format = format_from(args.output, args.graph.inputs.format);
+    auto format = format_from(args.output, args.graph.inputs.format, kRenderFormats);
     if (!format) return format.error();
     auto fleet = load_fleet(args.graph);
     if (!fleet) return fleet.error();
@@ -248,6 +253,9 @@ Status run_render(const RenderArgs& args) {
 }
 
 Status run_walk(const WalkArgs& args) {
+    auto chosen = format_from(args.output, args.graph.inputs.format, kWalkFormats);
+    if (!chosen) return chosen.error();
+    const std::string& format = *chosen;
     auto fleet = load_fleet(args.graph);
     if (!fleet) return fleet.error();
     const auto& graph = fleet->graph;
@@ -258,7 +266,6 @@ Status run_walk(const WalkArgs& args) {
     std::stable_sort(reached.begin(), reached.end(), [&](const Reached& a, const Reached& b) {
         return std::tie(a.depth, graph.nodes[a.node].id) < std::tie(b.depth, graph.nodes[b.node].id);
     });
-    const auto& format = args.graph.inputs.format;
     const char* list_name = args.dependencies ? "dependencies" : "dependents";
 
     if (format == "svg" || format == "dot") {

@@ -12,12 +12,17 @@ namespace depgraph {
 
 inline constexpr const char* kDefaultDb = "/var/lib/depgraph/depgraph.db";
 
+// What render and impact/deps write, the first where neither --format nor
+// the output's extension says (a file's format follows its extension).
+inline const std::vector<std::string> kRenderFormats{"svg", "png", "dot", "json"};
+inline const std::vector<std::string> kWalkFormats{"table", "json", "svg", "dot"};
+
 // Options that every reading command shares.
 struct Inputs {
     std::vector<std::string> dbs{kDefaultDb};
     std::string since;
     std::string until;
-    std::string format;
+    std::string format;  // empty: from the output's extension (render, impact, deps)
 };
 
 // Options of the commands that build the graph.

@@ -87,12 +87,16 @@ void add_inputs(CLI::App& cmd, Inputs& in, const std::string& default_since) {
     in.since = default_since;
 }
 
-void add_format(CLI::App& cmd, Inputs& in, const std::vector<std::string>& formats, const std::string& fallback) {
-    auto* option = cmd.add_option("--format", in.format,
-                                  fallback.empty() ? "output format (default: from the output file's extension, else svg)"
-                                                   : "output format")
-                       ->check(CLI::IsMember(formats));
-    if (!fallback.empty()) option->default_val(fallback);
+// --format of a command that prints to standard output, `formats` the first by default.
+void add_format(CLI::App& cmd, Inputs& in, const std::vector<std::string>& formats) {
+    cmd.add_option("--format", in.format, "output format")->check(CLI::IsMember(formats))->default_val(formats[0]);
+}
+
+// --format of a command that writes a file (-o): absent, the file's extension says.
+void add_file_format(CLI::App& cmd, Inputs& in, const std::vector<std::string>& formats) {
+    cmd.add_option("--format", in.format, "output format (default: from the output file's extension, else " +
+                                              formats[0] + ")")
+        ->check(CLI::IsMember(formats));
 }
 
 // A count given on the command line, for an int unless told otherwise.
@@ -145,13 +149,13 @@ int run(int argc, char** argv) {
     Inputs edges_in;
     auto* edges = app.add_subcommand("edges", "list the recorded edges, counters summed over the window");
     add_inputs(*edges, edges_in, "");
-    add_format(*edges, edges_in, {"table", "json"}, "table");
+    add_format(*edges, edges_in, {"table", "json"});
     edges->callback([&] { command = [&] { return run_edges(edges_in); }; });
 
     Inputs hosts_in;
     auto* hosts = app.add_subcommand("hosts", "each host's agent runs, loss counters and last report");
     hosts->add_option("--db", hosts_in.dbs, "agent or merged database (repeatable)")->capture_default_str();
-    add_format(*hosts, hosts_in, {"table", "json"}, "table");
+    add_format(*hosts, hosts_in, {"table", "json"});
     hosts->callback([&] { command = [&] { return run_hosts(hosts_in); }; });
 
     std::string merge_output;
@@ -171,7 +175,7 @@ int run(int argc, char** argv) {
     add_inputs(*render, render_args.graph.inputs, "");
     add_graph_options(*render, render_args.graph);
     render->add_option("-o,--output", render_args.output, "output file, '-' for standard output")->required();
-    add_format(*render, render_args.graph.inputs, {"svg", "png", "dot", "json"}, "");
+    add_file_format(*render, render_args.graph.inputs, kRenderFormats);
     render->add_option("--layout", render_args.layout, "Graphviz engine (default: chosen by the graph's size and shape)")
         ->check(CLI::IsMember({"dot", "sfdp", "neato"}));
     render->callback([&] {
@@ -194,7 +198,7 @@ int run(int argc, char** argv) {
         add_graph_options(*cmd, walk_args->graph);
         cmd->add_option("--depth", walk_args->depth, "how many hops to follow (default: all)")
             ->check(WholeNumberValidator(0));
-        add_format(*cmd, walk_args->graph.inputs, {"table", "json", "svg", "dot"}, "table");
+        add_file_format(*cmd, walk_args->graph.inputs, kWalkFormats);
         cmd->add_option("-o,--output", walk_args->output, "output file, '-' for standard output")
             ->capture_default_str();
         cmd->callback([&command, walk_args] { command = [walk_args] { return run_walk(*walk_args); }; });

@@ -138,3 +138,25 @@ TEST_CASE("impact as svg and dot draws the subgraph with the target highlighted"
     REQUIRE(svg.exit_code == 0);
     CHECK(svg.out.find("<svg") != std::string::npos);
 }
+
+TEST_CASE("without --format, impact writes what the output file's extension names") {
+    TempDir dir;
+    auto dbs = write_small_fleet(dir);
+    auto impact_to = [&](const std::string& file) {
+        std::vector<std::string> args{"impact", "cache-01", "--since", "2025-11-01", "-o", dir.file(file)};
+        for (const auto& a : db_args(dbs)) args.push_back(a);
+        return run_depgraph(args);
+    };
+    REQUIRE(impact_to("impact.svg").exit_code == 0);
+    CHECK(read_file(dir.file("impact.svg")).find("<svg") != std::string::npos);
+    REQUIRE(impact_to("impact.gv").exit_code == 0);
+    CHECK(read_file(dir.file("impact.gv")).rfind("digraph", 0) == 0);
+    REQUIRE(impact_to("impact.json").exit_code == 0);
+    CHECK(json::parse(read_file(dir.file("impact.json")))["dependents"].size() > 0);
+    REQUIRE(impact_to("impact.txt").exit_code == 0);
+    CHECK(read_file(dir.file("impact.txt")).rfind("DEPTH", 0) == 0);
+    auto png = impact_to("impact.png");  // impact draws svg or dot only
+    CHECK(png.exit_code == 1);
+    CHECK(png.err == "depgraph: error: cannot tell the format from the extension of " + dir.file("impact.png") +
+                         ": use .txt, .json, .svg, .dot/.gv, or --format\n");
+}

@@ -103,7 +103,7 @@ TEST_CASE("render picks the format from the extension, or --format, and '-o -' w
     auto pdf = run_depgraph(render_args(dbs, {"-o", dir.file("fleet.pdf")}));
     CHECK(pdf.exit_code == 1);
     CHECK(pdf.err == "depgraph: error: cannot tell the format from the extension of " + dir.file("fleet.pdf") +
-                         ": use .svg, .png, .dot, .gv or .json, or --format\n");
+                         ": use .svg, .png, .dot/.gv, .json, or --format\n");
     struct stat st {};
     CHECK(stat(dir.file("fleet.pdf").c_str(), &st) != 0);
     REQUIRE(run_depgraph(render_args(dbs, {"-o", dir.file("fleet.pdf"), "--format", "png"})).exit_code == 0);
