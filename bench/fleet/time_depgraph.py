@@ -14,6 +14,10 @@ The share of a render spent outside Graphviz is measured in pairs: each run of
 `depgraph render` is followed at once by a run of `dot -Tsvg` on the same
 graph's DOT, and the share is the median of the pairs' (render - dot) / render,
 so that a machine whose speed drifts over the minutes moves both alike.
+
+--baseline BIN adds another depgraph binary (an earlier build) to every
+round: its renders and impacts run next to this build's, and its shares and
+its ratio to this build are reported the same way.
 """
 import argparse
 import os
@@ -52,6 +56,7 @@ def main():
     parser.add_argument("--build", default="build-graph")
     parser.add_argument("--fleet", default="/tmp/depgraph-fleet.db")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--baseline", help="an earlier depgraph binary to run side by side")
     args = parser.parse_args()
 
     depgraph = os.path.join(args.build, "cli", "depgraph")
@@ -67,20 +72,38 @@ def main():
         return wall
 
     no_layout = row("graph as JSON: load, join, no Graphviz", [depgraph, "render", *db, "--format", "json", "-o", f"{out}/all.json"])
+    builds = [("", depgraph)] + ([("baseline ", args.baseline)] if args.baseline else [])
+
+    def in_rounds(cmds):
+        """each command's (wall, CPU) samples, the commands run in turn in each round"""
+        samples = [[] for _ in cmds]
+        for _ in range(args.runs):
+            for i, cmd in enumerate(cmds):
+                samples[i].append(run_once(cmd))
+        return samples
+
     for name, extra in (("by role", ["--group-by", "role"]), ("ungrouped", [])):
         tag = "role" if extra else "all"
         row(f"render {name}, DOT (no layout)", [depgraph, "render", *db, *extra, "-o", f"{out}/{tag}.dot"])
-        render = [depgraph, "render", *db, *extra, "-o", f"{out}/{tag}.svg"]
+        renders = [[binary, "render", *db, *extra, "-o", f"{out}/{tag}.svg"] for _, binary in builds]
         dot = ["dot", "-Tsvg", f"{out}/{tag}.dot", "-o", f"{out}/{tag}-dot.svg"]
-        pairs = [(run_once(render), run_once(dot)) for _ in range(args.runs)]
-        rows.append((f"render {name}, SVG", " ".join(render), medians([r for r, _ in pairs])))
-        rows.append((f"Graphviz `dot -Tsvg` on that DOT", " ".join(dot), medians([d for _, d in pairs])))
-        rows.append((f"  ratio render {name} / Graphviz alone, median of pairs", "",
-                     statistics.median(r[0] / d[0] for r, d in pairs)))
-        rows.append((f"  share of render {name} outside Graphviz, median of pairs", "",
-                     statistics.median(max(0.0, r[0] - d[0]) / r[0] for r, d in pairs)))
-    row("impact postgres-01 (json)", [depgraph, "impact", "postgres-01", *db, "--format", "json"])
-    row("impact postgres (role, json)", [depgraph, "impact", "postgres", *db, "--group-by", "role", "--format", "json"])
+        *rendered, dotted = in_rounds([*renders, dot])
+        for (label, _), cmd, samples in zip(builds, renders, rendered):
+            rows.append((f"{label}render {name}, SVG", " ".join(cmd), medians(samples)))
+            rows.append((f"  {label}ratio render {name} / Graphviz alone, median of pairs", "",
+                         statistics.median(r[0] / d[0] for r, d in zip(samples, dotted))))
+            rows.append((f"  {label}share of render {name} outside Graphviz, median of pairs", "",
+                         statistics.median(max(0.0, r[0] - d[0]) / r[0] for r, d in zip(samples, dotted))))
+        rows.append((f"Graphviz `dot -Tsvg` on that DOT", " ".join(dot), medians(dotted)))
+    for name, target, extra in (("impact postgres-01 (json)", "postgres-01", []),
+                                ("impact postgres (role, json)", "postgres", ["--group-by", "role"])):
+        cmds = [[binary, "impact", target, *db, *extra, "--format", "json"] for _, binary in builds]
+        timings = in_rounds(cmds)
+        for (label, _), cmd, samples in zip(builds, cmds, timings):
+            rows.append((f"{label}{name}", " ".join(cmd), medians(samples)))
+        if args.baseline:
+            rows.append((f"  ratio {name} / baseline, median of pairs", "",
+                         statistics.median(n[0] / b[0] for n, b in zip(*timings))))
 
     print(f"| what | command | wall, median of {args.runs} | CPU |")
     print("|---|---|---|---|")
