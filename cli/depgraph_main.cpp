@@ -196,8 +196,9 @@ int run(int argc, char** argv) {
             ->required();
         add_inputs(*cmd, walk_args->graph.inputs, "30d");
         add_graph_options(*cmd, walk_args->graph);
+        // 1 or more: the walk's own 0 means no limit, which a user asking for 0 hops would not expect.
         cmd->add_option("--depth", walk_args->depth, "how many hops to follow (default: all)")
-            ->check(WholeNumberValidator(0));
+            ->check(WholeNumberValidator(1));
         add_file_format(*cmd, walk_args->graph.inputs, kWalkFormats);
         cmd->add_option("-o,--output", walk_args->output, "output file, '-' for standard output")
             ->capture_default_str();

@@ -84,7 +84,8 @@ TEST_CASE("usage errors exit 2 with one line") {
     }
     // Counts out of range are said in words (CLI11's own checks print 0 to 1.8e308 in full).
     for (const auto& [args, error] : std::vector<std::pair<std::vector<std::string>, std::string>>{
-             {{"impact", "x", "--depth", "-1"}, "--depth: expected a whole number of at least 0, not '-1'"},
+             {{"impact", "x", "--depth", "-1"}, "--depth: expected a whole number of at least 1, not '-1'"},
+             {{"impact", "x", "--depth", "0"}, "--depth: expected a whole number of at least 1, not '0'"},
              {{"impact", "x", "--depth", "99999999999"},
               "--depth: expected a whole number of at most 2147483647, not '99999999999'"},
              {{"render", "-o", "-", "--layout-timeout", "0"},
