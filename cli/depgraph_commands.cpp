@@ -137,21 +137,33 @@ RenderOptions render_options(const GraphOptions& graph, std::string title) {
     return options;
 }
 
-// --format, or else the output's extension (.txt for a table, .gv for DOT);
-// none, or '-': the first of `formats`. An extension that names none of them
-// is an error: `render -o fleet.pdf` is not an SVG file called fleet.pdf.
+// The extensions a written file's format follows, and the format each names.
+constexpr std::pair<std::string_view, std::string_view> kExtensions[] = {
+    {".svg", "svg"}, {".png", "png"}, {".json", "json"}, {".dot", "dot"}, {".gv", "dot"}, {".txt", "table"}};
+
+// --format, or else the output's extension; none, or '-': the first of
+// `formats`. An extension that names none of them is an error: `render -o
+// fleet.pdf` is not an SVG file called fleet.pdf.
 Result<std::string> format_from(const std::string& output, const std::string& given,
                                 const std::vector<std::string>& formats) {
     if (!given.empty()) return given;
     std::string ext = std::filesystem::path(output).extension().string();
     if (ext.empty()) return formats[0];
     std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-    std::string format = ext == ".gv" ? "dot" : ext == ".txt" ? "table" : ext.substr(1);
-    if (std::find(formats.begin(), formats.end(), format) != formats.end()) return format;
-    std::string accepted;
-    for (const auto& f : formats) {
+    for (const auto& [extension, format] : kExtensions) {
+        if (ext == extension && std::find(formats.begin(), formats.end(), format) != formats.end()) {
+            return std::string(format);
+        }
+    }
+    std::string accepted;  // ".txt, .json, .svg, .dot/.gv": each format's extensions, in the formats' order
+    for (const auto& format : formats) {
         accepted += accepted.empty() ? "" : ", ";
-        accepted += f == "table" ? ".txt" : f == "dot" ? ".dot/.gv" : "." + f;
+        bool first = true;
+        for (const auto& [extension, named] : kExtensions) {
+            if (named != format) continue;
+            accepted += (first ? "" : "/") + std::string(extension);
+            first = false;
+        }
     }
     return Error{"cannot tell the format from the extension of " + printable(output) + ": use " + accepted +
                  ", or --format"};

@@ -72,7 +72,7 @@ Result<Target> resolve_target(const Graph& graph, const std::string& text, const
     bool found = select([&](const Node& n) { return n.id == name; }) ||
                  select([&](const Node& n) {
                      if (n.kind == NodeKind::external) return false;
-                     return std::any_of(hosts.begin(), hosts.end(), [&](auto h) { return n.members.count(std::string(h)); });
+                     return std::any_of(hosts.begin(), hosts.end(), [&](auto h) { return n.members.count(h) > 0; });
                  }) ||
                  select([&](const Node& n) {
                      return n.kind != NodeKind::external && roles.role_of(n.host) == name;

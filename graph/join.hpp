@@ -2,7 +2,6 @@
 // incoming half recorded by the host that owned the address at the time.
 #pragma once
 
-#include <map>
 #include <set>
 #include <string>
 #include <string_view>

@@ -27,7 +27,7 @@ struct Node {
     std::string process;  // empty unless grouped by process
     std::string name;     // an external address's name in /etc/hosts, if any
     std::set<int> ports;  // ports it accepts on (those its incoming edges use)
-    std::set<std::string> members;  // the agent hosts folded into this node (settle() fills in the host)
+    std::set<std::string, std::less<>> members;  // the agent hosts folded into this node (settle() fills in the host)
 };
 
 struct Traffic {

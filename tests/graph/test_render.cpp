@@ -215,10 +215,9 @@ TEST_CASE("a client that calls one service on two ports draws two edges, one per
     CHECK(run_depgraph({"render", "--db", path, "-o", "-", "--format", "json"}).json()["edges"].size() == 2);
     auto svg = run_depgraph({"render", "--db", path, "-o", "-", "--format", "svg"});
     REQUIRE(svg.exit_code == 0);
+    const std::string edge_group = "class=\"edge\"";  // Graphviz's <g> of one drawn edge
     size_t drawn = 0;
-    for (size_t at = svg.out.find("class=\"edge\""); at != std::string::npos; at = svg.out.find("class=\"edge\"", at + 1)) {
-        drawn++;
-    }
+    for (size_t at = svg.out.find(edge_group); at != std::string::npos; at = svg.out.find(edge_group, at + 1)) drawn++;
     CHECK(drawn == 2);
     auto texts = parse_svg(svg.out);
     CHECK(texts.has_text(":80 (3)"));

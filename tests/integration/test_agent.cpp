@@ -479,4 +479,3 @@ TEST_CASE("sixteen edges taking turns in an eight-entry cache: every count exact
     }
     CHECK(count(*d, "SELECT coalesce(sum(value), 0) FROM losses") == 0);
 }
-

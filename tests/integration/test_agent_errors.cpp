@@ -120,4 +120,3 @@ TEST_CASE("--once records what is open at that moment, from both ends, and exits
     REQUIRE(*runs->step());
     CHECK(runs->column_int(0) == 1);
 }
-

@@ -35,7 +35,6 @@ using depgraph::test::run_command;
 using depgraph::test::socket_address;
 using depgraph::test::TestNetns;
 
-
 namespace {
 
 using Clock = std::chrono::steady_clock;

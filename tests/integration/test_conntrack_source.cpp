@@ -156,4 +156,3 @@ TEST_CASE("with --source ebpf, a failed BPF load points to --source conntrack") 
     CHECK(out.exit_code == 1);
     CHECK(out.err.find("(or use --source conntrack)\n") != std::string::npos);
 }
-

@@ -78,4 +78,3 @@ TEST_CASE("--scope host: connections between containers are drawn between the co
     }
     CHECK(matched == 1);
 }
-

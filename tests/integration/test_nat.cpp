@@ -184,4 +184,3 @@ TEST_CASE("a burst that overflows a small netlink buffer is counted, resynchroni
     CHECK(count(*c, "SELECT sum(flows) FROM nat_translations WHERE dialled_addr = '198.18.5.5' AND "
                     "server_addr = '198.18.0.2' AND server_port = 8080") == kBurst);
 }
-

@@ -35,7 +35,6 @@ using namespace depgraph;
 using depgraph::test::socket_address;
 using depgraph::test::TestNetns;
 
-
 namespace {
 
 constexpr uint32_t kAllStates = ~0u;
