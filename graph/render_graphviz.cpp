@@ -59,10 +59,16 @@ bool has_cycle(const Graph& graph) {
     return removed < graph.nodes.size();
 }
 
-// Graphviz reads backslash sequences (\N, \G, \l) in labels: a name must not.
+// Graphviz reads backslash sequences (\N, \G, \l) in labels: a name must
+// not. XML 1.0 has no way to write most control characters, not even as
+// references: one in a name would make the whole SVG unreadable.
 std::string label_text(std::string_view text) {
     std::string out;
     for (char c : valid_utf8(text)) {
+        if ((c >= 0 && c < 0x20) || c == 0x7f) {
+            out += kReplacementCharacter;
+            continue;
+        }
         if (c == '\\') out += '\\';
         out += c;
     }

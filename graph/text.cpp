@@ -19,7 +19,7 @@ std::string valid_utf8(std::string_view text) {
     for (size_t i = 0; i < text.size();) {
         size_t length = utf8_sequence_length(text, i);
         if (length == 0) {
-            out += "\xef\xbf\xbd";
+            out += kReplacementCharacter;
             i++;
         } else {
             out.append(text.substr(i, length));

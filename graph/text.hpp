@@ -11,6 +11,8 @@ namespace depgraph {
 // Length of the valid UTF-8 sequence starting at text[i], or 0 if there is none.
 size_t utf8_sequence_length(std::string_view text, size_t i);
 
+inline constexpr std::string_view kReplacementCharacter = "\xef\xbf\xbd";  // U+FFFD in UTF-8
+
 // The text with every invalid byte replaced by U+FFFD.
 std::string valid_utf8(std::string_view text);
 

@@ -129,12 +129,15 @@ TEST_CASE("hostile process and host names stay text in SVG, DOT, JSON and tables
     const std::string graphviz_escapes = "\\N\\G\\l{x|y}";
     const std::string cut_utf8 = "caf\xc3";  // comm cut in the middle of 'é'
     const std::string host = "<b>h&st</b>";
+    // prctl(PR_SET_NAME) takes any bytes: XML 1.0 cannot carry these at all.
+    const std::string controls = std::string("bell\x01\x1b[31m") + '\x7f';
     {
         HostDb h(dir.file("evil.db"), host);
         h.address("198.18.2.1", kT0, kT0 + 60);
         h.bucket(h.edge("out", script, "198.18.2.1", "198.18.2.2", 80), kT0, {.connects = 1});
         h.bucket(h.edge("in", graphviz_escapes, "198.18.2.1", "198.18.2.3", 81), kT0, {.accepts = 1});
         h.bucket(h.edge("in", cut_utf8, "198.18.2.1", "198.18.2.4", 82), kT0, {.accepts = 1});
+        h.bucket(h.edge("in", controls, "198.18.2.1", "198.18.2.5", 83), kT0, {.accepts = 1});
     }
     std::vector<std::string> dbs{dir.file("evil.db")};
 
@@ -145,6 +148,12 @@ TEST_CASE("hostile process and host names stay text in SVG, DOT, JSON and tables
     CHECK(svg.has_text(graphviz_escapes));
     CHECK(svg.has_text(host));
     CHECK(svg.has_text("caf\xef\xbf\xbd"));
+    CHECK(svg.has_text("bell\xef\xbf\xbd\xef\xbf\xbd[31m\xef\xbf\xbd"));
+    // and the impact subgraph, whose title also carries the target as typed
+    auto impact_svg = run_depgraph({"impact", host + "/" + controls, "--since", "2025-01-01", "--format", "svg",
+                                    "--db", dbs[0]});
+    REQUIRE(impact_svg.exit_code == 0);
+    CHECK(parse_svg(impact_svg.out).has_text(host + "/bell\xef\xbf\xbd\xef\xbf\xbd[31m\xef\xbf\xbd"));
     CHECK(std::count(svg.elements.begin(), svg.elements.end(), "script") == 0);
     CHECK(std::count(svg.elements.begin(), svg.elements.end(), "b") == 0);
 
