@@ -1,6 +1,7 @@
 #include "graph/join.hpp"
 
 #include <algorithm>
+#include <deque>
 #include <map>
 #include <tuple>
 
@@ -29,13 +30,12 @@ std::set<std::string> vias(const EdgeRecord& e) {
 struct Bundle {
     std::vector<const EdgeRecord*> outgoing;
     std::vector<const EdgeRecord*> incoming;
-    // An outgoing half also belongs to another service host (its address
-    // changed owner within the window): only the services' counts can tell
-    // the two apart.
-    bool shared = false;
 };
 using BundleKey = std::tuple<std::string_view, std::string_view, int>;  // client host, service host, port
 using HostPort = std::pair<std::string_view, int>;
+// One side's view of the connections between two addresses on a port: host,
+// outgoing, port, its own address, the other's.
+using Pair = std::tuple<std::string_view, bool, int, std::string_view, std::string_view>;
 
 // The join's keys are views of the records' text, hashed by content. The
 // graph comes out in its own order (Graph::settle), whatever order the
@@ -49,7 +49,23 @@ struct KeyHash {
         auto& [client, service, port] = k;
         return mix(operator()(HostPort{client, port}), std::hash<std::string_view>{}(service));
     }
+    size_t operator()(const Pair& k) const {
+        auto& [host, outgoing, port, local, remote] = k;
+        size_t h = mix(operator()(HostPort{host, port}), std::hash<std::string_view>{}(local));
+        return mix(mix(h, std::hash<std::string_view>{}(remote)), outgoing);
+    }
+    size_t operator()(const std::pair<Pair, std::string_view>& k) const {
+        return mix(operator()(k.first), std::hash<std::string_view>{}(k.second));
+    }
 };
+
+// What one side counted: connections established, from its point of view.
+int64_t connections_of(const EdgeRecord& e) { return e.outgoing() ? e.connects : e.accepts; }
+
+// The pair as the other side records it.
+Pair seen_from(std::string_view far_host, const EdgeRecord& e) {
+    return {far_host, !e.outgoing(), e.port, e.remote_addr, e.local_addr};
+}
 
 class Joiner {
 public:
@@ -60,15 +76,32 @@ public:
         }
     }
 
-    // Incoming halves first, so that an outgoing half whose address had two
-    // owners in the window can go to the ones that saw it arrive.
+    // A half whose far address belonged to one host goes whole to that
+    // host's bundle. One whose address changed owner within its span (a
+    // client's address re-used by another client, a service's moved) is
+    // split among the owners by what each of them counted of it, less what
+    // the halves with a single owner already explain: placed after those.
     void run() {
+        std::vector<std::pair<const EdgeRecord*, std::set<std::string_view>>> shared;
+        std::vector<std::pair<const EdgeRecord*, std::string_view>> single;
+        single.reserve(records_.edges.size());
         for (const auto& e : records_.edges) {
-            if (!e.outgoing()) place_incoming(e);
+            auto far = far_hosts(e);
+            if (far.empty()) {
+                place_external(e);
+            } else if (far.size() == 1) {
+                place(e, *far.begin());
+                single.emplace_back(&e, *far.begin());
+            } else {
+                shared.emplace_back(&e, std::move(far));
+            }
         }
-        for (const auto& e : records_.edges) {
-            if (e.outgoing()) place_outgoing(e);
+        if (!shared.empty()) {
+            // Rare (addresses re-used within the window): the sums are built only then.
+            for (const auto& e : records_.edges) counted_[pair_of(e)] += connections_of(e);
+            for (const auto& [e, far] : single) placed_[{pair_of(*e), far}] += connections_of(*e);
         }
+        for (const auto& [e, far] : shared) place_shared(*e, far);
         for (const auto& [key, bundle] : bundles_) join(key, bundle);
     }
 
@@ -88,38 +121,51 @@ private:
         return owners;
     }
 
-    void place_outgoing(const EdgeRecord& e) {
-        auto servers = far_hosts(e);
-        if (servers.empty()) {
-            size_t client = process_node(e.host, e.process, NodeKind::client);
-            size_t external = graph_.node(e.remote_addr, NodeKind::external, e.remote_addr, "");
-            graph_.connect(client, external, e.port, client_side(e), false, vias(e));
-            return;
-        }
-        if (servers.size() > 1) {
-            std::set<std::string_view> answered;
-            for (const auto& server : servers) {
-                auto it = bundles_.find({e.host, server, e.port});
-                if (it != bundles_.end() && !it->second.incoming.empty()) answered.insert(server);
-            }
-            if (!answered.empty()) servers = answered;
-        }
-        for (const auto& server : servers) {
-            auto& bundle = bundles_[{e.host, server, e.port}];
-            bundle.outgoing.push_back(&e);
-            bundle.shared = bundle.shared || servers.size() > 1;
+    static Pair pair_of(const EdgeRecord& e) { return {e.host, e.outgoing(), e.port, e.local_addr, e.remote_addr}; }
+
+    void place(const EdgeRecord& e, std::string_view far) {
+        if (e.outgoing()) {
+            bundles_[{e.host, far, e.port}].outgoing.push_back(&e);
+        } else {
+            bundles_[{far, e.host, e.port}].incoming.push_back(&e);
         }
     }
 
-    void place_incoming(const EdgeRecord& e) {
-        auto clients = far_hosts(e);
-        if (clients.empty()) {
-            size_t external = graph_.node(e.remote_addr, NodeKind::external, e.remote_addr, "");
+    void place_external(const EdgeRecord& e) {
+        size_t external = graph_.node(e.remote_addr, NodeKind::external, e.remote_addr, "");
+        if (e.outgoing()) {
+            size_t client = process_node(e.host, e.process, NodeKind::client);
+            graph_.connect(client, external, e.port, client_side(e), false, vias(e));
+        } else {
             size_t service = process_node(e.host, e.process, NodeKind::service);
             graph_.connect(external, service, e.port, service_side(e), false);
+        }
+    }
+
+    void place_shared(const EdgeRecord& e, const std::set<std::string_view>& far) {
+        std::vector<std::string_view> owners(far.begin(), far.end());
+        std::vector<int64_t> weights;
+        for (auto owner : owners) {
+            auto counted = counted_.find(seen_from(owner, e));
+            auto placed = placed_.find({pair_of(e), owner});
+            weights.push_back(std::max<int64_t>(0, (counted == counted_.end() ? 0 : counted->second) -
+                                                       (placed == placed_.end() ? 0 : placed->second)));
+        }
+        // No owner's agent counted it: it goes whole to the one that owned
+        // the address longest while it lasted (the first by name on a tie).
+        if (std::all_of(weights.begin(), weights.end(), [](int64_t w) { return w == 0; })) {
+            auto longest = std::max_element(owners.begin(), owners.end(), [&](auto a, auto b) {
+                return book_.time_owned(e.remote_addr, a, e.first_seen, e.last_seen) <
+                       book_.time_owned(e.remote_addr, b, e.first_seen, e.last_seen);
+            });
+            place(e, *longest);
             return;
         }
-        for (const auto& client : clients) bundles_[{client, e.host, e.port}].incoming.push_back(&e);
+        auto parts = split_record(e, weights);
+        for (size_t i = 0; i < owners.size(); i++) {
+            if (weights[i] == 0) continue;
+            place(parts_.emplace_back(parts[i]), owners[i]);
+        }
     }
 
     // The process serving a port on a host: the one that accepted most there,
@@ -157,10 +203,6 @@ private:
             if (!out->via.empty()) via_by_process[out->process].emplace(out->via);
             seen_by_clients.add(client_side(*out));
         }
-        if (bundle.shared) {
-            by_process = {{by_process.begin()->first, seen_by_service}};
-            seen_by_clients = seen_by_service;
-        }
         bool disputed = seen_by_service.connections != seen_by_clients.connections;
         // Keep the larger count: what the clients missed goes to their busiest process.
         auto& top = std::max_element(by_process.begin(), by_process.end(), [](const auto& a, const auto& b) {
@@ -181,6 +223,12 @@ private:
     // A name's accepts on each (host, port): ordered, so that a tie goes to the first name.
     std::unordered_map<HostPort, std::map<std::string_view, int64_t>, KeyHash> listeners_;
     std::unordered_map<BundleKey, Bundle, KeyHash> bundles_;
+    // The split halves' parts, which bundles point into: a deque never moves them.
+    std::deque<EdgeRecord> parts_;
+    // Per pair, what its side counted; per pair and far host, what the halves
+    // with one owner took there.
+    std::unordered_map<Pair, int64_t, KeyHash> counted_;
+    std::unordered_map<std::pair<Pair, std::string_view>, int64_t, KeyHash> placed_;
     std::string id_;  // process_node's buffer
 };
 
@@ -208,6 +256,14 @@ std::set<std::string_view> AddressBook::owners(std::string_view addr) const {
     std::set<std::string_view> hosts;
     for (const auto& a : records_of(addr)) hosts.insert(a.host);
     return hosts;
+}
+
+int64_t AddressBook::time_owned(std::string_view addr, std::string_view host, int64_t from, int64_t to) const {
+    int64_t seconds = 0;
+    for (const auto& a : records_of(addr)) {
+        if (a.host == host) seconds += std::max<int64_t>(0, std::min(a.last_seen, to) - std::max(a.first_seen, from));
+    }
+    return seconds;
 }
 
 bool AddressBook::owned_by(std::string_view addr, std::string_view host) const {

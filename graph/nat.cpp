@@ -31,34 +31,12 @@ bool overlaps(const TranslationRecord& t, const EdgeRecord& e) {
     return t.first_seen <= e.last_seen + kTimeSlack && t.last_seen >= e.first_seen - kTimeSlack;
 }
 
-// Splits `n` in proportion to `weights`; the remainder goes to the heaviest
-// part, so that the parts always add up to `n`.
-std::vector<int64_t> split(int64_t n, const std::vector<int64_t>& weights) {
-    int64_t total = 0;
-    for (int64_t w : weights) total += w;
-    std::vector<int64_t> parts(weights.size());
-    int64_t given = 0;
-    for (size_t i = 0; i < weights.size(); i++) {
-        parts[i] = total > 0 ? static_cast<int64_t>(static_cast<__int128>(n) * weights[i] / total) : 0;
-        given += parts[i];
-    }
-    auto heaviest = std::max_element(weights.begin(), weights.end()) - weights.begin();
-    parts[static_cast<size_t>(heaviest)] += n - given;
-    return parts;
-}
-
 // The far end of `e` as each of `targets` (address, port), weighted by flows.
 std::vector<EdgeRecord> split_edge(const EdgeRecord& e,
                                    const std::map<std::pair<std::string_view, int>, int64_t>& targets) {
     std::vector<int64_t> weights;
     for (const auto& [target, weight] : targets) weights.push_back(std::max<int64_t>(weight, 1));
-    std::vector<EdgeRecord> parts(targets.size(), e);
-    for (int64_t EdgeRecord::*counter :
-         {&EdgeRecord::connects, &EdgeRecord::failed, &EdgeRecord::refused, &EdgeRecord::accepts,
-          &EdgeRecord::closes, &EdgeRecord::bytes_sent, &EdgeRecord::bytes_received, &EdgeRecord::open}) {
-        auto shares = split(e.*counter, weights);
-        for (size_t i = 0; i < parts.size(); i++) parts[i].*counter = shares[i];
-    }
+    auto parts = split_record(e, weights);
     size_t i = 0;
     for (const auto& [target, weight] : targets) {
         parts[i].remote_addr = target.first;

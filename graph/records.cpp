@@ -332,6 +332,22 @@ Status read_addresses(Database& db, StringTable& text, std::vector<AddressRecord
     });
 }
 
+// Splits `n` in proportion to `weights`; the remainder goes to the heaviest
+// part, so that the parts always add up to `n`.
+std::vector<int64_t> split(int64_t n, const std::vector<int64_t>& weights) {
+    int64_t total = 0;
+    for (int64_t w : weights) total += w;
+    std::vector<int64_t> parts(weights.size());
+    int64_t given = 0;
+    for (size_t i = 0; i < weights.size(); i++) {
+        parts[i] = total > 0 ? static_cast<int64_t>(static_cast<__int128>(n) * weights[i] / total) : 0;
+        given += parts[i];
+    }
+    auto heaviest = std::max_element(weights.begin(), weights.end()) - weights.begin();
+    parts[static_cast<size_t>(heaviest)] += n - given;
+    return parts;
+}
+
 }  // namespace
 
 WindowDays split_into_days(const Window& window) {
@@ -360,6 +376,17 @@ std::unordered_map<const char*, uint32_t> StringTable::ranks() const {
     rank.reserve(sorted.size());
     for (size_t i = 0; i < sorted.size(); i++) rank.emplace(sorted[i].data(), static_cast<uint32_t>(i));
     return rank;
+}
+
+std::vector<EdgeRecord> split_record(const EdgeRecord& e, const std::vector<int64_t>& weights) {
+    std::vector<EdgeRecord> parts(weights.size(), e);
+    for (int64_t EdgeRecord::*counter :
+         {&EdgeRecord::connects, &EdgeRecord::failed, &EdgeRecord::refused, &EdgeRecord::accepts,
+          &EdgeRecord::closes, &EdgeRecord::bytes_sent, &EdgeRecord::bytes_received, &EdgeRecord::open}) {
+        auto shares = split(e.*counter, weights);
+        for (size_t i = 0; i < parts.size(); i++) parts[i].*counter = shares[i];
+    }
+    return parts;
 }
 
 Result<Records> load_records(const std::vector<std::string>& db_paths, const Window& window) {

@@ -111,6 +111,11 @@ struct Records {
     StringTable text;  // what the records' views look at
 };
 
+// Copies of `e`, one per weight, with each counter split in proportion to
+// the weights (at least one of them positive): the parts of a counter add up
+// to it exactly, the remainder going to the heaviest part.
+std::vector<EdgeRecord> split_record(const EdgeRecord& e, const std::vector<int64_t>& weights);
+
 // Reads every database read-only. The same edge found in two databases (a
 // host's own file and a merged one that contains it) is one edge: each counter
 // takes the larger value, never the sum, as `depgraph merge` does per bucket.

@@ -2,6 +2,8 @@
 // and the names that external addresses take from /etc/hosts.
 #include <catch2/catch.hpp>
 
+#include <set>
+
 #include "graph/host_names.hpp"
 #include "tests/graph/fixture_db.hpp"
 #include "tests/graph/small_fleet.hpp"
@@ -130,6 +132,71 @@ TEST_CASE("a re-used address joins the host that owned it when the connection wa
     CHECK(recent["edges"][0]["connections"] == 3);
     CHECK(recent["edges"][0]["disputed"] == false);
     CHECK(recent["window"]["since"] == "2025-11-26T01:30:00Z");
+}
+
+TEST_CASE("a client's address re-used by another client: the service's half is split by what each counted") {
+    TempDir dir;
+    const int64_t later = kT0 + 4200;
+    {
+        HostDb server(dir.file("srv.db"), "srv-01");
+        server.address("198.18.0.1", kT0, later + 3600);
+        auto in = server.edge("in", "nginx", "198.18.0.1", "198.18.0.2", 80);
+        server.bucket(in, kT0, {.accepts = 10, .bytes_received = 1000});
+        server.bucket(in, later, {.accepts = 20, .bytes_received = 2000});
+        HostDb first(dir.file("a.db"), "cli-01");
+        first.address("198.18.0.2", kT0, kT0 + 3600);
+        first.bucket(first.edge("out", "curl", "198.18.0.2", "198.18.0.1", 80), kT0,
+                     {.connects = 10, .bytes_sent = 1000});
+        HostDb second(dir.file("b.db"), "cli-02");
+        second.address("198.18.0.2", later, later + 3600);
+        second.bucket(second.edge("out", "wget", "198.18.0.2", "198.18.0.1", 80), later,
+                      {.connects = 20, .bytes_sent = 2000});
+    }
+    auto g = render_json({dir.file("srv.db"), dir.file("a.db"), dir.file("b.db")});
+    CHECK(g["edges"].size() == 2);
+    auto curl = find_edge(g, "cli-01/curl", "srv-01/nginx");
+    CHECK(curl["connections"] == 10);
+    CHECK(curl["bytes_sent"] == 1000);
+    CHECK(curl["disputed"] == false);
+    auto wget = find_edge(g, "cli-02/wget", "srv-01/nginx");
+    CHECK(wget["connections"] == 20);
+    CHECK(wget["bytes_sent"] == 2000);
+    CHECK(wget["disputed"] == false);
+}
+
+TEST_CASE("a service's address moved to another host: each client process keeps its own connections") {
+    TempDir dir;
+    const int64_t later = kT0 + 4200;
+    {
+        HostDb client(dir.file("c.db"), "cli-01");
+        client.address("198.18.0.9", kT0, later + 3600);
+        client.bucket(client.edge("out", "alpha", "198.18.0.9", "198.18.0.5", 80), kT0, {.connects = 1});
+        auto zeta = client.edge("out", "zeta", "198.18.0.9", "198.18.0.5", 80);
+        client.bucket(zeta, kT0, {.connects = 500});
+        client.bucket(zeta, later, {.connects = 500});
+        HostDb old_host(dir.file("s1.db"), "srv-01");
+        old_host.address("198.18.0.5", kT0, kT0 + 3600);
+        old_host.bucket(old_host.edge("in", "web", "198.18.0.5", "198.18.0.9", 80), kT0, {.accepts = 501});
+        HostDb new_host(dir.file("s2.db"), "srv-02");
+        new_host.address("198.18.0.5", later, later + 3600);
+        new_host.bucket(new_host.edge("in", "web", "198.18.0.5", "198.18.0.9", 80), later, {.accepts = 500});
+    }
+    std::vector<std::string> dbs{dir.file("c.db"), dir.file("s1.db"), dir.file("s2.db")};
+    auto g = render_json(dbs);
+    CHECK(g["edges"].size() == 3);
+    CHECK(find_edge(g, "cli-01/alpha", "srv-01/web")["connections"] == 1);
+    CHECK(find_edge(g, "cli-01/zeta", "srv-01/web")["connections"] == 500);
+    CHECK(find_edge(g, "cli-01/zeta", "srv-02/web")["connections"] == 500);
+    for (const auto& e : g["edges"]) CHECK(e["disputed"] == false);
+
+    auto impact = run_depgraph({"impact", "srv-01", "--since", "2025-01-01", "--format", "json", "--db", dbs[0],
+                                "--db", dbs[1], "--db", dbs[2]});
+    INFO(impact.out);
+    REQUIRE(impact.exit_code == 0);
+    auto answer = impact.json();
+    std::set<std::string> dependents;
+    for (const auto& d : answer["dependents"]) dependents.insert(d["node"].get<std::string>());
+    CHECK(dependents == std::set<std::string>{"cli-01/alpha", "cli-01/zeta"});
 }
 
 TEST_CASE("group-by host and role fold nodes and sum their edges") {
