@@ -120,15 +120,19 @@ struct IdentityKey {
     }
 };
 
+// Copies of one edge from two files. Copies of a database taken at different
+// times, or a host's file and a merged one, overlap in time: the one holds
+// the other's buckets, and the larger count is right. Files that hold
+// different periods of the edge (an agent whose database was replaced) share
+// no bucket: their counts add up, as `depgraph merge` would add them.
 void fold_duplicate(EdgeRecord& kept, const EdgeRecord& other) {
     if (other.last_seen > kept.last_seen) kept.open = other.open;
-    kept.connects = std::max(kept.connects, other.connects);
-    kept.failed = std::max(kept.failed, other.failed);
-    kept.refused = std::max(kept.refused, other.refused);
-    kept.accepts = std::max(kept.accepts, other.accepts);
-    kept.closes = std::max(kept.closes, other.closes);
-    kept.bytes_sent = std::max(kept.bytes_sent, other.bytes_sent);
-    kept.bytes_received = std::max(kept.bytes_received, other.bytes_received);
+    bool apart = other.first_seen >= kept.last_seen || other.last_seen <= kept.first_seen;
+    for (int64_t EdgeRecord::*counter : {&EdgeRecord::connects, &EdgeRecord::failed, &EdgeRecord::refused,
+                                         &EdgeRecord::accepts, &EdgeRecord::closes, &EdgeRecord::bytes_sent,
+                                         &EdgeRecord::bytes_received}) {
+        kept.*counter = apart ? kept.*counter + other.*counter : std::max(kept.*counter, other.*counter);
+    }
     kept.first_seen = std::min(kept.first_seen, other.first_seen);
     kept.last_seen = std::max(kept.last_seen, other.last_seen);
 }

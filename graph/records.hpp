@@ -116,9 +116,10 @@ struct Records {
 // to it exactly, the remainder going to the heaviest part.
 std::vector<EdgeRecord> split_record(const EdgeRecord& e, const std::vector<int64_t>& weights);
 
-// Reads every database read-only. The same edge found in two databases (a
-// host's own file and a merged one that contains it) is one edge: each counter
-// takes the larger value, never the sum, as `depgraph merge` does per bucket.
+// Reads every database read-only. The same edge found in two databases is
+// one edge: where their copies overlap in time (a host's own file and a
+// merged one that contains it) each counter takes the larger value, as
+// `depgraph merge` does per bucket; copies of different periods add up.
 Result<Records> load_records(const std::vector<std::string>& db_paths, const Window& window);
 
 }  // namespace depgraph

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "agent/edge_store.hpp"
+#include "graph/merge.hpp"
 #include "graph/records.hpp"
 #include "tests/graph/bucket_sums.hpp"
 #include "tests/graph/cli_runner.hpp"
@@ -218,7 +219,7 @@ TEST_CASE("the string table keeps one copy of each text, where it stays when the
     CHECK(rank.at(moved.intern("host-9999-with-a-name-longer-than-sso").data()) < rank.at(first.data()));
 }
 
-TEST_CASE("edges from two files come once each, in identity order, with the larger counts of the two") {
+TEST_CASE("edges from two files come once each, in identity order: the larger count where they overlap, else both") {
     TempDir dir;
     auto a_path = dir.file("a.db"), b_path = dir.file("b.db");
     {
@@ -244,20 +245,28 @@ TEST_CASE("edges from two files come once each, in identity order, with the larg
         other.bucket(busy, kT0, {.connects = 9});
         (void)quiet;
     }
-    auto records = load_records({a_path, b_path}, Window{});
-    REQUIRE(records);
-    std::vector<std::string> lines;
-    for (const auto& e : records->edges) {
-        lines.push_back(std::string(e.host) + " " + std::string(e.direction) + " " + std::string(e.remote_addr) + ":" +
-                        std::to_string(e.port) + " c" + std::to_string(e.connects) + " a" + std::to_string(e.accepts) +
-                        " s" + std::to_string(e.bytes_sent) + " o" + std::to_string(e.open) + " " +
-                        std::to_string(e.first_seen - kT0) + "-" + std::to_string(e.last_seen - kT0));
-    }
+    auto lines_of = [](const std::vector<std::string>& paths) {
+        auto records = load_records(paths, Window{});
+        REQUIRE(records);
+        std::vector<std::string> lines;
+        for (const auto& e : records->edges) {
+            lines.push_back(std::string(e.host) + " " + std::string(e.direction) + " " + std::string(e.remote_addr) +
+                            ":" + std::to_string(e.port) + " c" + std::to_string(e.connects) + " a" +
+                            std::to_string(e.accepts) + " s" + std::to_string(e.bytes_sent) + " o" +
+                            std::to_string(e.open) + " " + std::to_string(e.first_seen - kT0) + "-" +
+                            std::to_string(e.last_seen - kT0));
+        }
+        return lines;
+    };
+    auto lines = lines_of({a_path, b_path});
     CHECK(lines == std::vector<std::string>{
                        "h-01 out 198.18.0.2:21 c9 a0 s0 o0 0-60",
                        "h-02 in 198.18.0.7:5432 c0 a3 s100 o0 60-120",
                        "h-02 out 198.18.0.10:8000 c1 a0 s0 o0 0-60",
-                       // open from the copy with the later last bucket: b's
-                       "h-02 out 198.18.0.9:8000 c5 a0 s0 o7 0-180",
+                       // a's minute and b's share no bucket: both count; open from the later one, b's
+                       "h-02 out 198.18.0.9:8000 c9 a0 s0 o7 0-180",
                    });
+    // the same answer as from the two files merged bucket by bucket
+    REQUIRE(merge_databases(dir.file("ab.db"), {a_path, b_path}));
+    CHECK(lines_of({dir.file("ab.db")}) == lines);
 }
