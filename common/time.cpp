@@ -1,6 +1,7 @@
 #include "common/time.hpp"
 
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 
@@ -64,13 +65,19 @@ Result<int64_t> parse_iso8601(std::string_view text) {
         pos++;
     } else if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {
         int oh = 0, om = 0, used = 0;
-        if (std::sscanf(s.c_str() + pos + 1, "%2d:%2d%n", &oh, &om, &used) != 2 || used != 5) return bad();
+        if (std::sscanf(s.c_str() + pos + 1, "%2d:%2d%n", &oh, &om, &used) != 2 || used != 5 || oh > 23 || om > 59)
+            return bad();
         offset = (s[pos] == '+' ? 1 : -1) * (oh * 3600 + om * 60);
         pos += 6;
     }
     if (pos != s.size()) return bad();
-    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
-        tm.tm_min > 59 || tm.tm_sec > 60)
+    // timegm() would carry an impossible date or time into the next month or day (2026-02-31 becoming
+    // 2026-03-03) instead of refusing it. A leap second (:60) is refused too: Unix time has none.
+    using namespace std::chrono;
+    auto date = year_month_day{year{tm.tm_year}, month{static_cast<unsigned>(tm.tm_mon)},
+                               day{static_cast<unsigned>(tm.tm_mday)}};
+    if (!date.ok() || tm.tm_hour < 0 || tm.tm_hour > 23 || tm.tm_min < 0 || tm.tm_min > 59 || tm.tm_sec < 0 ||
+        tm.tm_sec > 59)
         return bad();
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;

@@ -32,6 +32,20 @@ TEST_CASE("ISO 8601 round trip in UTC") {
     CHECK_FALSE(parse_iso8601("2026-11-26T04:26:38Zjunk").ok());
 }
 
+TEST_CASE("impossible dates and times are refused, not carried into the next month or day") {
+    CHECK(*parse_iso8601("2024-02-29") == 1709164800);  // a leap year
+    CHECK(*parse_iso8601("2026-01-31T23:59:59-23:59") == 1769990339);
+    for (const char* bad : {"2026-02-31", "2026-02-29", "2100-02-29", "2026-04-31", "2026-00-10", "2026-01-00",
+                            "2026-01-01T24:00", "2026-01-01T23:60", "2026-01-01T23:59:60",
+                            "2026-01-01T12:00+24:00", "2026-01-01T12:00-01:60"}) {
+        INFO(bad);
+        auto r = parse_iso8601(bad);
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.error().message == "invalid time '" + std::string(bad) +
+                                       "': expected ISO 8601 like 2026-11-26 or 2026-11-26T04:30:00Z");
+    }
+}
+
 TEST_CASE("a time point is a duration back from now or an absolute time") {
     CHECK(*parse_time_point("1h", 10000) == 6400);
     CHECK(*parse_time_point("2026-11-26T04:26:38Z", 0) == 1795667198);
