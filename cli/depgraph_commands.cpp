@@ -28,15 +28,17 @@ using json = nlohmann::ordered_json;
 Result<Window> window_of(const Inputs& in) {
     Window window;
     int64_t now = unix_now();
-    if (!in.since.empty()) {
-        auto since = parse_time_point(in.since, now);
-        if (!since) return since.error();
-        window.since = *since;
-    }
     if (!in.until.empty()) {
         auto until = parse_time_point(in.until, now);
         if (!until) return until.error();
         window.until = *until;
+    }
+    // The default window ends where the user's does: `impact --until 35d` asks about the 30 days
+    // before that, not about a window that ends before it starts.
+    if (std::string since = in.since.empty() ? in.default_since : in.since; !since.empty()) {
+        auto point = parse_time_point(since, in.since.empty() && window.bounded_until() ? window.until : now);
+        if (!point) return point.error();
+        window.since = *point;
     }
     if (window.since >= window.until) return Error{"--since must be earlier than --until"};
     return window;

@@ -22,6 +22,7 @@ struct Inputs {
     std::vector<std::string> dbs{kDefaultDb};
     std::string since;
     std::string until;
+    std::string default_since;  // without --since: a duration back from --until, or from now (impact, deps)
     std::string format;  // empty: from the output's extension (render, impact, deps)
 };
 

@@ -82,9 +82,9 @@ void add_inputs(CLI::App& cmd, Inputs& in, const std::string& default_since) {
     cmd.add_option("--db", in.dbs, "agent or merged database (repeatable)")->capture_default_str();
     cmd.add_option("--since", in.since,
                    "start of the window: a duration back from now (7d) or ISO 8601 (default: " +
-                       (default_since.empty() ? std::string("everything") : default_since) + ")");
+                       (default_since.empty() ? std::string("everything") : default_since + " before --until") + ")");
     cmd.add_option("--until", in.until, "end of the window: a duration back from now or ISO 8601 (default: now)");
-    in.since = default_since;
+    in.default_since = default_since;
 }
 
 // --format of a command that prints to standard output, `formats` the first by default.

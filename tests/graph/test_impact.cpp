@@ -125,6 +125,20 @@ TEST_CASE("impact defaults to the last 30 days, as a table") {
     CHECK(table.out.find("web-01/app") != std::string::npos);
 }
 
+TEST_CASE("impact with --until alone looks at the 30 days before it") {
+    TempDir dir;
+    auto dbs = write_small_fleet(dir);
+    for (const char* command : {"impact", "deps"}) {
+        INFO(command);
+        std::vector<std::string> args{command, "web-01", "--until", "2025-11-27", "--format", "json"};
+        for (const auto& a : db_args(dbs)) args.push_back(a);
+        auto r = run_depgraph(args);
+        INFO(r.err);
+        REQUIRE(r.exit_code == 0);
+        CHECK(r.json()["window"] == json{{"since", "2025-10-28T00:00:00Z"}, {"until", "2025-11-27T00:00:00Z"}});
+    }
+}
+
 TEST_CASE("impact as svg and dot draws the subgraph with the target highlighted") {
     TempDir dir;
     auto dbs = write_small_fleet(dir);
