@@ -3,6 +3,8 @@
 #include <fnmatch.h>
 
 #include <cctype>
+#include <cerrno>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -20,6 +22,9 @@ std::string strip_trailing_number(const std::string& host) {
 }  // namespace
 
 Result<RoleRules> RoleRules::load(const std::string& path) {
+    // An ifstream opens a directory and reads it as an empty file: no rules, and no error.
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) return errno_error("cannot read roles file " + path, EISDIR);
     std::ifstream in(path);
     if (!in) return errno_error("cannot read roles file " + path, errno);
     std::stringstream text;

@@ -100,3 +100,17 @@ TEST_CASE("usage errors exit 2 with one line") {
     CHECK(window.exit_code == 1);
     CHECK(window.err.find("invalid") != std::string::npos);
 }
+
+TEST_CASE("--roles must name a readable file, not a directory") {
+    TempDir dir;
+    auto dbs = write_small_fleet(dir);
+    for (const auto& [roles, why] : std::vector<std::pair<std::string, std::string>>{
+             {dir.file("missing.roles"), "No such file or directory"}, {dir.path.string(), "Is a directory"}}) {
+        std::vector<std::string> args{"render", "-o", "-", "--format", "json", "--group-by", "role", "--roles", roles};
+        for (const auto& a : db_args(dbs)) args.push_back(a);
+        auto r = run_depgraph(args);
+        CHECK(r.exit_code == 1);
+        CHECK(r.out.empty());
+        CHECK(r.err == "depgraph: error: cannot read roles file " + roles + ": " + why + "\n");
+    }
+}
