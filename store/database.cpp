@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -236,12 +237,14 @@ Status migrate(Database& db) {
 }
 
 // The main file's size in bytes according to its 100-byte header, when the
-// header vouches for it (offset 28 is valid if offset 92 equals the change
-// counter at offset 24). See https://www.sqlite.org/fileformat.html.
+// file is SQLite's and the header vouches for it (offset 28 is valid if
+// offset 92 equals the change counter at offset 24).
+// See https://www.sqlite.org/fileformat.html.
 std::optional<int64_t> header_database_bytes(const std::string& path) {
     unsigned char h[100];
     std::ifstream in(path, std::ios::binary);
     if (!in.read(reinterpret_cast<char*>(h), sizeof h)) return std::nullopt;
+    if (std::memcmp(h, "SQLite format 3", 16) != 0) return std::nullopt;  // 16 bytes: the NUL included
     auto be32 = [&](int at) {
         return static_cast<uint32_t>(h[at]) << 24 | static_cast<uint32_t>(h[at + 1]) << 16 |
                static_cast<uint32_t>(h[at + 2]) << 8 | h[at + 3];
@@ -293,18 +296,19 @@ Result<Database> Database::open_read_only(const std::string& path) {
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) return errno_error("cannot open database " + path, errno);
     if (!S_ISREG(st.st_mode)) return Error{"cannot open database " + path + ": not a regular file"};
+    // The file's own header says how many pages the main file holds (pages
+    // still in the WAL are not counted there); a file shorter than that lost
+    // its tail. Checked before SQLite reads it, which would only call a
+    // truncated file malformed. quick_check would find more, but reads the
+    // whole file on every command; damage inside a page surfaces as an error
+    // when the page is read.
+    if (auto size = header_database_bytes(path); size && static_cast<int64_t>(st.st_size) < *size) {
+        return Error{path + " is damaged: the file is shorter than its header says (truncated?)"};
+    }
     auto handle = open_with(path, SQLITE_OPEN_READONLY);
     if (!handle) return handle.error();
     Database db(std::move(*handle), path);
     if (auto s = check_identity(db, false); !s) return s.error();
-    // A truncated file passes the checks above. The file's own header says
-    // how many pages the main file holds (pages still in the WAL are not
-    // counted there); a file shorter than that lost its tail. quick_check
-    // would find more, but reads the whole file on every command; damage
-    // inside a page surfaces as an error when the page is read.
-    if (auto size = header_database_bytes(path); size && static_cast<int64_t>(st.st_size) < *size) {
-        return Error{path + " is damaged: the file is shorter than its header says (truncated?)"};
-    }
     return db;
 }
 
