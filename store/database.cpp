@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -236,15 +237,21 @@ Status migrate(Database& db) {
     return tx->commit();
 }
 
-// The main file's size in bytes according to its 100-byte header, when the
-// file is SQLite's and the header vouches for it (offset 28 is valid if
-// offset 92 equals the change counter at offset 24).
+// The 100-byte header of an SQLite file; nullopt for a shorter or foreign one.
 // See https://www.sqlite.org/fileformat.html.
-std::optional<int64_t> header_database_bytes(const std::string& path) {
-    unsigned char h[100];
+using FileHeader = std::array<unsigned char, 100>;
+std::optional<FileHeader> sqlite_header(const std::string& path) {
+    FileHeader h;
     std::ifstream in(path, std::ios::binary);
-    if (!in.read(reinterpret_cast<char*>(h), sizeof h)) return std::nullopt;
-    if (std::memcmp(h, "SQLite format 3", 16) != 0) return std::nullopt;  // 16 bytes: the NUL included
+    if (!in.read(reinterpret_cast<char*>(h.data()), h.size())) return std::nullopt;
+    if (std::memcmp(h.data(), "SQLite format 3", 16) != 0) return std::nullopt;  // 16 bytes: the NUL included
+    return h;
+}
+
+// The main file's size in bytes according to its header, when the header
+// vouches for it (offset 28 is valid if offset 92 equals the change counter
+// at offset 24).
+std::optional<int64_t> header_database_bytes(const FileHeader& h) {
     auto be32 = [&](int at) {
         return static_cast<uint32_t>(h[at]) << 24 | static_cast<uint32_t>(h[at + 1]) << 16 |
                static_cast<uint32_t>(h[at + 2]) << 8 | h[at + 3];
@@ -254,6 +261,9 @@ std::optional<int64_t> header_database_bytes(const std::string& path) {
     if (page_size == 1) page_size = 65536;
     return static_cast<int64_t>(be32(28)) * page_size;
 }
+
+// The file format's read version (offset 18) is 2 for a database in WAL mode.
+bool header_says_wal(const FileHeader& h) { return h[18] == 2; }
 
 Result<SqliteDb> open_with(const std::string& path, int flags) {
     sqlite3* raw = nullptr;
@@ -302,13 +312,31 @@ Result<Database> Database::open_read_only(const std::string& path) {
     // truncated file malformed. quick_check would find more, but reads the
     // whole file on every command; damage inside a page surfaces as an error
     // when the page is read.
-    if (auto size = header_database_bytes(path); size && static_cast<int64_t>(st.st_size) < *size) {
+    auto header = sqlite_header(path);
+    if (auto size = header ? header_database_bytes(*header) : std::nullopt;
+        size && static_cast<int64_t>(st.st_size) < *size) {
         return Error{path + " is damaged: the file is shorter than its header says (truncated?)"};
     }
     auto handle = open_with(path, SQLITE_OPEN_READONLY);
     if (!handle) return handle.error();
     Database db(std::move(*handle), path);
-    if (auto s = check_identity(db, false); !s) return s.error();
+    if (auto s = check_identity(db, false); !s) {
+        // Even a read-only connection to a WAL database needs its -wal and -shm
+        // files (https://www.sqlite.org/wal.html#readonly): SQLite creates them
+        // when missing, which takes write access to the directory. Reading
+        // without them (immutable=1, or no locks) is not safe while an agent
+        // may be writing the file, so this is an error that says why.
+        int code = sqlite3_extended_errcode(db.handle());
+        if (header && header_says_wal(*header) &&
+            (code == SQLITE_READONLY_DIRECTORY || code == SQLITE_READONLY_CANTINIT || code == SQLITE_CANTOPEN)) {
+            auto dir = std::filesystem::path(path).parent_path().string();
+            return Error{"cannot read " + path + ": SQLite reads a database in WAL mode through its -wal and -shm "
+                         "files, and cannot create or open them here (" + sqlite3_errmsg(db.handle()) +
+                         "): read it as a user who can write to " + (dir.empty() ? "." : dir) +
+                         ", or copy it with its -wal file somewhere writable"};
+        }
+        return s.error();
+    }
     return db;
 }
 

@@ -47,11 +47,14 @@ inline std::string read_file(const std::string& path) {
     return text.str();
 }
 
-inline CliResult run_depgraph(const std::vector<std::string>& args) {
+// `runner`, if any, is the command that runs depgraph (setpriv, to drop root).
+inline CliResult run_depgraph(const std::vector<std::string>& args, const std::vector<std::string>& runner = {}) {
     const char* binary = std::getenv("DEPGRAPH");
     if (!binary) throw std::runtime_error("DEPGRAPH is not set: run the tests through meson");
     TempDir capture;
-    std::string command = shell_quote(binary);
+    std::string command;
+    for (const auto& r : runner) command += shell_quote(r) + " ";
+    command += shell_quote(binary);
     for (const auto& a : args) command += " " + shell_quote(a);
     command += " >" + capture.file("out") + " 2>" + capture.file("err");
     int status = std::system(command.c_str());

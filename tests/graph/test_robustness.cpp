@@ -1,5 +1,7 @@
 // Bad database files: one clear line, exit 1, never a crash; for every command.
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <filesystem>
@@ -113,4 +115,21 @@ TEST_CASE("--roles must name a readable file, not a directory") {
         CHECK(r.out.empty());
         CHECK(r.err == "depgraph: error: cannot read roles file " + roles + ": " + why + "\n");
     }
+}
+
+TEST_CASE("a WAL database in a directory the reader cannot write is refused with the reason") {
+    TempDir dir;
+    auto db = write_small_fleet(dir)[0];
+    // SQLite creates the -wal and -shm files even to read; root could, so the test reads as nobody.
+    std::vector<std::string> runner;
+    if (geteuid() == 0) runner = {"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"};
+    chmod(dir.path.c_str(), 0555);
+    auto r = run_depgraph({"hosts", "--db", db}, runner);
+    chmod(dir.path.c_str(), 0755);
+    CHECK(r.exit_code == 1);
+    CHECK(r.out.empty());
+    CHECK(r.err == "depgraph: error: cannot read " + db + ": SQLite reads a database in WAL mode through its -wal "
+                   "and -shm files, and cannot create or open them here (attempt to write a readonly database): "
+                   "read it as a user who can write to " + dir.path.string() +
+                   ", or copy it with its -wal file somewhere writable\n");
 }
