@@ -1,10 +1,15 @@
 #include "cli/depgraph_commands.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "cli/depgraph_output.hpp"
 #include "common/time.hpp"
@@ -18,6 +23,7 @@
 #include "graph/nat.hpp"
 #include "graph/records.hpp"
 #include "graph/render_graphviz.hpp"
+#include "store/database.hpp"
 
 namespace depgraph {
 namespace {
@@ -109,16 +115,70 @@ json graph_json(const Graph& graph) {
     return {{"window", window_json(graph.window)}, {"nodes", nodes}, {"edges", edges}};
 }
 
-// "-" is standard output; a file is written whole or reported.
+// All of `bytes`, or false with errno saying why not.
+bool write_all(int fd, std::string_view bytes) {
+    while (!bytes.empty()) {
+        ssize_t written = ::write(fd, bytes.data(), bytes.size());
+        if (written < 0 && errno == EINTR) continue;
+        if (written < 0) return false;
+        bytes.remove_prefix(static_cast<size_t>(written));
+    }
+    return true;
+}
+
+// `path` replaced by a file holding `bytes`, or left as it was: they go to a
+// temporary file beside it, renamed over it once they are all on disk, so a
+// full disk or a size limit never leaves half a file where a whole one was.
+// The file keeps its permissions; a new one gets 0666 less the umask.
+Status replace_file(const std::string& path, const std::string& bytes) {
+    struct stat st {};
+    mode_t mode = 0;
+    if (::stat(path.c_str(), &st) == 0) {
+        mode = st.st_mode & 07777;
+    } else {
+        mode_t umask = ::umask(0);  // the only way to read it; no other thread creates files
+        ::umask(umask);
+        mode = 0666 & ~umask;
+    }
+    std::string temporary = path + ".XXXXXX";
+    UniqueFd fd(::mkostemp(temporary.data(), O_CLOEXEC));
+    if (!fd.valid()) return errno_error("cannot create a temporary file beside " + path, errno);
+    if (::fchmod(fd.get(), mode) != 0 || !write_all(fd.get(), bytes) || ::fsync(fd.get()) != 0 ||
+        ::close(fd.release()) != 0 || ::rename(temporary.c_str(), path.c_str()) != 0) {
+        int err = errno;
+        ::unlink(temporary.c_str());
+        return errno_error("cannot write " + path, err);
+    }
+    return ok_status();
+}
+
+// "-" is standard output. A regular file, or a name that is free, is
+// replaced whole (replace_file). Anything else is written in place, as
+// opening it would: a device (/dev/null), a FIFO, or a symlink, which may be
+// /dev/stdout or point into a directory that is not ours to write in.
 Status write_output(const std::string& output, const std::string& bytes) {
     if (output == "-") {
-        std::cout << bytes << std::flush;
-        return std::cout ? ok_status() : Status(Error{"cannot write to standard output"});
+        if (!write_all(STDOUT_FILENO, bytes)) return errno_error("cannot write to standard output", errno);
+        return ok_status();
     }
-    std::ofstream file(output, std::ios::binary | std::ios::trunc);
-    file << bytes;
-    file.close();
-    if (!file) return errno_error("cannot write " + output, errno);
+    struct stat st {};
+    if (::lstat(output.c_str(), &st) != 0 || S_ISREG(st.st_mode)) return replace_file(output, bytes);
+    UniqueFd fd(::open(output.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC));
+    if (!fd.valid() || !write_all(fd.get(), bytes) || ::close(fd.release()) != 0) {
+        return errno_error("cannot write " + output, errno);
+    }
+    return ok_status();
+}
+
+// -o naming a --db input, or its -wal or -shm file, would replace recorded
+// data with the output: refused before any work.
+Status check_output_spares_inputs(const std::string& output, const Inputs& in) {
+    if (output == "-") return ok_status();
+    for (const auto& db : in.dbs) {
+        if (is_database_file(output, db)) {
+            return Error{"-o " + output + " would overwrite the database " + db + ": choose another output file"};
+        }
+    }
     return ok_status();
 }
 
@@ -190,8 +250,9 @@ Status run_edges(const Inputs& in) {
                             {"first_seen", format_iso8601(e.first_seen)},
                             {"last_seen", format_iso8601(e.last_seen)}});
         }
-        print_json(std::cout, rows);
-        return ok_status();
+        std::ostringstream text;
+        print_json(text, rows);
+        return write_output("-", text.str());
     }
     std::vector<std::vector<std::string>> rows;
     for (const auto& e : records->edges) {
@@ -201,11 +262,12 @@ Status run_edges(const Inputs& in) {
                         std::to_string(e.bytes_sent), std::to_string(e.bytes_received), std::to_string(e.open),
                         format_iso8601(e.first_seen), format_iso8601(e.last_seen)});
     }
-    print_table(std::cout,
+    std::ostringstream table;
+    print_table(table,
                 {"HOST", "DIR", "PROCESS", "LOCAL", "REMOTE", "PORT", "CONNECTS", "FAILED", "ACCEPTS", "SENT",
                  "RECEIVED", "OPEN", "FIRST_SEEN", "LAST_SEEN"},
                 rows);
-    return ok_status();
+    return write_output("-", table.str());
 }
 
 Status run_hosts(const Inputs& in) {
@@ -224,8 +286,9 @@ Status run_hosts(const Inputs& in) {
             rows.push_back({{"host", h.host}, {"edges", h.edges}, {"losses", h.losses},
                             {"last_report_at", optional_time(h.last_report_at)}, {"runs", runs}});
         }
-        print_json(std::cout, rows);
-        return ok_status();
+        std::ostringstream text;
+        print_json(text, rows);
+        return write_output("-", text.str());
     }
     std::vector<std::vector<std::string>> rows;
     for (const auto& h : *hosts) {
@@ -241,8 +304,9 @@ Status run_hosts(const Inputs& in) {
         }
         if (h.runs.empty()) rows.push_back({h.host, "-", "-", "-", "-", std::to_string(h.edges), losses.empty() ? "-" : losses});
     }
-    print_table(std::cout, {"HOST", "RUN_STARTED", "RUN_STOPPED", "LAST_REPORT", "VERSION", "EDGES", "LOSSES"}, rows);
-    return ok_status();
+    std::ostringstream table;
+    print_table(table, {"HOST", "RUN_STARTED", "RUN_STOPPED", "LAST_REPORT", "VERSION", "EDGES", "LOSSES"}, rows);
+    return write_output("-", table.str());
 }
 
 Status run_merge(const std::string& output, const std::vector<std::string>& inputs) {
@@ -255,6 +319,7 @@ Status run_merge(const std::string& output, const std::vector<std::string>& inpu
 }
 
 Status run_render(const RenderArgs& args) {
+    if (auto s = check_output_spares_inputs(args.output, args.graph.inputs); !s) return s;
     auto format = format_from(args.output, args.graph.inputs.format, kRenderFormats);
     if (!format) return format.error();
     auto fleet = load_fleet(args.graph);
@@ -267,6 +332,7 @@ Status run_render(const RenderArgs& args) {
 }
 
 Status run_walk(const WalkArgs& args) {
+    if (auto s = check_output_spares_inputs(args.output, args.graph.inputs); !s) return s;
     auto chosen = format_from(args.output, args.graph.inputs.format, kWalkFormats);
     if (!chosen) return chosen.error();
     const std::string& format = *chosen;

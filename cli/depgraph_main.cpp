@@ -7,6 +7,7 @@
 
 #include <charconv>
 #include <chrono>
+#include <csignal>
 #include <condition_variable>
 #include <cstdio>
 #include <functional>
@@ -234,6 +235,10 @@ int main(int argc, char** argv) {
     // the locking alone cost a tenth of reading a month of rollups. Must come
     // before SQLite's first use.
     sqlite3_config(SQLITE_CONFIG_MULTITHREAD);
+    // Past a file size limit (ulimit -f), a write fails with EFBIG and is
+    // reported, and the half-written temporary file removed, rather than the
+    // signal killing the process with that file left behind.
+    std::signal(SIGXFSZ, SIG_IGN);
     try {
         return depgraph::run(argc, argv);
     } catch (const std::exception& e) {

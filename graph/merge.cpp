@@ -1,7 +1,6 @@
 #include "graph/merge.hpp"
 
 #include <algorithm>
-#include <filesystem>
 #include <map>
 #include <set>
 
@@ -172,9 +171,8 @@ Status rebuild_days(Database& out, const FirstDayTouched& days) {
 }  // namespace
 
 Result<MergeSummary> merge_databases(const std::string& output, const std::vector<std::string>& inputs) {
-    std::error_code ec;
     for (const auto& input : inputs) {
-        if (std::filesystem::equivalent(input, output, ec)) {
+        if (is_database_file(output, input)) {
             return Error{"cannot merge " + input + " into itself: choose another output file"};
         }
     }

@@ -340,6 +340,26 @@ Result<Database> Database::open_read_only(const std::string& path) {
     return db;
 }
 
+bool is_database_file(const std::string& path, const std::string& db) {
+    struct stat target {};
+    bool exists = ::stat(path.c_str(), &target) == 0;
+    // A -wal or -shm file that is not there yet may be by the time the output is written.
+    auto same_name = [&](const std::string& file) {
+        std::error_code a, b;
+        auto name = std::filesystem::weakly_canonical(path, a);
+        return !a && name == std::filesystem::weakly_canonical(file, b) && !b;
+    };
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+        std::string file = db + suffix;
+        struct stat st {};
+        if (exists ? ::stat(file.c_str(), &st) == 0 && st.st_dev == target.st_dev && st.st_ino == target.st_ino
+                   : same_name(file)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 Status Database::exec(std::string_view sql) {
     char* msg = nullptr;
     std::string text(sql);

@@ -48,6 +48,10 @@ private:
     std::string path_;
 };
 
+// Whether writing `path` would overwrite the database `db`: the same file (by
+// device and inode), or its -wal or -shm file; by name for one not there yet.
+bool is_database_file(const std::string& path, const std::string& db);
+
 // A prepared statement with 1-based binds and 0-based columns.
 class Statement {
 public:

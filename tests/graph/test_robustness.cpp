@@ -133,3 +133,75 @@ TEST_CASE("a WAL database in a directory the reader cannot write is refused with
                    "read it as a user who can write to " + dir.path.string() +
                    ", or copy it with its -wal file somewhere writable\n");
 }
+
+TEST_CASE("-o naming a --db input, or its -wal or -shm file, is refused before any work") {
+    TempDir dir;
+    auto dbs = write_small_fleet(dir);
+    const auto& db = dbs[0];
+    // Reading leaves the -wal and -shm files behind; a hard link is the same file by another name.
+    REQUIRE(run_depgraph({"hosts", "--db", db}).exit_code == 0);
+    std::filesystem::create_hard_link(db, dir.file("link.db"));
+    auto before = read_file(db);
+    for (const auto& output : {db, db + "-wal", db + "-shm", dir.file("link.db")}) {
+        for (std::vector<std::string> args : {std::vector<std::string>{"render", "--format", "json"},
+                                              {"impact", "web-01", "--format", "table"}}) {
+            INFO(output << " with " << args[0]);
+            args.insert(args.end(), {"-o", output, "--db", dbs[1], "--db", db});
+            auto r = run_depgraph(args);
+            CHECK(r.exit_code == 1);
+            CHECK(r.err == "depgraph: error: -o " + output + " would overwrite the database " + db +
+                               ": choose another output file\n");
+        }
+    }
+    CHECK(read_file(db) == before);
+}
+
+TEST_CASE("an output file is replaced whole or left as it was") {
+    TempDir dir;
+    auto db = dir.file("scan-01.db");
+    {
+        HostDb h(db, "scan-01");
+        h.run("run-scan-01", kT0, 0, kT0 + 60);
+        for (int i = 0; i < 250; i++) {
+            h.bucket(h.edge("out", "scanner", "198.18.0.1", "203.0.113." + std::to_string(i), 443), kT0, {.connects = 1});
+        }
+    }
+    auto output = dir.file("graph.json");
+    std::ofstream(output) << "the previous graph\n";
+    chmod(output.c_str(), 0640);
+    // Room for SQLite's 32 KiB -shm file, not for the graph: the output's write fails part way (EFBIG).
+    auto r = run_depgraph({"render", "--db", db, "-o", output}, {"prlimit", "--fsize=40960"});
+    CHECK(r.exit_code == 1);
+    CHECK(r.err == "depgraph: error: cannot write " + output + ": File too large\n");
+    CHECK(read_file(output) == "the previous graph\n");
+    for (const auto& file : std::filesystem::directory_iterator(dir.path)) {
+        CHECK(file.path().filename().string().rfind("graph.json.", 0) != 0);  // no temporary file left
+    }
+
+    REQUIRE(run_depgraph({"render", "--db", db, "-o", output}).exit_code == 0);
+    CHECK(read_file(output).rfind("{", 0) == 0);
+    struct stat st {};
+    REQUIRE(stat(output.c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0640);
+
+    mode_t umask_before = umask(027);
+    REQUIRE(run_depgraph({"render", "--db", db, "-o", dir.file("new.json")}).exit_code == 0);
+    umask(umask_before);
+    REQUIRE(stat(dir.file("new.json").c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0640);
+}
+
+TEST_CASE("every command that writes to standard output reports a failed write") {
+    TempDir dir;
+    auto db = write_small_fleet(dir)[0];
+    for (const auto& args : std::vector<std::vector<std::string>>{
+             {"edges"}, {"edges", "--format", "json"}, {"hosts"}, {"hosts", "--format", "json"},
+             {"render", "-o", "-", "--format", "json"}, {"impact", "web-01", "--since", "2025-11-01"}}) {
+        auto with_db = args;
+        with_db.insert(with_db.end(), {"--db", db});
+        auto r = run_depgraph(with_db, {"sh", "-c", "exec \"$0\" \"$@\" >/dev/full"});
+        INFO(args[0]);
+        CHECK(r.exit_code == 1);
+        CHECK(r.err == "depgraph: error: cannot write to standard output: No space left on device\n");
+    }
+}
