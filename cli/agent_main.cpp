@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "agent/agent.hpp"
+#include "cli/path_validator.hpp"
 #include "common/time.hpp"
 #include "version.h"
 
@@ -35,7 +36,9 @@ int main(int argc, char** argv) {
                "to name the owners of connections open at start, and CAP_SYS_ADMIN to enter other namespaces\n"
                "with --scope host), and a kernel with BTF (/sys/kernel/btf/vmlinux).\n"
                "Example: depgraph-agent --db /var/lib/depgraph/depgraph.db; then: depgraph edges --db THAT_FILE");
-    app.add_option("--db", options.db_path, "SQLite database to write")->capture_default_str();
+    app.add_option("--db", options.db_path, "SQLite database to write")
+        ->check(depgraph::PathValidator())
+        ->capture_default_str();
     app.add_option("--flush-interval", flush_interval, "how often to drain the kernel's counters into the database")
         ->check(DurationValidator())
         ->capture_default_str();

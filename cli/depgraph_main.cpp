@@ -19,6 +19,7 @@
 
 #include "cli/depgraph_commands.hpp"
 #include "cli/depgraph_output.hpp"
+#include "cli/path_validator.hpp"
 #include "version.h"
 
 namespace depgraph {
@@ -80,7 +81,9 @@ private:
 };
 
 void add_inputs(CLI::App& cmd, Inputs& in, const std::string& default_since) {
-    cmd.add_option("--db", in.dbs, "agent or merged database (repeatable)")->capture_default_str();
+    cmd.add_option("--db", in.dbs, "agent or merged database (repeatable)")
+        ->check(PathValidator())
+        ->capture_default_str();
     cmd.add_option("--since", in.since,
                    "start of the window: a duration back from now (7d) or ISO 8601 (default: " +
                        (default_since.empty() ? std::string("everything") : default_since + " before --until") + ")");
@@ -124,7 +127,8 @@ void add_graph_options(CLI::App& cmd, GraphOptions& g) {
     cmd.add_option("--group-by", g.group_by, "one node per process, host or role")
         ->check(CLI::IsMember({"process", "host", "role"}))
         ->capture_default_str();
-    cmd.add_option("--roles", g.roles_file, "file of 'PATTERN ROLE' lines (default: hostname without its number)");
+    cmd.add_option("--roles", g.roles_file, "file of 'PATTERN ROLE' lines (default: hostname without its number)")
+        ->check(PathValidator());
     cmd.add_option("--min-connections", g.filters.min_connections,
                    "leave out edges with fewer connection attempts")
         ->check(WholeNumberValidator(0, std::numeric_limits<int64_t>::max()));
@@ -155,15 +159,19 @@ int run(int argc, char** argv) {
 
     Inputs hosts_in;
     auto* hosts = app.add_subcommand("hosts", "each host's agent runs, loss counters and last report");
-    hosts->add_option("--db", hosts_in.dbs, "agent or merged database (repeatable)")->capture_default_str();
+    hosts->add_option("--db", hosts_in.dbs, "agent or merged database (repeatable)")
+        ->check(PathValidator())
+        ->capture_default_str();
     add_format(*hosts, hosts_in, {"table", "json"});
     hosts->callback([&] { command = [&] { return run_hosts(hosts_in); }; });
 
     std::string merge_output;
     std::vector<std::string> merge_inputs;
     auto* merge = app.add_subcommand("merge", "combine databases into one (merging one twice counts it once)");
-    merge->add_option("-o,--output", merge_output, "the merged database (created if missing)")->required();
-    merge->add_option("inputs", merge_inputs, "databases to merge")->required();
+    merge->add_option("-o,--output", merge_output, "the merged database (created if missing)")
+        ->check(PathValidator())
+        ->required();
+    merge->add_option("inputs", merge_inputs, "databases to merge")->check(PathValidator())->required();
     merge->callback([&] {
         command = [&] {
             ProgressLine progress("merging " + std::to_string(merge_inputs.size()) + " databases into " + merge_output);
@@ -175,7 +183,9 @@ int run(int argc, char** argv) {
     auto* render = app.add_subcommand("render", "draw the dependency graph with Graphviz");
     add_inputs(*render, render_args.graph.inputs, "");
     add_graph_options(*render, render_args.graph);
-    render->add_option("-o,--output", render_args.output, "output file, '-' for standard output")->required();
+    render->add_option("-o,--output", render_args.output, "output file, '-' for standard output")
+        ->check(PathValidator())
+        ->required();
     add_file_format(*render, render_args.graph.inputs, kRenderFormats);
     render->add_option("--layout", render_args.layout, "Graphviz engine (default: chosen by the graph's size and shape)")
         ->check(CLI::IsMember({"dot", "sfdp", "neato"}));
@@ -202,6 +212,7 @@ int run(int argc, char** argv) {
             ->check(WholeNumberValidator(1));
         add_file_format(*cmd, walk_args->graph.inputs, kWalkFormats);
         cmd->add_option("-o,--output", walk_args->output, "output file, '-' for standard output")
+            ->check(PathValidator())
             ->capture_default_str();
         cmd->callback([&command, walk_args] { command = [walk_args] { return run_walk(*walk_args); }; });
     }

@@ -145,6 +145,18 @@ TEST_CASE("merge refuses its output as an input, and a bad input leaves no outpu
     CHECK(stat(dir.file("new.db").c_str(), &st) != 0);
 }
 
+TEST_CASE("merge refuses an empty output or input path") {
+    TempDir dir;
+    auto dbs = write_small_fleet(dir);
+    auto no_output = merge("", dbs);
+    CHECK(no_output.exit_code == 2);
+    CHECK(no_output.err == "depgraph: error: --output: expected a path, not an empty string\n");
+    auto no_input = merge(dir.file("fleet.db"), {dbs[0], ""});
+    CHECK(no_input.exit_code == 2);
+    CHECK(no_input.err == "depgraph: error: inputs: expected a path, not an empty string\n");
+    CHECK_FALSE(std::filesystem::exists(dir.file("fleet.db")));
+}
+
 TEST_CASE("reading commands never write to their databases") {
     TempDir dir;
     auto dbs = write_small_fleet(dir);

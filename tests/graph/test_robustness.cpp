@@ -93,7 +93,13 @@ TEST_CASE("usage errors exit 2 with one line") {
              {{"render", "-o", "-", "--layout-timeout", "0"},
               "--layout-timeout: expected a whole number of at least 1, not '0'"},
              {{"render", "-o", "-", "--min-connections", "2.5"},
-              "--min-connections: expected a whole number of at least 0, not '2.5'"}}) {
+              "--min-connections: expected a whole number of at least 0, not '2.5'"},
+             // SQLite would open a temporary database for an empty path
+             {{"edges", "--db", ""}, "--db: expected a path, not an empty string"},
+             {{"hosts", "--db", ""}, "--db: expected a path, not an empty string"},
+             {{"render", "-o", ""}, "--output: expected a path, not an empty string"},
+             {{"impact", "x", "-o", ""}, "--output: expected a path, not an empty string"},
+             {{"deps", "x", "--roles", ""}, "--roles: expected a path, not an empty string"}}) {
         auto r = run_depgraph(args);
         CHECK(r.exit_code == 2);
         CHECK(r.err == "depgraph: error: " + error + "\n");
