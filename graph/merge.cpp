@@ -1,6 +1,10 @@
 #include "graph/merge.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <filesystem>
 #include <map>
 #include <set>
 
@@ -168,6 +172,23 @@ Status rebuild_days(Database& out, const FirstDayTouched& days) {
     return rebuild_edge_days(out, ranges);
 }
 
+// The sources into `output`, in one transaction.
+Result<MergeSummary> merge_into(const std::string& output, std::vector<Database>& sources) {
+    auto out = Database::open_for_write(output);
+    if (!out) return out.error();
+    MergeSummary summary;
+    auto tx = Transaction::begin(*out);
+    if (!tx) return tx.error();
+    FirstDayTouched touched;
+    for (auto& in : sources) {
+        if (auto s = merge_one(in, *out, summary, touched); !s) return s.error();
+        summary.databases++;
+    }
+    if (auto s = rebuild_days(*out, touched); !s) return s.error();
+    if (auto s = tx->commit(); !s) return s.error();
+    return summary;
+}
+
 }  // namespace
 
 Result<MergeSummary> merge_databases(const std::string& output, const std::vector<std::string>& inputs) {
@@ -183,18 +204,17 @@ Result<MergeSummary> merge_databases(const std::string& output, const std::vecto
         if (!db) return db.error();
         sources.push_back(std::move(*db));
     }
-    auto out = Database::open_for_write(output);
-    if (!out) return out.error();
-    MergeSummary summary;
-    auto tx = Transaction::begin(*out);
-    if (!tx) return tx.error();
-    FirstDayTouched touched;
-    for (auto& in : sources) {
-        if (auto s = merge_one(in, *out, summary, touched); !s) return s.error();
-        summary.databases++;
+    // Damage inside an input's pages shows only when they are read, after
+    // the output was created. A new output that the merge then fails to
+    // fill is removed: left, it would read as a fleet with no traffic. One
+    // that was there before keeps what it held (the merge is one transaction).
+    struct stat st {};
+    bool created = ::lstat(output.c_str(), &st) != 0 && errno == ENOENT;
+    auto summary = merge_into(output, sources);
+    if (!summary && created) {
+        std::error_code ec;
+        for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(output + suffix, ec);
     }
-    if (auto s = rebuild_days(*out, touched); !s) return s.error();
-    if (auto s = tx->commit(); !s) return s.error();
     return summary;
 }
 

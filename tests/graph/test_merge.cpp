@@ -145,6 +145,28 @@ TEST_CASE("merge refuses its output as an input, and a bad input leaves no outpu
     CHECK(stat(dir.file("new.db").c_str(), &st) != 0);
 }
 
+TEST_CASE("a merge that fails part way removes the output it created, and only that") {
+    TempDir dir;
+    auto dbs = write_small_fleet(dir);
+    // Header and size intact, pages after the first half damaged: found only once the merge reads them.
+    auto damaged = dir.file("damaged.db");
+    {
+        auto bytes = read_file(dbs[0]);
+        std::fill(bytes.begin() + static_cast<std::ptrdiff_t>(bytes.size() / 2), bytes.end(), '\xff');
+        std::ofstream(damaged, std::ios::binary) << bytes;
+    }
+    auto failed = merge(dir.file("new.db"), {dbs[1], damaged});
+    CHECK(failed.exit_code == 1);
+    CHECK(failed.err ==
+          "depgraph: error: cannot prepare query on " + damaged + ": database disk image is malformed\n");
+    for (const char* suffix : {"", "-wal", "-shm"}) CHECK_FALSE(std::filesystem::exists(dir.file("new.db") + suffix));
+
+    REQUIRE(merge(dir.file("fleet.db"), {dbs[1]}).exit_code == 0);
+    auto before = edges_of({dir.file("fleet.db")});
+    CHECK(merge(dir.file("fleet.db"), {dbs[2], damaged}).exit_code == 1);
+    CHECK(edges_of({dir.file("fleet.db")}) == before);
+}
+
 TEST_CASE("merge refuses an empty output or input path") {
     TempDir dir;
     auto dbs = write_small_fleet(dir);
