@@ -136,9 +136,9 @@ Status replace_file(const std::string& path, const std::string& bytes) {
     if (::stat(path.c_str(), &st) == 0) {
         mode = st.st_mode & 07777;
     } else {
-        mode_t umask = ::umask(0);  // the only way to read it; no other thread creates files
-        ::umask(umask);
-        mode = 0666 & ~umask;
+        mode_t mask = ::umask(0);  // the only way to read it; no other thread creates files
+        ::umask(mask);
+        mode = 0666 & ~mask;
     }
     std::string temporary = path + ".XXXXXX";
     UniqueFd fd(::mkostemp(temporary.data(), O_CLOEXEC));
@@ -163,7 +163,7 @@ Status write_output(const std::string& output, const std::string& bytes) {
     }
     struct stat st {};
     if (::lstat(output.c_str(), &st) != 0 || S_ISREG(st.st_mode)) return replace_file(output, bytes);
-    UniqueFd fd(::open(output.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC));
+    UniqueFd fd(::open(output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666));  // a dangling link's target
     if (!fd.valid() || !write_all(fd.get(), bytes) || ::close(fd.release()) != 0) {
         return errno_error("cannot write " + output, errno);
     }
