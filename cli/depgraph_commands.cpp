@@ -115,17 +115,6 @@ json graph_json(const Graph& graph) {
     return {{"window", window_json(graph.window)}, {"nodes", nodes}, {"edges", edges}};
 }
 
-// All of `bytes`, or false with errno saying why not.
-bool write_all(int fd, std::string_view bytes) {
-    while (!bytes.empty()) {
-        ssize_t written = ::write(fd, bytes.data(), bytes.size());
-        if (written < 0 && errno == EINTR) continue;
-        if (written < 0) return false;
-        bytes.remove_prefix(static_cast<size_t>(written));
-    }
-    return true;
-}
-
 // `path` replaced by a file holding `bytes`, or left as it was: they go to a
 // temporary file beside it, renamed over it once they are all on disk, so a
 // full disk or a size limit never leaves half a file where a whole one was.

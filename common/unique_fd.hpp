@@ -3,7 +3,9 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <memory>
+#include <string_view>
 #include <utility>
 
 namespace depgraph {
@@ -40,5 +42,16 @@ public:
 private:
     int fd_ = -1;
 };
+
+// All of `bytes` written at `fd`'s offset; false, with errno saying why, if not.
+inline bool write_all(int fd, std::string_view bytes) {
+    while (!bytes.empty()) {
+        ssize_t written = ::write(fd, bytes.data(), bytes.size());
+        if (written < 0 && errno == EINTR) continue;
+        if (written < 0) return false;
+        bytes.remove_prefix(static_cast<size_t>(written));
+    }
+    return true;
+}
 
 }  // namespace depgraph

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 
 #include "common/time.hpp"
@@ -214,23 +215,14 @@ Result<std::string> write_dot(Agraph_t* g) {
     return std::string(buffer, size);
 }
 
-// Writes all of `bytes` to the start of `fd`; false: it could not.
-bool write_all(int fd, std::string_view bytes) {
-    for (size_t done = 0; done < bytes.size();) {
-        ssize_t n = pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return false;
-        done += static_cast<size_t>(n);
-    }
-    return true;
-}
-
 // The child's last act: `bytes` into the memory file, `status` into the pipe.
 [[noreturn]] void hand_over(int file, int status_pipe, char status, std::string_view bytes) {
     if (!write_all(file, bytes)) {
         status = '-';
+        std::string why = std::string("cannot hand the rendered file over: ") + std::strerror(errno);
         (void)ftruncate(file, 0);
-        (void)write_all(file, "cannot hand the rendered file over: out of memory");
+        (void)lseek(file, 0, SEEK_SET);
+        (void)write_all(file, why);
     }
     _exit(write(status_pipe, &status, 1) == 1 ? 0 : 1);
 }
