@@ -132,10 +132,11 @@ public:
         if (!losses) return losses.error();
         for (size_t i = 0; i < losses->size(); i++) f.loss_deltas[kLossNames[i]] = (*losses)[i] - reported_losses_[i];
         f.addresses = addresses_;
-        if (auto s = store_.write(f); !s) return s;
+        // From here on `f` holds these counts until they are written.
         reported_losses_ = *losses;
         reported_enobufs_ = enobufs;
-        return ok_status();
+        keep_unwritten(std::move(f));
+        return write_unwritten();
     }
 
     // File descriptors that have conntrack events to read.
@@ -174,9 +175,28 @@ public:
         }
     }
 
+    // A database that stays locked gets this long after a stop signal
+    // before the counts still unwritten are given up (systemd waits 90 s
+    // before it kills a service that does not stop).
+    static constexpr int64_t kStopPatienceS = 60;
+
     Status stop(int64_t now) {
         if (auto s = flush(now, true); !s) return s;
-        return store_.end_run(now);
+        const int64_t deadline = unix_now() + kStopPatienceS;
+        while (!unwritten_.empty() && unix_now() < deadline) {
+            if (auto s = write_unwritten(); !s) return s;
+        }
+        if (!unwritten_.empty()) {
+            return Error{"database " + options_.db_path + " stayed locked by another writer: the counts of its last " +
+                         std::to_string(unwritten_.size()) + " bucket(s) were not written"};
+        }
+        for (;;) {
+            auto ended = store_.end_run(now);
+            if (!ended) return ended.error();
+            if (*ended == Written::yes) return ok_status();
+            if (unix_now() >= deadline) return Error{"database " + options_.db_path + " stayed locked by another "
+                                                     "writer: the run's end was not recorded"};
+        }
     }
 
 private:
@@ -185,6 +205,45 @@ private:
         uint16_t port;
         bool operator<(const ListenerKey& o) const { return std::tie(netns, port) < std::tie(o.netns, o.port); }
     };
+
+    // Another process holding the write lock past the busy timeout is
+    // transient (a backup, an sqlite3 shell): the flush stays in memory, in
+    // order, and is written at the next flush. Flushes of one bucket are
+    // merged, so memory grows with the buckets a lock spans, not the flushes.
+    void keep_unwritten(Flush f) {
+        if (!unwritten_.empty() && unwritten_.back().bucket_start == f.bucket_start) {
+            unwritten_.back().absorb(f);
+        } else {
+            unwritten_.push_back(std::move(f));
+        }
+        // Past the bound the oldest bucket is given up, and that is counted.
+        size_t rows = 0;
+        for (const auto& u : unwritten_) rows += u.rows();
+        while (rows > kMaxUnwrittenRows && unwritten_.size() > 1) {
+            rows -= unwritten_.front().rows();
+            unwritten_[1].loss_deltas["db_locked_rows_dropped"] += unwritten_.front().rows();
+            unwritten_.erase(unwritten_.begin());
+        }
+    }
+
+    Status write_unwritten() {
+        while (!unwritten_.empty()) {
+            auto written = store_.write(unwritten_.front());
+            if (!written) return written.error();
+            if (*written == Written::busy) {
+                if (!db_locked_) {
+                    std::fprintf(stderr, "depgraph-agent: database %s is locked by another writer: keeping the "
+                                 "counts in memory and trying again at each flush\n", options_.db_path.c_str());
+                }
+                db_locked_ = true;
+                return ok_status();
+            }
+            unwritten_.erase(unwritten_.begin());
+        }
+        if (db_locked_) std::fprintf(stderr, "depgraph-agent: database %s is writable again\n", options_.db_path.c_str());
+        db_locked_ = false;
+        return ok_status();
+    }
 
     Result<std::vector<EdgeSample>> drain(bool final) {
         if (tracer_) return tracer_->drain();
@@ -506,6 +565,10 @@ private:
     bool conntrack_available_ = true;
     std::map<NatTranslation, uint64_t> pending_flows_;  // translated flows begun since the last flush
     uint64_t reported_enobufs_ = 0;
+    // About 16 flushes' worth of full edge maps.
+    static constexpr size_t kMaxUnwrittenRows = size_t{16} * 16384;
+    std::vector<Flush> unwritten_;  // oldest first: what a locked database has not taken yet
+    bool db_locked_ = false;        // said on stderr; said again when it clears
     std::vector<NetnsRef> spaces_;            // the traced namespaces, as listed at this flush
     mutable std::set<uint32_t> unreachable_;  // of those, the ones that could not be entered
     mutable std::set<uint32_t> warned_netns_;

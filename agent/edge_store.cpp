@@ -4,6 +4,32 @@
 #include "store/rollup.hpp"
 
 namespace depgraph {
+namespace {
+
+// In WAL mode only taking the write lock (BEGIN IMMEDIATE, or a statement
+// outside a transaction) can find the database busy: another process holds
+// it. Read at once after the failure, before a ROLLBACK resets the code.
+bool locked_by_another_writer(Database& db) {
+    return (sqlite3_extended_errcode(db.handle()) & 0xff) == SQLITE_BUSY;
+}
+
+}  // namespace
+
+void Flush::absorb(const Flush& later) {
+    now = later.now;
+    for (const auto& [edge, c] : later.edges) {
+        auto& mine = edges[edge];
+        mine.sums += c.sums;
+        mine.open = c.open;
+    }
+    for (const auto& [t, c] : later.translations) {
+        auto& mine = translations[t];
+        mine.flows += c.flows;
+        mine.open = c.open;
+    }
+    for (const auto& [name, delta] : later.loss_deltas) loss_deltas[name] += delta;
+    addresses = later.addresses;
+}
 
 Result<EdgeStore> EdgeStore::open(const std::string& path) {
     auto db = Database::open_for_write(path);
@@ -42,16 +68,19 @@ Result<int64_t> EdgeStore::edge_id(const EdgeIdentity& edge, const std::string& 
     return id;
 }
 
-Status EdgeStore::write(const Flush& flush) {
+Result<Written> EdgeStore::write(const Flush& flush) {
     auto s = write_in_transaction(flush);
     // Ids of edges inserted by a rolled-back transaction do not exist.
     if (!s) edge_ids_.clear();
     return s;
 }
 
-Status EdgeStore::write_in_transaction(const Flush& flush) {
+Result<Written> EdgeStore::write_in_transaction(const Flush& flush) {
     auto tx = Transaction::begin(db_);
-    if (!tx) return tx.error();
+    if (!tx) {
+        if (locked_by_another_writer(db_)) return Written::busy;
+        return tx.error();
+    }
     // The same counters go to the bucket and, added up, to the day's rollup.
     constexpr const char* kAddCounters =
         "connects = connects + excluded.connects, failed = failed + excluded.failed, "
@@ -84,11 +113,11 @@ Status EdgeStore::write_in_transaction(const Flush& flush) {
                 stmt->bind(col++, static_cast<int64_t>(v));
             }
             stmt->bind(col, c.open);
-            if (auto s = stmt->run(); !s) return s;
+            if (auto s = stmt->run(); !s) return s.error();
         }
     }
     // The edges' own totals (schema 5) follow their day rows.
-    if (auto s = rebuild_edge_totals(db_, flushed); !s) return s;
+    if (auto s = rebuild_edge_totals(db_, flushed); !s) return s.error();
 
     // An address keeps its row while it stays; one that comes back after a
     // gap gets a new row, so a re-used address is not joined to its old owner.
@@ -106,7 +135,7 @@ Status EdgeStore::write_in_transaction(const Flush& flush) {
         auto& stmt = seen_before ? *extend : *add;
         stmt.bind(1, run_.host).bind(2, static_cast<int64_t>(a.netns)).bind(3, a.addr);
         stmt.bind(4, first_seen).bind(5, flush.now);
-        if (auto s = stmt.run(); !s) return s;
+        if (auto s = stmt.run(); !s) return s.error();
         present.emplace(a, first_seen);
     }
 
@@ -117,7 +146,7 @@ Status EdgeStore::write_in_transaction(const Flush& flush) {
     for (const auto& [name, delta] : flush.loss_deltas) {
         if (!delta) continue;
         loss->bind(1, run_.run_id).bind(2, flush.bucket_start).bind(3, name).bind(4, static_cast<int64_t>(delta));
-        if (auto s = loss->run(); !s) return s;
+        if (auto s = loss->run(); !s) return s.error();
     }
 
     auto nat = db_.prepare(
@@ -131,23 +160,26 @@ Status EdgeStore::write_in_transaction(const Flush& flush) {
         nat->bind(4, flush.bucket_seconds).bind(5, t.client_addr).bind(6, t.nat_addr).bind(7, t.dialled_addr);
         nat->bind(8, static_cast<int64_t>(t.dialled_port)).bind(9, t.server_addr);
         nat->bind(10, static_cast<int64_t>(t.server_port)).bind(11, static_cast<int64_t>(c.flows)).bind(12, c.open);
-        if (auto s = nat->run(); !s) return s;
+        if (auto s = nat->run(); !s) return s.error();
     }
 
     auto report = db_.prepare("UPDATE agent_runs SET last_report_at = ? WHERE run_id = ?");
     if (!report) return report.error();
     report->bind(1, flush.now).bind(2, run_.run_id);
-    if (auto s = report->run(); !s) return s;
-    if (auto s = tx->commit(); !s) return s;
+    if (auto s = report->run(); !s) return s.error();
+    if (auto s = tx->commit(); !s) return s.error();
     address_first_seen_ = std::move(present);
-    return ok_status();
+    return Written::yes;
 }
 
-Status EdgeStore::end_run(int64_t now) {
+Result<Written> EdgeStore::end_run(int64_t now) {
     auto stmt = db_.prepare("UPDATE agent_runs SET stopped_at = ?, last_report_at = ? WHERE run_id = ?");
     if (!stmt) return stmt.error();
     stmt->bind(1, now).bind(2, now).bind(3, run_.run_id);
-    return stmt->run();
+    auto row = stmt->step();
+    if (row) return Written::yes;
+    if (locked_by_another_writer(db_)) return Written::busy;
+    return row.error();
 }
 
 }  // namespace depgraph

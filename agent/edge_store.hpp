@@ -82,7 +82,17 @@ struct Flush {
     std::vector<HostAddress> addresses;
     std::map<NatTranslation, NatCounts> translations;
     std::map<std::string, uint64_t> loss_deltas;  // counter name -> increase since the last flush
+
+    // Takes in a later flush of the same bucket that could not be written
+    // before this one was: counters add up, gauges and addresses are the later's.
+    void absorb(const Flush& later);
+    size_t rows() const { return edges.size() + translations.size(); }
 };
+
+// A write either lands, or finds the database locked by another writer for
+// longer than the busy timeout: then nothing was written, and the same flush
+// can be written later.
+enum class Written { yes, busy };
 
 class EdgeStore {
 public:
@@ -90,14 +100,14 @@ public:
 
     Status begin_run(const AgentRun& run);
     // One transaction: all of it lands or none of it does.
-    Status write(const Flush& flush);
-    Status end_run(int64_t now);
+    Result<Written> write(const Flush& flush);
+    Result<Written> end_run(int64_t now);
 
     Database& database() { return db_; }
 
 private:
     explicit EdgeStore(Database db) : db_(std::move(db)) {}
-    Status write_in_transaction(const Flush& flush);
+    Result<Written> write_in_transaction(const Flush& flush);
     Result<int64_t> edge_id(const EdgeIdentity& edge, const std::string& host);
 
     Database db_;

@@ -479,3 +479,71 @@ TEST_CASE("sixteen edges taking turns in an eight-entry cache: every count exact
     }
     CHECK(count(*d, "SELECT coalesce(sum(value), 0) FROM losses") == 0);
 }
+
+namespace {
+
+// Another process that holds the database's write lock (BEGIN IMMEDIATE) for
+// `hold_ms` from when `locked` fires, as a backup or an sqlite3 shell can.
+ChildProcess hold_write_lock(const std::string& db, Signal& locked, int hold_ms) {
+    return ChildProcess::fork_in("/proc/self/ns/net", "dg-locker", [&db, &locked, hold_ms] {
+        auto d = Database::open_for_write(db);
+        if (!d || !d->exec("BEGIN IMMEDIATE")) return 2;
+        locked.send();
+        usleep(static_cast<useconds_t>(hold_ms) * 1000);
+        return 0;
+    });
+}
+
+size_t occurrences(const std::string& text, const std::string& what) {
+    size_t n = 0;
+    for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) n++;
+    return n;
+}
+
+}  // namespace
+
+// The agent's busy timeout is 5 s: a lock held longer used to end the agent
+// and lose the counts it had drained.
+TEST_CASE("a database locked by another writer for longer than the busy timeout loses no counts") {
+    constexpr uint16_t kPort = 8084;
+    TestNetns host;
+    TempDir dir;
+    std::string db = dir.db("host"), log = (dir.path / "agent.err").string();
+    auto server = ChildProcess::fork_in(host.path(), "dg-server", [] { return accept_and_close(kPort); });
+    auto agent = start_agent(host, "host", db, {}, log);
+    auto connects = [&] {
+        auto d = Database::open_read_only(db);
+        REQUIRE(d.ok());
+        return totals(*d, "out", "dg-dialler", "127.0.0.1", "127.0.0.1", kPort).connects;
+    };
+
+    {  // while running: the counts wait in memory and land once the lock is gone
+        Signal locked;
+        auto locker = hold_write_lock(db, locked, 8000);
+        REQUIRE(locked.wait(5000));
+        REQUIRE(dial(host, "127.0.0.1", kPort, 5).wait_exit(10000) == 0);
+        REQUIRE(locker.wait_exit(15000) == 0);
+        for (int i = 0; i < 100 && connects() < 5; i++) usleep(100000);
+        CHECK(connects() == 5);
+        CHECK(kill(agent.pid(), 0) == 0);
+    }
+    {  // at stop: the last flush waits for the lock instead of giving up
+        Signal locked;
+        auto locker = hold_write_lock(db, locked, 7000);
+        REQUIRE(locked.wait(5000));
+        REQUIRE(dial(host, "127.0.0.1", kPort, 3).wait_exit(10000) == 0);
+        REQUIRE(agent.stop(SIGTERM) == 0);
+        REQUIRE(locker.wait_exit(5000) == 0);
+    }
+    CHECK(connects() == 8);
+    auto d = Database::open_read_only(db);
+    REQUIRE(d.ok());
+    CHECK(count(*d, "SELECT coalesce(sum(value), 0) FROM losses") == 0);
+    CHECK(count(*d, "SELECT count(*) FROM agent_runs WHERE stopped_at IS NOT NULL") == 1);
+    std::ifstream in(log);
+    std::string said((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    INFO(said);
+    // Once per time the lock outlasted the busy timeout, not once per flush.
+    CHECK(occurrences(said, "is locked by another writer") == 2);
+    CHECK(occurrences(said, "error") == 0);
+}
