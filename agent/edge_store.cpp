@@ -4,17 +4,6 @@
 #include "store/rollup.hpp"
 
 namespace depgraph {
-namespace {
-
-// In WAL mode only taking the write lock (BEGIN IMMEDIATE, or a statement
-// outside a transaction) can find the database busy: another process holds
-// it. Read at once after the failure, before a ROLLBACK resets the code.
-bool locked_by_another_writer(Database& db) {
-    return (sqlite3_extended_errcode(db.handle()) & 0xff) == SQLITE_BUSY;
-}
-
-}  // namespace
-
 void Flush::absorb(const Flush& later) {
     now = later.now;
     for (const auto& [edge, c] : later.edges) {
@@ -78,7 +67,8 @@ Result<Written> EdgeStore::write(const Flush& flush) {
 Result<Written> EdgeStore::write_in_transaction(const Flush& flush) {
     auto tx = Transaction::begin(db_);
     if (!tx) {
-        if (locked_by_another_writer(db_)) return Written::busy;
+        // In WAL mode only taking the write lock can find the database busy.
+        if (db_.busy()) return Written::busy;
         return tx.error();
     }
     // The same counters go to the bucket and, added up, to the day's rollup.
@@ -178,7 +168,7 @@ Result<Written> EdgeStore::end_run(int64_t now) {
     stmt->bind(1, now).bind(2, now).bind(3, run_.run_id);
     auto row = stmt->step();
     if (row) return Written::yes;
-    if (locked_by_another_writer(db_)) return Written::busy;
+    if (db_.busy()) return Written::busy;
     return row.error();
 }
 

@@ -1,6 +1,7 @@
 #include "store/database.hpp"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <array>
 #include <cerrno>
@@ -13,6 +14,10 @@
 
 namespace depgraph {
 namespace {
+
+// How long a statement waits for another connection's lock before it fails
+// with SQLITE_BUSY.
+constexpr int kBusyTimeoutMs = 5000;
 
 // Version 1. Times are Unix seconds, UTC. Addresses are text (IPv4-mapped
 // IPv6 written as IPv4). A run_id is random so that merging databases from
@@ -218,6 +223,10 @@ Status migrate(Database& db) {
     if (*version == kSchemaVersion) return ok_status();
     auto tx = Transaction::begin(db);
     if (!tx) return tx.error();
+    // Read again under the write lock: two processes that both found a new
+    // file empty take turns here, and the second finds the first's schema.
+    version = pragma_int(db, "user_version");
+    if (!version) return version.error();
     for (int64_t v = *version; v < kSchemaVersion; v++) {
         if (auto s = db.exec(kMigrations[v]); !s) return s;
     }
@@ -274,7 +283,7 @@ Result<SqliteDb> open_with(const std::string& path, int flags) {
         return Error{"cannot open database " + path + ": " + why};
     }
     sqlite3_extended_result_codes(raw, 1);
-    sqlite3_busy_timeout(raw, 5000);
+    sqlite3_busy_timeout(raw, kBusyTimeoutMs);
     return db;
 }
 
@@ -290,12 +299,27 @@ Result<Database> Database::open_for_write(const std::string& path) {
     auto handle = open_with(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
     if (!handle) return handle.error();
     Database db(std::move(*handle), path);
-    if (auto s = check_identity(db, true); !s) return s.error();
+    // Its reads as one snapshot: another process may be creating the schema
+    // of the same new file right now, and must be seen before or after.
+    if (auto s = db.exec("BEGIN"); !s) return s.error();
+    auto identity = check_identity(db, true);
+    (void)db.exec(identity ? "COMMIT" : "ROLLBACK");
+    if (!identity) return identity.error();
     // WAL: readers (depgraph) never block the agent's flushes and vice versa.
+    // The switch takes an exclusive lock without waiting for it (no busy
+    // handler): another process opening the same new file holds it briefly.
     {
         auto mode = db.prepare("PRAGMA journal_mode = WAL");
         if (!mode) return mode.error();
-        if (auto row = mode->step(); !row) return Error{"cannot write database " + path + ": " + row.error().message};
+        for (int waited_ms = 0;; waited_ms += 10) {
+            auto row = mode->step();
+            if (row) break;
+            if (!db.busy() || waited_ms >= kBusyTimeoutMs) {
+                return Error{"cannot write database " + path + ": " + row.error().message};
+            }
+            mode->reset();
+            usleep(10000);
+        }
     }
     if (auto s = db.exec("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON"); !s) return s.error();
     if (auto s = migrate(db); !s) return Error{"cannot set up the schema in " + s.error().message};
@@ -359,6 +383,8 @@ bool is_database_file(const std::string& path, const std::string& db) {
     }
     return false;
 }
+
+bool Database::busy() const { return (sqlite3_extended_errcode(db_.get()) & 0xff) == SQLITE_BUSY; }
 
 Status Database::exec(std::string_view sql) {
     char* msg = nullptr;

@@ -38,6 +38,9 @@ public:
     Result<Statement> prepare(std::string_view sql);
     // An error naming what failed and SQLite's own words for why.
     Error error(const std::string& what) const;
+    // Whether the last statement failed because another connection held the
+    // lock past the busy timeout. Read it at once: a ROLLBACK resets it.
+    bool busy() const;
 
     sqlite3* handle() const { return db_.get(); }
     const std::string& path() const { return path_; }

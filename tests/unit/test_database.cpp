@@ -1,7 +1,9 @@
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <array>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <vector>
@@ -236,4 +238,40 @@ TEST_CASE("a version 4 database is migrated: each edge gets its lifetime totals,
     auto version = db->prepare("PRAGMA user_version");
     REQUIRE(*version->step());
     CHECK(version->column_int(0) == kSchemaVersion);
+}
+
+// Each process finds the new file empty; the schema must be created once,
+// by whichever takes the write lock first, and found by the others.
+TEST_CASE("processes creating one new database at the same moment all succeed") {
+    constexpr int kRounds = 20, kProcesses = 4;
+    TempDir dir;
+    for (int round = 0; round < kRounds; round++) {
+        auto path = (dir.path / ("race-" + std::to_string(round) + ".db")).string();
+        int go[2];
+        REQUIRE(pipe(go) == 0);
+        std::vector<pid_t> children;
+        for (int i = 0; i < kProcesses; i++) {
+            pid_t pid = fork();
+            REQUIRE(pid >= 0);
+            if (pid == 0) {
+                char c;
+                ::close(go[1]);
+                (void)!::read(go[0], &c, 1);  // all start when the pipe closes
+                auto db = Database::open_for_write(path);
+                if (!db) std::fprintf(stderr, "%s\n", db.error().message.c_str());
+                _exit(db ? 0 : 1);
+            }
+            children.push_back(pid);
+        }
+        ::close(go[0]);
+        ::close(go[1]);
+        int failed = 0;
+        for (pid_t pid : children) {
+            int status = 0;
+            waitpid(pid, &status, 0);
+            failed += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        }
+        INFO("round " << round);
+        CHECK(failed == 0);
+    }
 }
