@@ -287,9 +287,24 @@ Result<SqliteDb> open_with(const std::string& path, int flags) {
     return db;
 }
 
+// Names SQLite does not take as a file, where whatever is written is gone
+// when the program exits: an unset variable in a unit file must not lose
+// every count without a word.
+std::optional<Error> not_a_file_name(const std::string& path) {
+    if (path.empty()) return Error{"no database path given (an empty name is a temporary database, deleted at exit)"};
+    if (path == ":memory:") return Error{"database :memory: is not a file: nothing would be kept; give a file's path"};
+    // Debian's SQLite reads names that begin with "file:" as URIs.
+    if (path.rfind("file:", 0) == 0 && sqlite3_compileoption_used("USE_URI")) {
+        return Error{"database " + path + " would be taken as an SQLite URI: give a path (./" + path +
+                     " for a file of that name)"};
+    }
+    return std::nullopt;
+}
+
 }  // namespace
 
 Result<Database> Database::open_for_write(const std::string& path) {
+    if (auto e = not_a_file_name(path)) return *e;
     std::error_code ec;
     auto dir = std::filesystem::path(path).parent_path();
     if (!dir.empty() && !std::filesystem::exists(dir, ec)) {

@@ -120,3 +120,16 @@ TEST_CASE("--once records what is open at that moment, from both ends, and exits
     REQUIRE(*runs->step());
     CHECK(runs->column_int(0) == 1);
 }
+
+// An unset variable in a unit file gives --db "": SQLite would take that, and
+// ":memory:" or a "file:" URI, as somewhere that is gone at exit.
+TEST_CASE("a database name that is not a file is refused") {
+    TestNetns ns;
+    for (std::string name : {"", ":memory:", "file:depgraph.db?mode=memory"}) {
+        auto out = run_agent({"--db", name, "--once", "--scope", "netns"}, 0, ns.path());
+        INFO("--db '" << name << "': " << out.err);
+        CHECK(out.exit_code == 1);
+        CHECK(is_one_line(out.err));
+        CHECK(out.err.find("depgraph-agent: error: ") == 0);
+    }
+}
