@@ -301,6 +301,21 @@ std::optional<Error> not_a_file_name(const std::string& path) {
     return std::nullopt;
 }
 
+// SQLite opens a file it may not write read-only without a word, and one it
+// cannot create fails with "unable to open database file"; the file system
+// says why (a read-only mount, permissions). The directory must be writable
+// too: the write-ahead log is created next to the file.
+std::optional<Error> not_writable(const std::string& path, const std::filesystem::path& dir) {
+    if (::access(path.c_str(), F_OK) == 0 && ::access(path.c_str(), W_OK) != 0) {
+        return errno_error("cannot write database " + path, errno);
+    }
+    auto where = dir.empty() ? std::filesystem::path(".") : dir;
+    if (::access(where.c_str(), W_OK) != 0) {
+        return errno_error("cannot write database " + path + ": its directory " + where.string(), errno);
+    }
+    return std::nullopt;
+}
+
 }  // namespace
 
 Result<Database> Database::open_for_write(const std::string& path) {
@@ -311,6 +326,7 @@ Result<Database> Database::open_for_write(const std::string& path) {
         std::filesystem::create_directories(dir, ec);
         if (ec) return Error{"cannot create directory " + dir.string() + ": " + ec.message()};
     }
+    if (auto e = not_writable(path, dir)) return *e;
     auto handle = open_with(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
     if (!handle) return handle.error();
     Database db(std::move(*handle), path);

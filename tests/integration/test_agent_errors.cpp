@@ -133,3 +133,34 @@ TEST_CASE("a database name that is not a file is refused") {
         CHECK(out.err.find("depgraph-agent: error: ") == 0);
     }
 }
+
+namespace {
+
+// A tmpfs of its own, mounted on `dir` and unmounted when the test ends.
+struct TestMount {
+    std::string dir;
+    explicit TestMount(const std::string& d) : dir(d) {
+        run_command({"mount", "-t", "tmpfs", "-o", "size=4m", "depgraph-test", dir});
+    }
+    ~TestMount() { (void)run_captured({"/bin/umount", dir}); }
+    void read_only() { run_command({"mount", "-o", "remount,ro", dir}); }
+};
+
+}  // namespace
+
+TEST_CASE("a database on a read-only file system is named as such, not as a foreign file") {
+    TempDir dir;
+    TestMount mount(dir.path.string());
+    auto existing = (dir.path / "a.db").string(), missing = (dir.path / "b.db").string();
+    REQUIRE(Database::open_for_write(existing).ok());
+    mount.read_only();
+    TestNetns ns;
+    for (const auto& path : {existing, missing}) {
+        auto out = run_agent({"--db", path, "--once", "--scope", "netns"}, 0, ns.path());
+        INFO(out.err);
+        CHECK(out.exit_code == 1);
+        CHECK(is_one_line(out.err));
+        CHECK(out.err.find("Read-only file system") != std::string::npos);
+        CHECK(out.err.find("not a depgraph database") == std::string::npos);
+    }
+}
