@@ -1,9 +1,15 @@
 #include "agent/edge_store.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
+
+#include <cerrno>
+
 #include "common/address.hpp"
 #include "store/rollup.hpp"
 
 namespace depgraph {
+
 void Flush::absorb(const Flush& later) {
     now = later.now;
     for (const auto& [edge, c] : later.edges) {
@@ -23,7 +29,18 @@ void Flush::absorb(const Flush& later) {
 Result<EdgeStore> EdgeStore::open(const std::string& path) {
     auto db = Database::open_for_write(path);
     if (!db) return db.error();
-    return EdgeStore(std::move(*db));
+    // One agent per database: a second one would count every connection
+    // again. flock, not fcntl: SQLite's own locks on the file are fcntl
+    // locks, which flock leaves alone (on local file systems), and the
+    // kernel drops it however the agent ends.
+    UniqueFd lock(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+    if (!lock.valid()) return errno_error("cannot open database " + path, errno);
+    if (flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK) return errno_error("cannot lock database " + path, errno);
+        return Error{"another depgraph-agent is already writing to " + path +
+                     ": one agent per database (two would count every connection twice)"};
+    }
+    return EdgeStore(std::move(lock), std::move(*db));
 }
 
 Status EdgeStore::begin_run(const AgentRun& run) {

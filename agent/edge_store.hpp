@@ -106,10 +106,14 @@ public:
     Database& database() { return db_; }
 
 private:
-    explicit EdgeStore(Database db) : db_(std::move(db)) {}
+    EdgeStore(UniqueFd writer_lock, Database db) : writer_lock_(std::move(writer_lock)), db_(std::move(db)) {}
     Result<Written> write_in_transaction(const Flush& flush);
     Result<int64_t> edge_id(const EdgeIdentity& edge, const std::string& host);
 
+    // Held for the agent's life. Declared first, so closed after SQLite's
+    // connection: closing a descriptor of the file drops the process's
+    // fcntl locks on it, SQLite's included.
+    UniqueFd writer_lock_;
     Database db_;
     AgentRun run_;
     std::map<EdgeIdentity, int64_t> edge_ids_;

@@ -1,6 +1,7 @@
 // Bad input and failure: each gets one clear line on stderr, a non-zero
 // exit, and no database is created or changed.
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -163,4 +164,39 @@ TEST_CASE("a database on a read-only file system is named as such, not as a fore
         CHECK(out.err.find("Read-only file system") != std::string::npos);
         CHECK(out.err.find("not a depgraph database") == std::string::npos);
     }
+}
+
+TEST_CASE("a second agent on the same database is refused, and the lock goes when the first dies") {
+    constexpr uint16_t kPort = 7001;
+    TempDir dir;
+    auto path = dir.db("host");
+    TestNetns ns;
+    auto server = ChildProcess::fork_in(ns.path(), "dg-server", [] { return accept_and_close(kPort); });
+    auto first = start_agent(ns, "host", path);
+
+    auto second = run_agent({"--db", path, "--once", "--scope", "netns", "--hostname", "host"}, 0, ns.path());
+    INFO(second.err);
+    CHECK(second.exit_code == 1);
+    CHECK(is_one_line(second.err));
+    CHECK(second.err.find("another depgraph-agent is already writing to " + path) != std::string::npos);
+
+    // Counted once, by the first agent alone.
+    REQUIRE(dial(ns, "127.0.0.1", kPort, 10).wait_exit(10000) == 0);
+    auto connects = [&] {
+        auto db = Database::open_read_only(path);
+        REQUIRE(db.ok());
+        return count(*db, "SELECT coalesce(sum(connects), 0) FROM edge_buckets");
+    };
+    for (int i = 0; i < 30 && connects() < 10; i++) usleep(100000);
+    usleep(1500000);  // one more flush, for anything counted late
+    CHECK(connects() == 10);
+    REQUIRE(first.stop(SIGKILL) == -1);
+    // The kernel released the lock with the killed process: a new agent runs.
+    auto third = run_agent({"--db", path, "--once", "--scope", "netns", "--hostname", "host"}, 0, ns.path());
+    INFO(third.err);
+    CHECK(third.exit_code == 0);
+    auto db = Database::open_read_only(path);
+    REQUIRE(db.ok());
+    CHECK(count(*db, "SELECT count(*) FROM agent_runs") == 2);
+    CHECK(count(*db, "SELECT count(*) FROM agent_runs WHERE stopped_at IS NOT NULL") == 1);
 }
