@@ -104,9 +104,11 @@ public:
         Flush f;
         f.now = now;
         f.bucket_seconds = options_.bucket_s;
-        // The data drained at `now` happened in (previous flush, now]; a flush
-        // on a bucket boundary belongs to the bucket that just ended.
-        f.bucket_start = ((now - 1) / options_.bucket_s) * options_.bucket_s;
+        // The data drained at `now` happened since the previous flush. A
+        // scheduled flush runs at a tick: on a bucket boundary, its data is
+        // the bucket's that just ended. The last one (a stop, --once) runs
+        // between ticks, so its data is in the bucket `now` is in.
+        f.bucket_start = ((final ? now : now - 1) / options_.bucket_s) * options_.bucket_s;
         bool listeners_refreshed = false;
         for (const auto& s : *samples) {
             auto edge = identity(s.key, listeners_refreshed);

@@ -547,3 +547,35 @@ TEST_CASE("a database locked by another writer for longer than the busy timeout 
     CHECK(occurrences(said, "is locked by another writer") == 2);
     CHECK(occurrences(said, "error") == 0);
 }
+
+// A stop just after a bucket boundary used to write its counts into the
+// bucket before, over that bucket's open gauge.
+TEST_CASE("the last flush on stop writes into the bucket it falls in") {
+    constexpr uint16_t kPort = 8085;
+    constexpr int64_t kBucket = 10;
+    TestNetns host;
+    TempDir dir;
+    std::string db = dir.db("host");
+    auto server = ChildProcess::fork_in(host.path(), "dg-server", [] { return accept_and_close(kPort); });
+    auto agent = start_agent(host, "host", db, {"--bucket", std::to_string(kBucket) + "s"});
+    // To 0.1 s past the next boundary T: the scheduled flush at T has run.
+    auto now = std::chrono::system_clock::now().time_since_epoch();
+    auto boundary = (std::chrono::duration_cast<std::chrono::seconds>(now).count() / kBucket + 1) * kBucket;
+    std::this_thread::sleep_for(std::chrono::seconds(boundary) + std::chrono::milliseconds(100) - now);
+    REQUIRE(dial(host, "127.0.0.1", kPort, 3).wait_exit(5000) == 0);
+    REQUIRE(agent.stop(SIGTERM) == 0);
+    INFO("the stop came " << std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch() - std::chrono::seconds(boundary))
+                                 .count()
+                          << " ms after the boundary");
+    auto d = Database::open_read_only(db);
+    REQUIRE(d.ok());
+    auto rows = d->prepare(
+        "SELECT bucket_start, connects FROM edges JOIN edge_buckets USING (edge_id) "
+        "WHERE direction = 'out' AND port = ? ORDER BY bucket_start");
+    REQUIRE(rows.ok());
+    rows->bind(1, int64_t{kPort});
+    std::vector<std::pair<int64_t, int64_t>> buckets;
+    while (*rows->step()) buckets.emplace_back(rows->column_int(0), rows->column_int(1));
+    CHECK(buckets == std::vector<std::pair<int64_t, int64_t>>{{boundary, 3}});
+}
