@@ -85,6 +85,9 @@ public:
                      options_.scope == Scope::host ? "host" : "netns", own_netns_,
                      conntrack_edges_ ? "conntrack" : "ebpf"};
         if (auto s = store_.begin_run(run); !s) return s;
+        auto was_open = store_.open_edges_of_host(host_);
+        if (!was_open) return was_open.error();
+        was_open_ = std::move(*was_open);
         spaces_ = namespaces();
         (void)refresh_addresses();  // unreadable: read again at each flush
         // Subscribed before the snapshot, so that a connection opened in
@@ -122,6 +125,10 @@ public:
             if (it->second > 0) f.edges[it->first].open = it->second;
             it = it->second > 0 ? std::next(it) : open_.erase(it);
         }
+        // What an earlier run last saw open and is not open now closed while
+        // no agent ran: nobody else will set its gauge back to 0.
+        for (const auto& edge : was_open_) f.edges.try_emplace(edge);
+        was_open_.clear();
         (void)refresh_addresses();  // unreadable: taken as unchanged
         // Namespaces come and go under --scope host.
         if (auto s = watch_conntrack(); !s) return s;
@@ -561,6 +568,7 @@ private:
     CgroupPaths cgroups_;
     std::map<ListenerKey, std::string> listeners_;
     std::map<EdgeIdentity, int64_t> open_;  // open connections per edge, across flushes
+    std::vector<EdgeIdentity> was_open_;    // open at an earlier run's last flush; until this run's first
     LossCounters reported_losses_{};
     std::vector<HostAddress> addresses_;  // as last read
     std::vector<ConntrackWatch> ct_watches_;

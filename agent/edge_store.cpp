@@ -189,4 +189,21 @@ Result<Written> EdgeStore::end_run(int64_t now) {
     return row.error();
 }
 
+Result<std::vector<EdgeIdentity>> EdgeStore::open_edges_of_host(const std::string& host) {
+    auto stmt = db_.prepare(
+        "SELECT direction, netns, process, cgroup, local_addr, remote_addr, port FROM edges "
+        "WHERE host = ? AND last_open > 0");
+    if (!stmt) return stmt.error();
+    stmt->bind(1, host);
+    std::vector<EdgeIdentity> out;
+    for (;;) {
+        auto row = stmt->step();
+        if (!row) return Error{"cannot read the open edges in " + db_.path() + ": " + row.error().message};
+        if (!*row) return out;
+        out.push_back(EdgeIdentity{stmt->column_text(0), static_cast<uint32_t>(stmt->column_int(1)),
+                                   stmt->column_text(2), stmt->column_text(3), stmt->column_text(4),
+                                   stmt->column_text(5), static_cast<uint16_t>(stmt->column_int(6))});
+    }
+}
+
 }  // namespace depgraph

@@ -102,6 +102,8 @@ public:
     // One transaction: all of it lands or none of it does.
     Result<Written> write(const Flush& flush);
     Result<Written> end_run(int64_t now);
+    // This host's edges whose latest bucket says connections are open.
+    Result<std::vector<EdgeIdentity>> open_edges_of_host(const std::string& host);
 
     Database& database() { return db_; }
 

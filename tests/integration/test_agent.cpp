@@ -579,3 +579,48 @@ TEST_CASE("the last flush on stop writes into the bucket it falls in") {
     while (*rows->step()) buckets.emplace_back(rows->column_int(0), rows->column_int(1));
     CHECK(buckets == std::vector<std::pair<int64_t, int64_t>>{{boundary, 3}});
 }
+
+// A connection open when one agent stops and closed before the next starts:
+// the next run is the only one that can say it is gone.
+TEST_CASE("a connection that closed between two runs is not open in the next run") {
+    constexpr uint16_t kPort = 8086;
+    TestNetns host;
+    TempDir dir;
+    std::string db = dir.db("host");
+    Signal held, release, released;
+    auto peer = ChildProcess::fork_in(host.path(), "dg-peer", [&] {
+        auto addr = socket_address("127.0.0.1", kPort);
+        int ls = socket(AF_INET, SOCK_STREAM, 0);
+        if (bind(ls, addr.get(), addr.length) != 0 || listen(ls, 4) != 0) return 2;
+        int ours = connect_to("127.0.0.1", kPort), theirs = accept(ls, nullptr, nullptr);
+        if (ours < 0 || theirs < 0) return 3;
+        held.send();
+        if (!release.wait(30000)) return 4;
+        close(ours);
+        close(theirs);
+        released.send();
+        pause();
+        return 0;
+    });
+    REQUIRE(held.wait(5000));
+    auto open_now = [&](const char* direction) {
+        auto d = Database::open_read_only(db);
+        REQUIRE(d.ok());
+        return totals(*d, direction, "dg-peer", "127.0.0.1", "127.0.0.1", kPort).open;
+    };
+    {
+        auto agent = start_agent(host, "host", db);
+        CHECK(open_now("out") == 1);
+        CHECK(open_now("in") == 1);
+        REQUIRE(agent.stop(SIGTERM) == 0);
+    }
+    release.send();
+    REQUIRE(released.wait(5000));
+    auto again = run_captured({std::getenv("DEPGRAPH_AGENT"), "--db", db, "--scope", "netns", "--hostname", "host",
+                               "--once"},
+                              host.path());
+    INFO(again.err);
+    REQUIRE(again.exit_code == 0);
+    CHECK(open_now("out") == 0);
+    CHECK(open_now("in") == 0);
+}
