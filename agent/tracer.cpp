@@ -89,6 +89,11 @@ Result<std::vector<EdgeSample>> Tracer::drain() {
         }
     }
     active_ = 1 - active_;
+    // Only now, after the switch has waited for running programs, can no
+    // program that still saw `seeding` set leave another closed cookie behind.
+    if (closed_while_seeding_left_) {
+        if (auto s = forget_closed_while_seeding(); !s) return s.error();
+    }
 
     // Per-CPU maps: each entry comes back as one value per possible CPU, summed here.
     int cpus = libbpf_num_possible_cpus();
@@ -183,11 +188,31 @@ Status Tracer::note_traced_sockets() {
 void Tracer::end_seeding() {
     skel_->bpf->bss->seeding = 0;
     traced_cookies_ = {};
+    closed_while_seeding_left_ = true;
+}
+
+Status Tracer::forget_closed_while_seeding() {
+    int fd = bpf_map__fd(skel_->bpf->maps.socks);
+    std::vector<uint64_t> closed;
+    uint64_t cookie = 0;
+    dg_sock_info info{};
+    for (bool first = true; bpf_map_get_next_key(fd, first ? nullptr : &cookie, &cookie) == 0; first = false) {
+        if (bpf_map_lookup_elem(fd, &cookie, &info) == 0 && info.state == DG_SOCK_CLOSED) closed.push_back(cookie);
+    }
+    if (errno != ENOENT) return errno_error("failed to read the socket map", errno);
+    for (uint64_t c : closed) {
+        if (bpf_map_delete_elem(fd, &c) != 0 && errno != ENOENT) {
+            return errno_error("failed to clear the socket map", errno);
+        }
+    }
+    closed_while_seeding_left_ = false;
+    return ok_status();
 }
 
 Result<bool> Tracer::seed_socket(uint64_t cookie, const dg_sock_info& info) {
     // The programs put a socket they saw open in its slot, or in the hash when
-    // the slot was taken; look in both.
+    // the slot was taken; look in both. A socket that closed since the dump
+    // has left its cookie in the hash (see note_closed_while_seeding).
     if (traced_cookies_.count(cookie) != 0) return false;
     if (bpf_map_update_elem(bpf_map__fd(skel_->bpf->maps.socks), &cookie, &info, BPF_NOEXIST) == 0) return true;
     if (errno == EEXIST) return false;

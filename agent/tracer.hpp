@@ -45,7 +45,9 @@ public:
     // programs already know the socket (it opened after attach), so it is
     // not counted twice.
     Result<bool> seed_socket(uint64_t cookie, const dg_sock_info& info);
-    // After the last seed_socket: the programs stop keeping cookies in the slots.
+    // After the last seed_socket: the programs stop keeping cookies in the
+    // slots and leaving those of closed sockets behind; the next drain
+    // removes the latter.
     void end_seeding();
 
 private:
@@ -54,6 +56,8 @@ private:
     std::unique_ptr<Skeleton> skel_;
     int active_ = 0;  // which of the two edge maps (and caches) the programs write to
     std::unordered_set<uint64_t> traced_cookies_;  // of the sockets in slots, from note_traced_sockets to end_seeding
+    bool closed_while_seeding_left_ = false;       // from end_seeding to the next drain
+    Status forget_closed_while_seeding();
 };
 
 // Routes libbpf's own messages to stderr only when verbose.

@@ -23,8 +23,9 @@ const volatile __u32 filter_netns_ino = 0;
  * which averages out over many connections. */
 const volatile __u64 ns_per_jiffy = 0;
 /* 1 from load until the agent has seeded the connections of its start-up
- * dumps: only then does it look for sockets in the slots by cookie, so only
- * then is a new socket's cookie (a helper call and an atomic) worth making. */
+ * dumps: only then does it look for sockets in the slots by cookie, or for
+ * the cookies of closed ones in `socks` (note_closed_while_seeding), so only
+ * then is a socket's cookie (a helper call and an atomic) worth making. */
 volatile __u32 seeding = 0;
 
 /* Edge counters are double-buffered: programs write to the map that
@@ -297,6 +298,23 @@ static __always_inline void forget_sock(const struct sock *sk)
 	}
 }
 
+/* The agent seeds a connection from a sock_diag dump some time after the
+ * dump: one that closed in between would be seeded after its close and stay
+ * open forever. While it seeds, a close leaves the socket's cookie behind in
+ * `socks`, so that the agent's insert (BPF_NOEXIST) finds it taken; the agent
+ * removes what is left once seeding is over (Tracer::drain). */
+static __always_inline void note_closed_while_seeding(const struct sock *sk)
+{
+	static const struct dg_sock_info closed = { .state = DG_SOCK_CLOSED };
+	__u64 cookie;
+
+	if (!seeding)
+		return;
+	cookie = sock_cookie(sk);
+	if (bpf_map_update_elem(&socks, &cookie, &closed, BPF_ANY))
+		count_loss(DG_LOSS_SOCK_MAP_FULL);
+}
+
 static __always_inline void on_listen(const struct sock *sk)
 {
 	struct dg_edge_key key = {};
@@ -428,8 +446,10 @@ static __always_inline void on_closed(const struct sock *sk, int oldstate)
 
 		/* An established connection we never saw open nor were told
 		 * about: count it, so a reader knows closes went missing. */
-		if (oldstate != TCP_SYN_RECV && edge_from_sock(sk, &key))
+		if (oldstate != TCP_SYN_RECV && edge_from_sock(sk, &key)) {
 			count_loss(DG_LOSS_CLOSE_UNKNOWN_SOCK);
+			note_closed_while_seeding(sk);
+		}
 		return;
 	}
 	if (info->state != DG_SOCK_OPEN) {
@@ -442,6 +462,7 @@ static __always_inline void on_closed(const struct sock *sk, int oldstate)
 	const struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
 
 	forget_sock(sk);
+	note_closed_while_seeding(sk);
 
 	struct dg_edge_counters *c = edge_counters(&key);
 

@@ -117,6 +117,7 @@ struct dg_sock_slot {
 enum dg_sock_phase {
 	DG_SOCK_CONNECTING = 1, /* SYN_SENT: owner known, addresses not final */
 	DG_SOCK_OPEN = 2,       /* ESTABLISHED: counted as connect or accept */
+	DG_SOCK_CLOSED = 3,     /* closed while the agent seeded (only in `socks`, keyed by cookie) */
 };
 
 /* A listener, keyed by (netns, port): passive opens run in softirq, where the

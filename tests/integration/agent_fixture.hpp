@@ -43,31 +43,56 @@ struct TempDir {
     std::string db(const std::string& host) const { return (path / (host + ".db")).string(); }
 };
 
-// One agent in `ns` with --scope netns, flushing every second; returns once
-// it has attached and written its first flush. `stderr_path`, when given,
-// receives what the agent logs.
-inline ChildProcess start_agent(TestNetns& ns, const std::string& host, const std::string& db,
-                                const std::vector<std::string>& extra = {}, const std::string& stderr_path = "") {
+// One agent in `ns` with --scope netns, flushing every second, started and
+// not waited for. `stderr_path`, when given, receives what the agent logs.
+inline ChildProcess launch_agent(TestNetns& ns, const std::string& host, const std::string& db,
+                                 const std::vector<std::string>& extra = {}, const std::string& stderr_path = "") {
     std::vector<std::string> argv{std::getenv("DEPGRAPH_AGENT"), "--db", db, "--scope", "netns", "--hostname", host,
                                   "--flush-interval", "1s"};
     argv.insert(argv.end(), extra.begin(), extra.end());
-    auto agent = stderr_path.empty() ? ChildProcess::exec_in(ns.path(), argv)
-                                     : ChildProcess::fork_in(ns.path(), "dg-agent", [&] {
-                                           int fd = ::open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-                                           if (fd < 0 || dup2(fd, 2) < 0) return 126;
-                                           std::vector<char*> args;
-                                           for (auto& a : argv) args.push_back(a.data());
-                                           args.push_back(nullptr);
-                                           execv(args[0], args.data());
-                                           return 127;
-                                       });
+    return stderr_path.empty() ? ChildProcess::exec_in(ns.path(), argv)
+                               : ChildProcess::fork_in(ns.path(), "dg-agent", [&] {
+                                     int fd = ::open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+                                     if (fd < 0 || dup2(fd, 2) < 0) return 126;
+                                     std::vector<char*> args;
+                                     for (auto& a : argv) args.push_back(a.data());
+                                     args.push_back(nullptr);
+                                     execv(args[0], args.data());
+                                     return 127;
+                                 });
+}
+
+// Waits until the agent writing to `db` has attached, snapshotted and
+// written its first flush.
+inline void wait_first_flush(const std::string& db) {
     auto flushed = [&] {
         auto d = Database::open_read_only(db);
         return d.ok() && count(*d, "SELECT count(*) FROM host_addresses") > 0;
     };
     for (int i = 0; i < 100 && !flushed(); i++) usleep(100000);
     REQUIRE(flushed());
+}
+
+// launch_agent, then wait_first_flush.
+inline ChildProcess start_agent(TestNetns& ns, const std::string& host, const std::string& db,
+                                const std::vector<std::string>& extra = {}, const std::string& stderr_path = "") {
+    auto agent = launch_agent(ns, host, db, extra, stderr_path);
+    wait_first_flush(db);
     return agent;
+}
+
+// Waits until the agent with this pid holds a BPF link, that is, until its
+// programs are attached; false after at least 10 s without one.
+inline bool wait_attached(pid_t agent) {
+    namespace fs = std::filesystem;
+    for (int i = 0; i < 100000; i++) {
+        std::error_code ec;
+        for (const auto& fd : fs::directory_iterator("/proc/" + std::to_string(agent) + "/fd", ec)) {
+            if (fs::read_symlink(fd.path(), ec).string() == "anon_inode:bpf_link") return true;
+        }
+        usleep(100);
+    }
+    return false;
 }
 
 // A server's body: listens on 0.0.0.0:port, accepts and closes, forever.
