@@ -209,11 +209,34 @@ public:
     }
 
 private:
-    struct ListenerKey {
-        uint32_t netns;
-        uint16_t port;
-        bool operator<(const ListenerKey& o) const { return std::tie(netns, port) < std::tie(o.netns, o.port); }
+    // Listeners are keyed as the programs key them; the padding is zero.
+    struct ListenerOrder {
+        bool operator()(const dg_listener_key& a, const dg_listener_key& b) const {
+            return std::memcmp(&a, &b, sizeof a) < 0;
+        }
     };
+
+    static dg_listener_key listener_key(uint32_t netns, int family, const uint8_t* addr, uint16_t port) {
+        dg_listener_key key{};
+        std::memcpy(key.addr, addr, sizeof key.addr);
+        key.netns_ino = netns;
+        key.port = port;
+        key.family = static_cast<uint8_t>(family);
+        return key;
+    }
+
+    // The name of the listener a connection accepted on (addr, port) came
+    // through, found as the programs find it (listener_of in depgraph.bpf.c):
+    // the one on that address, else the wildcard's, else for IPv4 a
+    // dual-stack one on ::. Null when the port has no listener there.
+    const std::string* listener_name(uint32_t netns, int family, const uint8_t* addr, uint16_t port) const {
+        static const uint8_t kWildcard[16] = {};
+        for (auto key : {listener_key(netns, family, addr, port), listener_key(netns, family, kWildcard, port),
+                         listener_key(netns, AF_INET6, kWildcard, port)}) {
+            if (auto found = listeners_.find(key); found != listeners_.end()) return &found->second;
+        }
+        return nullptr;
+    }
 
     // Another process holding the write lock past the busy timeout is
     // transient (a backup, an sqlite3 shell): the flush stays in memory, in
@@ -337,19 +360,21 @@ private:
         // An owner we cannot see (no access to its /proc entries) still makes
         // the port a listener: its connections are incoming, not outgoing
         // ones to a client's ephemeral port.
+        auto key = listener_key(netns, s.family, s.local.data(), s.local_port);
         if (owner == owners.end()) {
-            listeners_.try_emplace({netns, s.local_port}, kUnknownProcess);
+            listeners_.try_emplace(key, kUnknownProcess);
             return;
         }
-        listeners_[{netns, s.local_port}] = owner->second.comm;
-        if (tracer_) (void)tracer_->seed_listener(dg_listener_key{netns, s.local_port, 0}, to_bpf_process(owner->second));
+        listeners_[key] = owner->second.comm;
+        if (tracer_) (void)tracer_->seed_listener(key, to_bpf_process(owner->second));
     }
 
     Status seed_connection(uint32_t netns, const TcpSocket& s,
                            const std::unordered_map<uint64_t, ProcessIdentity>& owners, uint64_t now_ns) {
         dg_sock_info info{};
         // Direction from "the local port is a listener", never from port numbers.
-        bool incoming = listeners_.count({netns, s.local_port}) > 0;
+        const std::string* listener = listener_name(netns, s.family, s.local.data(), s.local_port);
+        bool incoming = listener != nullptr;
         info.edge.direction = incoming ? DG_DIR_IN : DG_DIR_OUT;
         info.edge.service_port = incoming ? s.local_port : s.remote_port;
         info.edge.netns_ino = netns;
@@ -359,7 +384,7 @@ private:
         if (auto owner = owners.find(s.inode); owner != owners.end()) {
             info.edge.process = to_bpf_process(owner->second);
         } else if (incoming) {
-            std::strncpy(info.edge.process.comm, listeners_[{netns, s.local_port}].c_str(), DG_COMM_LEN - 1);
+            std::strncpy(info.edge.process.comm, listener->c_str(), DG_COMM_LEN - 1);
         }
         info.start = now_ns;
         info.seeded = 1;
@@ -393,13 +418,14 @@ private:
     EdgeIdentity identity(const dg_edge_key& key, bool& listeners_refreshed) {
         EdgeIdentity e = identity_of_known(key);
         if (!e.process.empty()) return e;
-        auto name = listeners_.find({key.netns_ino, key.service_port});
-        if (name == listeners_.end() && key.direction == DG_DIR_IN && !listeners_refreshed) {
+        auto name = [&] { return listener_name(key.netns_ino, key.family, key.local_addr, key.service_port); };
+        const std::string* found = name();
+        if (!found && key.direction == DG_DIR_IN && !listeners_refreshed) {
             listeners_refreshed = true;
             refresh_listeners();
-            name = listeners_.find({key.netns_ino, key.service_port});
+            found = name();
         }
-        e.process = name != listeners_.end() && key.direction == DG_DIR_IN ? name->second : kUnknownProcess;
+        e.process = found && key.direction == DG_DIR_IN ? *found : kUnknownProcess;
         return e;
     }
 
@@ -566,7 +592,7 @@ private:
     std::string host_;
     uint32_t own_netns_;
     CgroupPaths cgroups_;
-    std::map<ListenerKey, std::string> listeners_;
+    std::map<dg_listener_key, std::string, ListenerOrder> listeners_;
     std::map<EdgeIdentity, int64_t> open_;  // open connections per edge, across flushes
     std::vector<EdgeIdentity> was_open_;    // open at an earlier run's last flush; until this run's first
     LossCounters reported_losses_{};

@@ -28,7 +28,9 @@ static_assert(offsetof(dg_edge_cache_entry, counters) == 64);
 static_assert(sizeof(dg_sock_slot) == 96);
 static_assert(offsetof(dg_sock_slot, cookie) == 8);
 static_assert(offsetof(dg_sock_slot, info) == 16);
-static_assert(sizeof(dg_listener_key) == 8);
+static_assert(sizeof(dg_listener_key) == 24);
+static_assert(offsetof(dg_listener_key, netns_ino) == 16);
+static_assert(offsetof(dg_listener_key, family) == 22);
 
 inline dg_edge_counters& operator+=(dg_edge_counters& to, const dg_edge_counters& from) {
     dg_add_counters(&to, &from);

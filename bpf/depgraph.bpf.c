@@ -315,16 +315,57 @@ static __always_inline void note_closed_while_seeding(const struct sock *sk)
 		count_loss(DG_LOSS_SOCK_MAP_FULL);
 }
 
-static __always_inline void on_listen(const struct sock *sk)
+/* A listener's key. Its remote address is all zero, so edge_from_sock keeps
+ * a dual-stack socket's ::ffff:a.b.c.d as IPv6: such a listener takes IPv4
+ * only, and is keyed as IPv4, as sock_diag's snapshot has it. */
+static __always_inline int listener_from_sock(const struct sock *sk, struct dg_listener_key *lk)
 {
 	struct dg_edge_key key = {};
+
+	if (!edge_from_sock(sk, &key))
+		return 0;
+	lk->netns_ino = key.netns_ino;
+	lk->port = sk->__sk_common.skc_num;
+	if (key.family == DG_AF_INET6 && is_v4_mapped(key.local_addr)) {
+		lk->family = DG_AF_INET;
+		__builtin_memcpy(lk->addr, &key.local_addr[12], 4);
+	} else {
+		lk->family = key.family;
+		__builtin_memcpy(lk->addr, key.local_addr, 16);
+	}
+	return 1;
+}
+
+/* The owner of the listener an accepted connection came through: the one on
+ * its local address, else the one on the wildcard; an IPv4 connection can
+ * also come through a dual-stack listener on ::. */
+static __always_inline struct dg_process *listener_of(const struct dg_edge_key *edge)
+{
+	struct dg_listener_key lk = {};
+	struct dg_process *owner;
+
+	lk.netns_ino = edge->netns_ino;
+	lk.port = edge->service_port;
+	lk.family = edge->family;
+	__builtin_memcpy(lk.addr, edge->local_addr, 16);
+	owner = bpf_map_lookup_elem(&listeners, &lk);
+	if (owner)
+		return owner;
+	__builtin_memset(lk.addr, 0, 16);
+	owner = bpf_map_lookup_elem(&listeners, &lk);
+	if (owner || lk.family != DG_AF_INET)
+		return owner;
+	lk.family = DG_AF_INET6;
+	return bpf_map_lookup_elem(&listeners, &lk);
+}
+
+static __always_inline void on_listen(const struct sock *sk)
+{
 	struct dg_listener_key lk = {};
 	struct dg_process owner = {};
 
-	if (!edge_from_sock(sk, &key))
+	if (!listener_from_sock(sk, &lk))
 		return;
-	lk.netns_ino = key.netns_ino;
-	lk.port = sk->__sk_common.skc_num;
 	current_process(&owner);
 	if (bpf_map_update_elem(&listeners, &lk, &owner, BPF_ANY))
 		count_loss(DG_LOSS_LISTENER_MAP_FULL);
@@ -332,13 +373,10 @@ static __always_inline void on_listen(const struct sock *sk)
 
 static __always_inline void on_listen_close(const struct sock *sk)
 {
-	struct dg_edge_key key = {};
 	struct dg_listener_key lk = {};
 
-	if (!edge_from_sock(sk, &key))
+	if (!listener_from_sock(sk, &lk))
 		return;
-	lk.netns_ino = key.netns_ino;
-	lk.port = sk->__sk_common.skc_num;
 	bpf_map_delete_elem(&listeners, &lk);
 }
 
@@ -412,16 +450,13 @@ static __always_inline void on_connect_failed(const struct sock *sk)
 static __always_inline void on_accepted(const struct sock *sk)
 {
 	struct dg_sock_info info = {};
-	struct dg_listener_key lk = {};
 
 	if (!edge_from_sock(sk, &info.edge))
 		return;
 	info.edge.direction = DG_DIR_IN;
 	info.edge.service_port = sk->__sk_common.skc_num;
-	lk.netns_ino = info.edge.netns_ino;
-	lk.port = info.edge.service_port;
 
-	struct dg_process *owner = bpf_map_lookup_elem(&listeners, &lk);
+	struct dg_process *owner = listener_of(&info.edge);
 
 	/* Unknown (a listener from before tracing, not yet seeded): the comm
 	 * stays empty and the agent names it from its sock_diag listener table. */

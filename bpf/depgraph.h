@@ -120,12 +120,17 @@ enum dg_sock_phase {
 	DG_SOCK_CLOSED = 3,     /* closed while the agent seeded (only in `socks`, keyed by cookie) */
 };
 
-/* A listener, keyed by (netns, port): passive opens run in softirq, where the
- * current task is whoever was on the CPU, so they are attributed through it. */
+/* A listener, keyed by (netns, address, port): passive opens run in softirq,
+ * where the current task is whoever was on the CPU, so they are attributed
+ * through it. Two processes can listen on one port on different addresses
+ * (a sidecar on 127.0.0.1, the application on the host's address): an accept
+ * goes to the listener on its local address, else to the one on the wildcard. */
 struct dg_listener_key {
+	__u8 addr[16];    /* network order, as in dg_edge_key; all zero: 0.0.0.0 or :: */
 	__u32 netns_ino;
-	__u16 port; /* host order */
-	__u16 pad;
+	__u16 port;       /* host order */
+	__u8 family;      /* enum dg_family: one on ::ffff:a.b.c.d is DG_AF_INET */
+	__u8 pad;
 };
 
 /* Indexes into the loss counter array: every bounded map counts what it

@@ -95,13 +95,15 @@ inline bool wait_attached(pid_t agent) {
     return false;
 }
 
-// A server's body: listens on 0.0.0.0:port, accepts and closes, forever.
-inline int accept_and_close(uint16_t port) {
-    auto addr = socket_address("0.0.0.0", port);
-    int ls = socket(AF_INET, SOCK_STREAM, 0);
+// A server's body: listens on address:port (by default 0.0.0.0), says so
+// on `listening` when given, accepts and closes, forever.
+inline int accept_and_close(uint16_t port, const std::string& address = "0.0.0.0", Signal* listening = nullptr) {
+    auto addr = socket_address(address, port);
+    int ls = socket(addr.family(), SOCK_STREAM, 0);
     int on = 1;
     setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
     if (bind(ls, addr.get(), addr.length) != 0 || listen(ls, 64) != 0) return 2;
+    if (listening) listening->send();
     for (;;) {
         int fd = accept(ls, nullptr, nullptr);
         if (fd >= 0) close(fd);

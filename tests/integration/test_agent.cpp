@@ -19,6 +19,7 @@
 #include <fstream>
 #include <sstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -680,5 +681,41 @@ TEST_CASE("connections that close while the agent starts are not left open") {
         CHECK(out.open == 0);
         CHECK(in.open == 0);
         CHECK(count(*d, "SELECT coalesce(sum(value), 0) FROM losses") == 0);
+    }
+}
+
+// Listeners used to be keyed by (netns, port) alone: of two processes on one
+// port, the one that listened last took the other's accepts, and closing
+// either listener forgot both. Both ways the agent learns of a listener: the
+// programs see it listen, or the start-up snapshot finds it.
+TEST_CASE("two processes listening on one port on different addresses each get their own accepts") {
+    constexpr uint16_t kPort = 8088;
+    for (bool before_agent : {true, false}) {
+        INFO((before_agent ? "listening before the agent started" : "listening after the agent started"));
+        TestNetns host;
+        host.ip({"addr", "add", "198.18.0.2/32", "dev", "lo"});
+        TempDir dir;
+        std::string db = dir.db("host");
+        std::optional<ChildProcess> agent;
+        if (!before_agent) agent.emplace(start_agent(host, "host", db));
+        // The sidecar listens first: the last listener used to win.
+        Signal sidecar_listening, appsrv_listening;
+        auto sidecar = ChildProcess::fork_in(host.path(), "dg-sidecar",
+                                             [&] { return accept_and_close(kPort, "127.0.0.1", &sidecar_listening); });
+        REQUIRE(sidecar_listening.wait(5000));
+        auto appsrv = ChildProcess::fork_in(host.path(), "dg-appsrv",
+                                            [&] { return accept_and_close(kPort, "198.18.0.2", &appsrv_listening); });
+        REQUIRE(appsrv_listening.wait(5000));
+        if (before_agent) agent.emplace(start_agent(host, "host", db));
+
+        REQUIRE(dial(host, "127.0.0.1", kPort, 4).wait_exit(10000) == 0);
+        REQUIRE(dial(host, "198.18.0.2", kPort, 2).wait_exit(10000) == 0);
+        REQUIRE(agent->stop(SIGTERM) == 0);
+
+        auto d = Database::open_read_only(db);
+        REQUIRE(d.ok());
+        CHECK(totals(*d, "in", "dg-sidecar", "127.0.0.1", "127.0.0.1", kPort).accepts == 4);
+        CHECK(totals(*d, "in", "dg-appsrv", "198.18.0.2", "198.18.0.2", kPort).accepts == 2);
+        CHECK(count(*d, "SELECT count(*) FROM edges WHERE direction = 'in'") == 2);
     }
 }
