@@ -328,7 +328,12 @@ private:
     Status snapshot() {
         auto owners = socket_owners();
         uint64_t now_ns = monotonic_ns();
-        std::vector<std::pair<uint32_t, std::vector<TcpSocket>>> established;
+        struct Established {
+            uint32_t netns;
+            PortRange ephemeral;
+            std::vector<TcpSocket> sockets;
+        };
+        std::vector<Established> established;
         auto dumped = for_each_netns([&](uint32_t netns) -> Status {
             auto sockets = dump_tcp_sockets((1u << TCP_LISTEN) | (1u << TCP_ESTABLISHED));
             if (!sockets) return sockets.error();
@@ -336,7 +341,7 @@ private:
                 if (s.state == TCP_LISTEN) remember_listener(netns, s, owners);
             }
             std::erase_if(*sockets, [](const TcpSocket& s) { return s.state != TCP_ESTABLISHED; });
-            established.emplace_back(netns, std::move(*sockets));
+            established.push_back({netns, local_port_range(), std::move(*sockets)});
             return ok_status();
         });
         if (!dumped) return dumped;
@@ -345,9 +350,9 @@ private:
         if (tracer_) {
             if (auto noted = tracer_->note_traced_sockets(); !noted) return noted;
         }
-        for (const auto& [netns, sockets] : established) {
+        for (const auto& [netns, ephemeral, sockets] : established) {
             for (const auto& s : sockets) {
-                if (auto r = seed_connection(netns, s, owners, now_ns); !r) return r;
+                if (auto r = seed_connection(netns, s, ephemeral, owners, now_ns); !r) return r;
             }
         }
         if (tracer_) tracer_->end_seeding();
@@ -369,12 +374,20 @@ private:
         if (tracer_) (void)tracer_->seed_listener(key, to_bpf_process(owner->second));
     }
 
-    Status seed_connection(uint32_t netns, const TcpSocket& s,
+    Status seed_connection(uint32_t netns, const TcpSocket& s, PortRange ephemeral,
                            const std::unordered_map<uint64_t, ProcessIdentity>& owners, uint64_t now_ns) {
         dg_sock_info info{};
-        // Direction from "the local port is a listener", never from port numbers.
+        // Direction from "the local port is a listener", not from port
+        // numbers. A connection accepted on a listener that has closed since
+        // (a server draining after closing its listening socket) has none;
+        // then, and only then, the ports decide: a local port outside the
+        // namespace's ephemeral range with the peer's inside it is a
+        // server's. Anything else stays outgoing, as the connecting side
+        // most often is; taking it as incoming would make a service of
+        // the local, usually ephemeral, port.
         const std::string* listener = listener_name(netns, s.family, s.local.data(), s.local_port);
-        bool incoming = listener != nullptr;
+        bool incoming = listener != nullptr ||
+                        (!ephemeral.contains(s.local_port) && ephemeral.contains(s.remote_port));
         info.edge.direction = incoming ? DG_DIR_IN : DG_DIR_OUT;
         info.edge.service_port = incoming ? s.local_port : s.remote_port;
         info.edge.netns_ino = netns;
@@ -383,7 +396,7 @@ private:
         std::memcpy(info.edge.remote_addr, s.remote.data(), 16);
         if (auto owner = owners.find(s.inode); owner != owners.end()) {
             info.edge.process = to_bpf_process(owner->second);
-        } else if (incoming) {
+        } else if (listener) {
             std::strncpy(info.edge.process.comm, listener->c_str(), DG_COMM_LEN - 1);
         }
         info.start = now_ns;

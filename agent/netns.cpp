@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <exception>
+#include <fstream>
 #include <memory>
 #include <set>
 
@@ -120,6 +121,15 @@ std::vector<std::string> local_addresses() {
     auto addresses = try_local_addresses();
     if (!addresses) return {};
     return std::move(addresses).value();
+}
+
+PortRange local_port_range() {
+    // A thread that entered another namespace reads that namespace's value:
+    // /proc/sys/net follows the opening thread's namespace.
+    std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+    unsigned first = 0, last = 0;
+    if (!(in >> first >> last) || first > last || last > 65535) return PortRange{};
+    return PortRange{static_cast<uint16_t>(first), static_cast<uint16_t>(last)};
 }
 
 }  // namespace depgraph

@@ -34,4 +34,14 @@ std::vector<std::string> local_addresses();
 // list, which would read as "this host has no addresses".
 Result<std::vector<std::string>> try_local_addresses();
 
+// The calling thread's namespace's range of ports for connect() to choose
+// from (net.ipv4.ip_local_port_range, which covers IPv6 too); the kernel's
+// default, 32768-60999, when it cannot be read.
+struct PortRange {
+    uint16_t first = 32768;
+    uint16_t last = 60999;
+    bool contains(uint16_t port) const { return first <= port && port <= last; }
+};
+PortRange local_port_range();
+
 }  // namespace depgraph

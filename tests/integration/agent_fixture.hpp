@@ -81,6 +81,15 @@ inline ChildProcess start_agent(TestNetns& ns, const std::string& host, const st
     return agent;
 }
 
+// One `depgraph-agent --once` in `ns`, run to its end; REQUIREs that it succeeds.
+inline void run_agent_once(TestNetns& ns, const std::string& host, const std::string& db) {
+    auto once = run_captured({std::getenv("DEPGRAPH_AGENT"), "--db", db, "--scope", "netns", "--hostname", host,
+                              "--once"},
+                             ns.path());
+    INFO(once.err);
+    REQUIRE(once.exit_code == 0);
+}
+
 // Waits until the agent with this pid holds a BPF link, that is, until its
 // programs are attached; false after at least 10 s without one.
 inline bool wait_attached(pid_t agent) {

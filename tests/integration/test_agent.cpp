@@ -617,11 +617,7 @@ TEST_CASE("a connection that closed between two runs is not open in the next run
     }
     release.send();
     REQUIRE(released.wait(5000));
-    auto again = run_captured({std::getenv("DEPGRAPH_AGENT"), "--db", db, "--scope", "netns", "--hostname", "host",
-                               "--once"},
-                              host.path());
-    INFO(again.err);
-    REQUIRE(again.exit_code == 0);
+    run_agent_once(host, "host", db);
     CHECK(open_now("out") == 0);
     CHECK(open_now("in") == 0);
 }
@@ -718,4 +714,44 @@ TEST_CASE("two processes listening on one port on different addresses each get t
         CHECK(totals(*d, "in", "dg-appsrv", "198.18.0.2", "198.18.0.2", kPort).accepts == 2);
         CHECK(count(*d, "SELECT count(*) FROM edges WHERE direction = 'in'") == 2);
     }
+}
+
+// A server that closes its listening socket and drains the connections it
+// has: one still open when the agent starts has no listener to say it was
+// accepted, and used to be recorded as outgoing, to a "service" on the
+// client's ephemeral port.
+TEST_CASE("an accepted connection whose listener has closed is incoming on the server's port") {
+    constexpr uint16_t kPort = 8089;
+    TestNetns host;
+    TempDir dir;
+    std::string db = dir.db("host");
+    Signal draining;
+    auto server = ChildProcess::fork_in(host.path(), "dg-server", [&] {
+        auto addr = socket_address("127.0.0.1", kPort);
+        int ls = socket(AF_INET, SOCK_STREAM, 0);
+        if (bind(ls, addr.get(), addr.length) != 0 || listen(ls, 4) != 0) return 2;
+        int accepted = accept(ls, nullptr, nullptr);
+        close(ls);
+        draining.send();
+        pause();  // holds the accepted connection
+        return accepted >= 0 ? 0 : 3;
+    });
+    auto client = ChildProcess::fork_in(host.path(), "dg-client", [&] {
+        int fd = -1;
+        for (int i = 0; i < 200 && fd < 0; i++) {
+            fd = connect_to("127.0.0.1", kPort);
+            if (fd < 0) usleep(10000);
+        }
+        pause();
+        return fd >= 0 ? 0 : 2;
+    });
+    REQUIRE(draining.wait(5000));
+    run_agent_once(host, "host", db);
+
+    auto d = Database::open_read_only(db);
+    REQUIRE(d.ok());
+    CHECK(totals(*d, "in", "dg-server", "127.0.0.1", "127.0.0.1", kPort).open == 1);
+    CHECK(totals(*d, "out", "dg-client", "127.0.0.1", "127.0.0.1", kPort).open == 1);
+    CHECK(count(*d, "SELECT count(*) FROM edges") == 2);
+    CHECK(count(*d, "SELECT count(*) FROM edges WHERE port != " + std::to_string(kPort)) == 0);
 }
