@@ -78,12 +78,8 @@ Result<Fleet> load_fleet(const GraphOptions& options) {
     auto records = load_records(options.inputs.dbs, *window);
     if (!records) return records.error();
     fleet.records = std::move(*records);
-    auto agent_namespaces = load_agent_namespaces(options.inputs.dbs);
-    if (!agent_namespaces) return agent_namespaces.error();
-    name_containers(fleet.records, *agent_namespaces);
-    auto translations = load_translations(options.inputs.dbs, *window);
-    if (!translations) return translations.error();
-    resolve_nat(fleet.records, *translations);
+    name_containers(fleet.records);
+    resolve_nat(fleet.records);
     auto group_by = options.group_by == "host" ? GroupBy::host : options.group_by == "role" ? GroupBy::role
                                                                                             : GroupBy::process;
     // Each step hands its graph on: a fleet's graph is not copied.

@@ -2,7 +2,6 @@
 
 #include <set>
 
-#include "graph/rows.hpp"
 
 namespace depgraph {
 
@@ -11,22 +10,8 @@ std::string_view container_of(std::string_view cgroup) {
     return slash == std::string::npos ? cgroup : cgroup.substr(slash + 1);
 }
 
-Result<std::vector<std::pair<std::string, int64_t>>> load_agent_namespaces(
-    const std::vector<std::string>& db_paths) {
-    std::set<std::pair<std::string, int64_t>> found;
-    for (const auto& path : db_paths) {
-        auto db = Database::open_read_only(path);
-        if (!db) return db.error();
-        auto read = for_each_row(*db, "SELECT DISTINCT host, netns FROM agent_runs", [&](const Statement& row) {
-            found.emplace(row.column_text(0), row.column_int(1));
-        });
-        if (!read) return read.error();
-    }
-    return std::vector<std::pair<std::string, int64_t>>(found.begin(), found.end());
-}
-
-void name_containers(Records& records,
-                     const std::vector<std::pair<std::string, int64_t>>& agent_namespaces) {
+void name_containers(Records& records) {
+    const auto& agent_namespaces = records.agent_namespaces;
     std::set<std::pair<std::string, int64_t>> own(agent_namespaces.begin(), agent_namespaces.end());
     std::set<std::string, std::less<>> hosts_with_runs;
     for (const auto& [host, netns] : agent_namespaces) hosts_with_runs.insert(host);

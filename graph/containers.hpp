@@ -18,13 +18,10 @@ namespace depgraph {
 // "/system.slice/docker-4f2a.scope" -> "docker-4f2a.scope"; "" for the root cgroup.
 std::string_view container_of(std::string_view cgroup);
 
-// The network namespaces the hosts' agents ran in: (host, netns inode).
-Result<std::vector<std::pair<std::string, int64_t>>> load_agent_namespaces(const std::vector<std::string>& db_paths);
-
 // Renames the process of every edge recorded in another namespace than its
 // agent's: "nginx (docker-4f2a.scope)", or "nginx (netns 4026532290)" when
-// the cgroup says nothing. The new names go into the records' text.
-void name_containers(Records& records,
-                     const std::vector<std::pair<std::string, int64_t>>& agent_namespaces);
+// the cgroup says nothing; the agents' namespaces are the records'. The new
+// names go into the records' text.
+void name_containers(Records& records);
 
 }  // namespace depgraph

@@ -4,28 +4,12 @@
 #include <map>
 #include <tuple>
 
-#include "graph/rows.hpp"
 
 namespace depgraph {
 namespace {
 
-// Schema 3 added nat_translations; an older file opened read-only has none.
-constexpr int64_t kFirstVersionWithNat = 3;
 // Translations are stamped per bucket, edges too; allow a flush's worth of skew.
 constexpr int64_t kTimeSlack = 300;
-
-constexpr std::string_view kTranslations = R"sql(
-SELECT host, client_addr, nat_addr, dialled_addr, dialled_port, server_addr, server_port,
-       sum(flows), max(open), min(bucket_start), max(bucket_start + bucket_seconds)
-FROM nat_translations
-WHERE bucket_start >= ?1 AND bucket_start < ?2
-GROUP BY host, netns, client_addr, nat_addr, dialled_addr, dialled_port, server_addr, server_port
-)sql";
-
-auto identity_of(const TranslationRecord& t) {
-    return std::tie(t.host, t.client_addr, t.nat_addr, t.dialled_addr, t.dialled_port, t.server_addr,
-                    t.server_port);
-}
 
 bool overlaps(const TranslationRecord& t, const EdgeRecord& e) {
     return t.first_seen <= e.last_seen + kTimeSlack && t.last_seen >= e.first_seen - kTimeSlack;
@@ -55,41 +39,8 @@ std::string address_and_port(std::string_view addr, int port) {
 
 }  // namespace
 
-Result<std::vector<TranslationRecord>> load_translations(const std::vector<std::string>& db_paths,
-                                                         const Window& window) {
-    std::map<std::tuple<std::string, std::string, std::string, std::string, int, std::string, int>,
-             TranslationRecord>
-        by_identity;
-    for (const auto& path : db_paths) {
-        auto db = Database::open_read_only(path);
-        if (!db) return db.error();
-        auto version = db->prepare("PRAGMA user_version");
-        if (!version) return version.error();
-        if (auto row = version->step(); !row || !*row || version->column_int(0) < kFirstVersionWithNat) continue;
-        auto stmt = db->prepare(kTranslations);
-        if (!stmt) return stmt.error();
-        stmt->bind(1, window.since).bind(2, window.until);
-        auto read = for_each_row(*db, *stmt, [&](Statement& row) {
-            TranslationRecord t{row.column_text(0), row.column_text(1), row.column_text(2), row.column_text(3),
-                                static_cast<int>(row.column_int(4)), row.column_text(5),
-                                static_cast<int>(row.column_int(6)), row.column_int(7), row.column_int(8),
-                                row.column_int(9), row.column_int(10)};
-            auto [it, inserted] = by_identity.try_emplace(identity_of(t), t);
-            if (inserted) return;
-            auto& kept = it->second;
-            kept.flows = std::max(kept.flows, t.flows);
-            kept.open = std::max(kept.open, t.open);
-            kept.first_seen = std::min(kept.first_seen, t.first_seen);
-            kept.last_seen = std::max(kept.last_seen, t.last_seen);
-        });
-        if (!read) return read.error();
-    }
-    std::vector<TranslationRecord> out;
-    for (auto& [key, t] : by_identity) out.push_back(std::move(t));
-    return out;
-}
-
-void resolve_nat(Records& records, const std::vector<TranslationRecord>& translations) {
+void resolve_nat(Records& records) {
+    const auto& translations = records.translations;
     if (translations.empty()) return;
     auto& edges = records.edges;
     // Indexed by the three fields an edge is matched on, so that a fleet's

@@ -15,34 +15,10 @@
 
 namespace depgraph {
 
-// One translation seen in the window, its buckets folded together.
-struct TranslationRecord {
-    std::string host;  // whose conntrack saw it
-    std::string client_addr;
-    std::string nat_addr;  // the source the server saw
-    std::string dialled_addr;
-    int dialled_port = 0;
-    std::string server_addr;  // the actual destination
-    int server_port = 0;
-    int64_t flows = 0;  // connections begun in the window
-    int64_t open = 0;   // the largest open gauge in the window
-    int64_t first_seen = 0;
-    int64_t last_seen = 0;
-
-    bool dnat() const { return dialled_addr != server_addr || dialled_port != server_port; }
-    bool snat() const { return nat_addr != client_addr; }
-};
-
-// Reads nat_translations from every database (files older than schema 3 have
-// none). The same translation in two files (a host's own and a merged one)
-// counts once, with the larger numbers.
-Result<std::vector<TranslationRecord>> load_translations(const std::vector<std::string>& db_paths,
-                                                         const Window& window);
-
-// Rewrites the records in place. An edge that NAT sent to several backends
+// Rewrites the records' edges in place, by the records' translations. An edge that NAT sent to several backends
 // is split among them in proportion to the translated flows (exact when all
 // its connections were seen by conntrack, the usual case); the parts add up
 // to the original counts exactly. New addresses go into the records' text.
-void resolve_nat(Records& records, const std::vector<TranslationRecord>& translations);
+void resolve_nat(Records& records);
 
 }  // namespace depgraph

@@ -1,7 +1,9 @@
 #include "graph/records.hpp"
 
 #include <algorithm>
+#include <map>
 #include <optional>
+#include <set>
 #include <span>
 #include <tuple>
 #include <unordered_map>
@@ -16,6 +18,8 @@ namespace {
 constexpr int64_t kFirstVersionWithDays = 2;
 constexpr int64_t kFirstVersionWithTotals = 4;
 constexpr int64_t kFirstVersionWithEdgeTotals = 5;
+// Schema 3 added nat_translations.
+constexpr int64_t kFirstVersionWithNat = 3;
 // An edge's latest piece so far, before it has one.
 constexpr int64_t kNoPiece = std::numeric_limits<int64_t>::min();
 
@@ -95,6 +99,22 @@ WHERE bucket_start >= ?1 AND bucket_start < ?2
 
 constexpr std::string_view kAddresses =
     "SELECT host, addr, min(first_seen), max(last_seen) FROM host_addresses GROUP BY host, addr, first_seen";
+
+constexpr std::string_view kAgentNamespaces = "SELECT DISTINCT host, netns FROM agent_runs";
+
+constexpr std::string_view kTranslations = R"sql(
+SELECT host, client_addr, nat_addr, dialled_addr, dialled_port, server_addr, server_port,
+       sum(flows), max(open), min(bucket_start), max(bucket_start + bucket_seconds)
+FROM nat_translations
+WHERE bucket_start >= ?1 AND bucket_start < ?2
+GROUP BY host, netns, client_addr, nat_addr, dialled_addr, dialled_port, server_addr, server_port
+)sql";
+
+// A translation's identity across files.
+using TranslationKey = std::tuple<std::string, std::string, std::string, std::string, int, std::string, int>;
+TranslationKey identity_of(const TranslationRecord& t) {
+    return {t.host, t.client_addr, t.nat_addr, t.dialled_addr, t.dialled_port, t.server_addr, t.server_port};
+}
 
 // An edge's identity, the columns of the edges table's UNIQUE constraint,
 // with its strings as their ranks in the load's text: sorting 40,000 records
@@ -261,11 +281,10 @@ Status cut_whole_days(Database& db, int64_t from, int64_t until, const std::vect
 }
 
 // Appends the edges with traffic in the window to `out`, their text to `text`.
-Status read_edges(Database& db, const Window& window, StringTable& text, std::vector<EdgeRecord>& out) {
-    auto version = schema_version(db);
-    if (!version) return version.error();
-    WindowDays days = *version >= kFirstVersionWithDays ? split_into_days(window) : WindowDays{window.until, window.until};
-    bool edge_totals = *version >= kFirstVersionWithEdgeTotals;
+Status read_edges(Database& db, int64_t version, const Window& window, StringTable& text,
+                  std::vector<EdgeRecord>& out) {
+    WindowDays days = version >= kFirstVersionWithDays ? split_into_days(window) : WindowDays{window.until, window.until};
+    bool edge_totals = version >= kFirstVersionWithEdgeTotals;
 
     // This file's edges are out[base..], ids[i] the edge_id of out[base + i].
     const size_t base = out.size();
@@ -311,7 +330,7 @@ Status read_edges(Database& db, const Window& window, StringTable& text, std::ve
     std::vector<int64_t> latest(edges.size(), kNoPiece);
     if (s = add_pieces(db, kBucketsInWindow, window.since, days.days_since, ids, edges, latest); !s) return s;
     if (!edge_totals) {
-        auto sql = *version >= kFirstVersionWithTotals ? kDaysFromTotals : kDaysInWindow;
+        auto sql = version >= kFirstVersionWithTotals ? kDaysFromTotals : kDaysInWindow;
         if (s = add_pieces(db, sql, days.days_since, days.days_until, ids, edges, latest); !s) return s;
     } else if (days.days_since < days.days_until) {
         if (s = cut_whole_days(db, days.days_since, days.days_until, ids, lives); !s) return s;
@@ -333,6 +352,32 @@ Status read_addresses(Database& db, StringTable& text, std::vector<AddressRecord
     return for_each_row(db, kAddresses, [&](const Statement& row) {
         out.push_back({text.intern(row.column_view(0)), text.intern(row.column_view(1)), row.column_int(2),
                        row.column_int(3)});
+    });
+}
+
+Status read_agent_namespaces(Database& db, std::set<std::pair<std::string, int64_t>>& out) {
+    return for_each_row(db, kAgentNamespaces,
+                        [&](const Statement& row) { out.emplace(row.column_text(0), row.column_int(1)); });
+}
+
+// Adds the file's translations in the window to `by_identity`: one already
+// there from another file takes the larger numbers.
+Status read_translations(Database& db, const Window& window, std::map<TranslationKey, TranslationRecord>& by_identity) {
+    auto stmt = db.prepare(kTranslations);
+    if (!stmt) return stmt.error();
+    stmt->bind(1, window.since).bind(2, window.until);
+    return for_each_row(db, *stmt, [&](const Statement& row) {
+        TranslationRecord t{row.column_text(0), row.column_text(1), row.column_text(2), row.column_text(3),
+                            static_cast<int>(row.column_int(4)), row.column_text(5),
+                            static_cast<int>(row.column_int(6)), row.column_int(7), row.column_int(8),
+                            row.column_int(9), row.column_int(10)};
+        auto [it, inserted] = by_identity.try_emplace(identity_of(t), t);
+        if (inserted) return;
+        auto& kept = it->second;
+        kept.flows = std::max(kept.flows, t.flows);
+        kept.open = std::max(kept.open, t.open);
+        kept.first_seen = std::min(kept.first_seen, t.first_seen);
+        kept.last_seen = std::max(kept.last_seen, t.last_seen);
     });
 }
 
@@ -396,6 +441,8 @@ std::vector<EdgeRecord> split_record(const EdgeRecord& e, const std::vector<int6
 Result<Records> load_records(const std::vector<std::string>& db_paths, const Window& window) {
     Records records;
     std::vector<EdgeRecord> all;
+    std::set<std::pair<std::string, int64_t>> agent_namespaces;
+    std::map<TranslationKey, TranslationRecord> translations;
     for (const auto& path : db_paths) {
         auto db = Database::open_read_only(path);
         if (!db) return db.error();
@@ -407,10 +454,18 @@ Result<Records> load_records(const std::vector<std::string>& db_paths, const Win
         // that an agent may be writing, and the per-edge seeks do not each
         // take and drop the file's lock.
         if (auto s = db->exec("BEGIN"); !s) return s.error();
-        if (auto s = read_edges(*db, window, records.text, all); !s) return s.error();
+        auto version = schema_version(*db);
+        if (!version) return version.error();
+        if (auto s = read_edges(*db, *version, window, records.text, all); !s) return s.error();
         if (auto s = read_addresses(*db, records.text, records.addresses); !s) return s.error();
+        if (auto s = read_agent_namespaces(*db, agent_namespaces); !s) return s.error();
+        if (*version >= kFirstVersionWithNat) {
+            if (auto s = read_translations(*db, window, translations); !s) return s.error();
+        }
         if (auto s = db->exec("COMMIT"); !s) return s.error();
     }
+    records.agent_namespaces.assign(agent_namespaces.begin(), agent_namespaces.end());
+    for (auto& [key, t] : translations) records.translations.push_back(std::move(t));
     // In identity order, an edge found in two files is two neighbours.
     auto rank = records.text.ranks();
     std::vector<IdentityKey> order;

@@ -103,11 +103,35 @@ struct AddressRecord {
     int64_t last_seen = 0;
 };
 
+// One NAT translation seen in the window, its buckets folded together
+// (graph/nat.hpp follows them).
+struct TranslationRecord {
+    std::string host;  // whose conntrack saw it
+    std::string client_addr;
+    std::string nat_addr;  // the source the server saw
+    std::string dialled_addr;
+    int dialled_port = 0;
+    std::string server_addr;  // the actual destination
+    int server_port = 0;
+    int64_t flows = 0;  // connections begun in the window
+    int64_t open = 0;   // the largest open gauge in the window
+    int64_t first_seen = 0;
+    int64_t last_seen = 0;
+
+    bool dnat() const { return dialled_addr != server_addr || dialled_port != server_port; }
+    bool snat() const { return nat_addr != client_addr; }
+};
+
 // Edges in identity order (the columns of the edges table's UNIQUE
-// constraint), each once.
+// constraint), each once; and what the join, NAT and containers need.
 struct Records {
     std::vector<EdgeRecord> edges;
     std::vector<AddressRecord> addresses;
+    // Where each host's agent ran, (host, netns inode): graph/containers.hpp.
+    std::vector<std::pair<std::string, int64_t>> agent_namespaces;
+    // Files older than schema 3 have none. The same translation in two files
+    // (a host's own and a merged one) is one, with the larger numbers.
+    std::vector<TranslationRecord> translations;
     StringTable text;  // what the records' views look at
 };
 
@@ -116,7 +140,8 @@ struct Records {
 // to it exactly, the remainder going to the heaviest part.
 std::vector<EdgeRecord> split_record(const EdgeRecord& e, const std::vector<int64_t>& weights);
 
-// Reads every database read-only. The same edge found in two databases is
+// Reads every database read-only, each in one read transaction: all that is
+// read from a file is one state of it, though an agent may be writing. The same edge found in two databases is
 // one edge: where their copies overlap in time (a host's own file and a
 // merged one that contains it) each counter takes the larger value, as
 // `depgraph merge` does per bucket; copies of different periods add up.
