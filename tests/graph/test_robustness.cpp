@@ -184,6 +184,13 @@ TEST_CASE("an output file is replaced whole or left as it was") {
         CHECK(file.path().filename().string().rfind("graph.json.", 0) != 0);  // no temporary file left
     }
 
+    // An SVG is laid out and rendered in a child, whose memory file counts against the same limit.
+    auto svg = dir.file("graph.svg");
+    auto drawn = run_depgraph({"render", "--db", db, "-o", svg}, {"prlimit", "--fsize=40960"});
+    CHECK(drawn.exit_code == 1);
+    CHECK(drawn.err == "depgraph: error: cannot hand the rendered file over: File too large\n");
+    CHECK_FALSE(std::filesystem::exists(svg));
+
     REQUIRE(run_depgraph({"render", "--db", db, "-o", output}).exit_code == 0);
     CHECK(read_file(output).rfind("{", 0) == 0);
     struct stat st {};
