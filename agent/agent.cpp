@@ -231,11 +231,12 @@ private:
     // dual-stack one on ::. Null when the port has no listener there.
     const std::string* listener_name(uint32_t netns, int family, const uint8_t* addr, uint16_t port) const {
         static const uint8_t kWildcard[16] = {};
-        for (auto key : {listener_key(netns, family, addr, port), listener_key(netns, family, kWildcard, port),
-                         listener_key(netns, AF_INET6, kWildcard, port)}) {
+        for (auto key : {listener_key(netns, family, addr, port), listener_key(netns, family, kWildcard, port)}) {
             if (auto found = listeners_.find(key); found != listeners_.end()) return &found->second;
         }
-        return nullptr;
+        if (family != AF_INET) return nullptr;
+        auto dual_stack = listeners_.find(listener_key(netns, AF_INET6, kWildcard, port));
+        return dual_stack == listeners_.end() ? nullptr : &dual_stack->second;
     }
 
     // Another process holding the write lock past the busy timeout is

@@ -7,6 +7,7 @@
 
 #include "common/address.hpp"
 #include "store/rollup.hpp"
+#include "store/rows.hpp"
 
 namespace depgraph {
 
@@ -196,14 +197,13 @@ Result<std::vector<EdgeIdentity>> EdgeStore::open_edges_of_host(const std::strin
     if (!stmt) return stmt.error();
     stmt->bind(1, host);
     std::vector<EdgeIdentity> out;
-    for (;;) {
-        auto row = stmt->step();
-        if (!row) return Error{"cannot read the open edges in " + db_.path() + ": " + row.error().message};
-        if (!*row) return out;
-        out.push_back(EdgeIdentity{stmt->column_text(0), static_cast<uint32_t>(stmt->column_int(1)),
-                                   stmt->column_text(2), stmt->column_text(3), stmt->column_text(4),
-                                   stmt->column_text(5), static_cast<uint16_t>(stmt->column_int(6))});
-    }
+    auto read = for_each_row(db_, *stmt, [&](const Statement& row) {
+        out.push_back(EdgeIdentity{row.column_text(0), static_cast<uint32_t>(row.column_int(1)), row.column_text(2),
+                                   row.column_text(3), row.column_text(4), row.column_text(5),
+                                   static_cast<uint16_t>(row.column_int(6))});
+    });
+    if (!read) return read.error();
+    return out;
 }
 
 }  // namespace depgraph

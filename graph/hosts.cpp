@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <tuple>
 
-#include "graph/rows.hpp"
+#include "store/rows.hpp"
 
 namespace depgraph {
 Result<std::vector<HostReport>> load_hosts(const std::vector<std::string>& db_paths) {

@@ -213,7 +213,7 @@ Result<MergeSummary> merge_databases(const std::string& output, const std::vecto
     auto summary = merge_into(output, sources);
     if (!summary && created) {
         std::error_code ec;
-        for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(output + suffix, ec);
+        for (const char* suffix : kDatabaseFileSuffixes) std::filesystem::remove(output + suffix, ec);
     }
     return summary;
 }

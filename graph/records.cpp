@@ -8,7 +8,7 @@
 #include <tuple>
 #include <unordered_map>
 
-#include "graph/rows.hpp"
+#include "store/rows.hpp"
 
 namespace depgraph {
 namespace {
@@ -22,6 +22,12 @@ constexpr int64_t kFirstVersionWithEdgeTotals = 5;
 constexpr int64_t kFirstVersionWithNat = 3;
 // An edge's latest piece so far, before it has one.
 constexpr int64_t kNoPiece = std::numeric_limits<int64_t>::min();
+
+// An edge's counters that add up over time (`open`, a gauge, does not), in
+// the order of the store's columns and of Piece::sums.
+constexpr int64_t EdgeRecord::*kCounters[] = {&EdgeRecord::connects, &EdgeRecord::failed,     &EdgeRecord::refused,
+                                              &EdgeRecord::accepts,  &EdgeRecord::closes,     &EdgeRecord::bytes_sent,
+                                              &EdgeRecord::bytes_received};
 
 // In edge_id order, the table's own: read_edges finds an edge's record by a binary search of the ids.
 constexpr std::string_view kEdges =
@@ -148,9 +154,7 @@ struct IdentityKey {
 void fold_duplicate(EdgeRecord& kept, const EdgeRecord& other) {
     if (other.last_seen > kept.last_seen) kept.open = other.open;
     bool apart = other.first_seen >= kept.last_seen || other.last_seen <= kept.first_seen;
-    for (int64_t EdgeRecord::*counter : {&EdgeRecord::connects, &EdgeRecord::failed, &EdgeRecord::refused,
-                                         &EdgeRecord::accepts, &EdgeRecord::closes, &EdgeRecord::bytes_sent,
-                                         &EdgeRecord::bytes_received}) {
+    for (int64_t EdgeRecord::*counter : kCounters) {
         kept.*counter = apart ? kept.*counter + other.*counter : std::max(kept.*counter, other.*counter);
     }
     kept.first_seen = std::min(kept.first_seen, other.first_seen);
@@ -171,7 +175,7 @@ struct Piece {
     int64_t first = 0;   // start of its first bucket
     int64_t end = 0;     // end of its last bucket
     int64_t latest = 0;  // start of its last bucket
-    int64_t sums[7] = {};  // connects, failed, refused, accepts, closes, bytes_sent, bytes_received
+    int64_t sums[std::size(kCounters)] = {};  // connects, failed, refused, accepts, closes, bytes_sent, bytes_received
     int64_t open = 0;    // the gauge of its last bucket
 
     // From the columns first, end, latest, the seven sums, open, at `col` on.
@@ -201,11 +205,7 @@ void add_piece(EdgeRecord& e, int64_t& latest, const Piece& p) {
     bool had_any = latest != kNoPiece;
     e.first_seen = had_any ? std::min(e.first_seen, p.first) : p.first;
     e.last_seen = had_any ? std::max(e.last_seen, p.end) : p.end;
-    for (auto [field, value] : {std::pair{&e.connects, p.sums[0]}, {&e.failed, p.sums[1]}, {&e.refused, p.sums[2]},
-                                {&e.accepts, p.sums[3]}, {&e.closes, p.sums[4]}, {&e.bytes_sent, p.sums[5]},
-                                {&e.bytes_received, p.sums[6]}}) {
-        *field += value;
-    }
+    for (size_t c = 0; c < std::size(kCounters); c++) e.*kCounters[c] += p.sums[c];
     // `open` is a gauge: the latest piece's, not a sum.
     if (p.latest >= latest) {
         latest = p.latest;
@@ -429,12 +429,12 @@ std::unordered_map<const char*, uint32_t> StringTable::ranks() const {
 
 std::vector<EdgeRecord> split_record(const EdgeRecord& e, const std::vector<int64_t>& weights) {
     std::vector<EdgeRecord> parts(weights.size(), e);
-    for (int64_t EdgeRecord::*counter :
-         {&EdgeRecord::connects, &EdgeRecord::failed, &EdgeRecord::refused, &EdgeRecord::accepts,
-          &EdgeRecord::closes, &EdgeRecord::bytes_sent, &EdgeRecord::bytes_received, &EdgeRecord::open}) {
+    auto share = [&](int64_t EdgeRecord::*counter) {
         auto shares = split(e.*counter, weights);
         for (size_t i = 0; i < parts.size(); i++) parts[i].*counter = shares[i];
-    }
+    };
+    for (int64_t EdgeRecord::*counter : kCounters) share(counter);
+    share(&EdgeRecord::open);  // the open connections are split too: each part has its own
     return parts;
 }
 

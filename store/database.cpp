@@ -404,7 +404,7 @@ bool is_database_file(const std::string& path, const std::string& db) {
         auto name = std::filesystem::weakly_canonical(path, a);
         return !a && name == std::filesystem::weakly_canonical(file, b) && !b;
     };
-    for (const char* suffix : {"", "-wal", "-shm"}) {
+    for (const char* suffix : kDatabaseFileSuffixes) {
         std::string file = db + suffix;
         struct stat st {};
         if (exists ? ::stat(file.c_str(), &st) == 0 && st.st_dev == target.st_dev && st.st_ino == target.st_ino

@@ -51,6 +51,10 @@ private:
     std::string path_;
 };
 
+// A database's files: the main one, its write-ahead log, its WAL index
+// (suffixes of the main file's name).
+inline constexpr const char* kDatabaseFileSuffixes[] = {"", "-wal", "-shm"};
+
 // Whether writing `path` would overwrite the database `db`: the same file (by
 // device and inode), or its -wal or -shm file; by name for one not there yet.
 bool is_database_file(const std::string& path, const std::string& db);

@@ -5,7 +5,7 @@
 #include <stdexcept>
 #include <tuple>
 
-#include "graph/rows.hpp"
+#include "store/rows.hpp"
 
 namespace depgraph::fixture {
 namespace {

@@ -1,4 +1,4 @@
-// Reading a query's rows, the one loop every reader of a database in graph/ needs.
+// Reading a query's rows: the one loop every reader of a database needs.
 #pragma once
 
 #include <string_view>
