@@ -427,30 +427,41 @@ private:
         return e;
     }
 
-    // An accept on a listener from before tracing has no name in the kernel:
-    // name it from the sock_diag listener table, refreshed once per flush.
+    // An accept with no name in the kernel came through a listener the
+    // programs do not hold: one from before tracing not yet seeded, or one
+    // left on a port that others shared (SO_REUSEPORT) and closed, which
+    // took the programs' entry with them. Named from a sock_diag listing of
+    // the listeners, taken at most once per flush: the table from an
+    // earlier listing may name a server that has gone since.
     EdgeIdentity identity(const dg_edge_key& key, bool& listeners_refreshed) {
         EdgeIdentity e = identity_of_known(key);
         if (!e.process.empty()) return e;
-        auto name = [&] { return listener_name(key.netns_ino, key.family, key.local_addr, key.service_port); };
-        const std::string* found = name();
-        if (!found && key.direction == DG_DIR_IN && !listeners_refreshed) {
+        if (key.direction != DG_DIR_IN) {
+            e.process = kUnknownProcess;
+            return e;
+        }
+        if (!listeners_refreshed) {
             listeners_refreshed = true;
             refresh_listeners();
-            found = name();
         }
-        e.process = found && key.direction == DG_DIR_IN ? *found : kUnknownProcess;
+        const std::string* found = listener_name(key.netns_ino, key.family, key.local_addr, key.service_port);
+        e.process = found ? *found : kUnknownProcess;
         return e;
     }
 
+    // Replaces the table with the listeners open now (and gives the programs
+    // back an entry they lost); an unreadable namespace keeps the old table.
     void refresh_listeners() {
         auto owners = socket_owners();
-        (void)for_each_netns([&](uint32_t netns) -> Status {
+        auto before = std::move(listeners_);
+        listeners_.clear();
+        auto listed = for_each_netns([&](uint32_t netns) -> Status {
             auto sockets = dump_tcp_sockets(1u << TCP_LISTEN);
             if (!sockets) return sockets.error();
             for (const auto& s : *sockets) remember_listener(netns, s, owners);
             return ok_status();
         });
+        if (!listed) listeners_ = std::move(before);
     }
 
     Result<std::vector<HostAddress>> addresses() const {

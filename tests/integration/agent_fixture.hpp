@@ -105,12 +105,15 @@ inline bool wait_attached(pid_t agent) {
 }
 
 // A server's body: listens on address:port (by default 0.0.0.0), says so
-// on `listening` when given, accepts and closes, forever.
-inline int accept_and_close(uint16_t port, const std::string& address = "0.0.0.0", Signal* listening = nullptr) {
+// on `listening` when given, accepts and closes, forever. `reuse_port`: the
+// port may be shared with other listeners (SO_REUSEPORT).
+inline int accept_and_close(uint16_t port, const std::string& address = "0.0.0.0", Signal* listening = nullptr,
+                            bool reuse_port = false) {
     auto addr = socket_address(address, port);
     int ls = socket(addr.family(), SOCK_STREAM, 0);
     int on = 1;
     setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    if (reuse_port) setsockopt(ls, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on);
     if (bind(ls, addr.get(), addr.length) != 0 || listen(ls, 64) != 0) return 2;
     if (listening) listening->send();
     for (;;) {

@@ -755,3 +755,37 @@ TEST_CASE("an accepted connection whose listener has closed is incoming on the s
     CHECK(count(*d, "SELECT count(*) FROM edges") == 2);
     CHECK(count(*d, "SELECT count(*) FROM edges WHERE port != " + std::to_string(kPort)) == 0);
 }
+
+// Listeners that share a port (SO_REUSEPORT, as nginx's workers or a server
+// handing over to its next version do) are one entry to the programs:
+// closing one forgets the port, and the accepts of the one left carry no
+// name. The agent names them from sock_diag, and used to keep every
+// listener it had ever seen there: a name from a server long gone won.
+TEST_CASE("accepts on a port that another listener shared and left are named after the one left") {
+    constexpr uint16_t kPort = 8090;
+    TestNetns host;
+    TempDir dir;
+    std::string db = dir.db("host");
+    Signal old_listening, alpha_listening, beta_listening;
+    std::optional<ChildProcess> old_server = ChildProcess::fork_in(
+        host.path(), "dg-old", [&] { return accept_and_close(kPort, "127.0.0.1", &old_listening); });
+    REQUIRE(old_listening.wait(5000));
+    auto agent = start_agent(host, "host", db);
+    old_server.reset();
+
+    auto alpha = ChildProcess::fork_in(
+        host.path(), "dg-alpha", [&] { return accept_and_close(kPort, "127.0.0.1", &alpha_listening, true); });
+    REQUIRE(alpha_listening.wait(5000));
+    std::optional<ChildProcess> beta = ChildProcess::fork_in(
+        host.path(), "dg-beta", [&] { return accept_and_close(kPort, "127.0.0.1", &beta_listening, true); });
+    REQUIRE(beta_listening.wait(5000));
+    beta.reset();
+
+    REQUIRE(dial(host, "127.0.0.1", kPort, 5).wait_exit(10000) == 0);
+    REQUIRE(agent.stop(SIGTERM) == 0);
+
+    auto d = Database::open_read_only(db);
+    REQUIRE(d.ok());
+    CHECK(totals(*d, "in", "dg-alpha", "127.0.0.1", "127.0.0.1", kPort).accepts == 5);
+    CHECK(count(*d, "SELECT count(*) FROM edges WHERE direction = 'in'") == 1);
+}
