@@ -26,13 +26,18 @@ std::set<std::string> vias(const EdgeRecord& e) {
     return {std::string(e.via)};
 }
 
-// Both halves of the connections from one client host to one service host on one port.
+// Both halves of the connections from one client host to one service
+// address and port on a host.
 struct Bundle {
     std::vector<const EdgeRecord*> outgoing;
     std::vector<const EdgeRecord*> incoming;
 };
-using BundleKey = std::tuple<std::string_view, std::string_view, int>;  // client host, service host, port
+// Client host, service host, service address, port, and for loopback the
+// namespace: two pods on a host may serve one port on their own addresses,
+// two containers each their own 127.0.0.1.
+using BundleKey = std::tuple<std::string_view, std::string_view, std::string_view, int, int64_t>;
 using HostPort = std::pair<std::string_view, int>;
+using HostAddressPort = std::tuple<std::string_view, std::string_view, int>;
 // One side's view of the connections between two addresses on a port: host,
 // outgoing, port, its own address, the other's.
 using Pair = std::tuple<std::string_view, bool, int, std::string_view, std::string_view>;
@@ -45,9 +50,14 @@ struct KeyHash {
     size_t operator()(const HostPort& k) const {
         return mix(std::hash<std::string_view>{}(k.first), std::hash<int>{}(k.second));
     }
+    size_t operator()(const HostAddressPort& k) const {
+        auto& [host, addr, port] = k;
+        return mix(operator()(HostPort{host, port}), std::hash<std::string_view>{}(addr));
+    }
     size_t operator()(const BundleKey& k) const {
-        auto& [client, service, port] = k;
-        return mix(operator()(HostPort{client, port}), std::hash<std::string_view>{}(service));
+        auto& [client, service, addr, port, netns] = k;
+        size_t h = mix(operator()(HostAddressPort{service, addr, port}), std::hash<std::string_view>{}(client));
+        return mix(h, std::hash<int64_t>{}(netns));
     }
     size_t operator()(const Pair& k) const {
         auto& [host, outgoing, port, local, remote] = k;
@@ -72,7 +82,9 @@ public:
     Joiner(const Records& records, Graph& graph) : records_(records), book_(records.addresses), graph_(graph) {
         bundles_.reserve(records.edges.size());  // at most one per record: never rehashed
         for (const auto& e : records.edges) {
-            if (!e.outgoing()) listeners_[{e.host, e.port}][e.process] += e.accepts + 1;
+            if (e.outgoing()) continue;
+            listeners_[{e.host, e.port}][e.process] += e.accepts + 1;
+            listeners_on_address_[{e.host, e.local_addr, e.port}][e.process] += e.accepts + 1;
         }
     }
 
@@ -113,21 +125,23 @@ private:
         return graph_.node(id_, kind, host, process);
     }
 
-    // The hosts at the far end of a half: itself for loopback or its own address.
+    // The hosts at the far end of a half: itself for loopback or an address
+    // it held at the time; else whoever held the address then.
     std::set<std::string_view> far_hosts(const EdgeRecord& e) const {
-        if (e.loopback || book_.owned_by(e.remote_addr, e.host)) return {e.host};
+        if (e.loopback) return {e.host};
         auto owners = book_.owners(e.remote_addr, e.first_seen - kOwnershipSlack, e.last_seen + kOwnershipSlack);
-        owners.erase(e.host);
+        if (owners.count(e.host)) return {e.host};
         return owners;
     }
 
     static Pair pair_of(const EdgeRecord& e) { return {e.host, e.outgoing(), e.port, e.local_addr, e.remote_addr}; }
 
     void place(const EdgeRecord& e, std::string_view far) {
+        int64_t netns = e.loopback ? e.netns : 0;
         if (e.outgoing()) {
-            bundles_[{e.host, far, e.port}].outgoing.push_back(&e);
+            bundles_[{e.host, far, e.remote_addr, e.port, netns}].outgoing.push_back(&e);
         } else {
-            bundles_[{far, e.host, e.port}].incoming.push_back(&e);
+            bundles_[{far, e.host, e.local_addr, e.port, netns}].incoming.push_back(&e);
         }
     }
 
@@ -168,15 +182,21 @@ private:
         }
     }
 
-    // The process serving a port on a host: the one that accepted most there,
-    // whichever client it was (a SNAT'd client's half names another address).
-    std::string_view service_process(std::string_view host, int port, const Bundle& bundle) const {
+    // The process serving an address and port on a host: the one that
+    // accepted most there, whichever client it was (a SNAT'd client's half
+    // names another address); else on the port, whatever the address.
+    std::string_view service_process(std::string_view host, std::string_view addr, int port,
+                                     const Bundle& bundle) const {
         std::map<std::string_view, int64_t> accepted;
         for (const auto* in : bundle.incoming) accepted[in->process] += in->accepts + 1;
         if (accepted.empty()) {
-            auto it = listeners_.find({host, port});
-            if (it == listeners_.end()) return kUnknownProcess;
-            accepted = it->second;
+            if (auto it = listeners_on_address_.find({host, addr, port}); it != listeners_on_address_.end()) {
+                accepted = it->second;
+            } else if (auto any = listeners_.find({host, port}); any != listeners_.end()) {
+                accepted = any->second;
+            } else {
+                return kUnknownProcess;
+            }
         }
         return std::max_element(accepted.begin(), accepted.end(),
                                 [](const auto& a, const auto& b) { return a.second < b.second; })
@@ -184,8 +204,8 @@ private:
     }
 
     void join(const BundleKey& key, const Bundle& bundle) {
-        const auto& [client_host, service_host, port] = key;
-        auto process = service_process(service_host, port, bundle);
+        const auto& [client_host, service_host, service_addr, port, netns] = key;
+        auto process = service_process(service_host, service_addr, port, bundle);
         size_t service = process_node(service_host, process, NodeKind::service);
 
         Traffic seen_by_service;
@@ -211,6 +231,12 @@ private:
         top.connections += std::max<int64_t>(0, seen_by_service.connections - seen_by_clients.connections);
         top.bytes_sent += std::max<int64_t>(0, seen_by_service.bytes_sent - seen_by_clients.bytes_sent);
         top.bytes_received += std::max<int64_t>(0, seen_by_service.bytes_received - seen_by_clients.bytes_received);
+        // So are the times: what the service saw before or after the clients'
+        // agents did (one of them was down) is when the busiest process called.
+        if (!bundle.incoming.empty() && seen_by_service.first_seen < seen_by_clients.first_seen) {
+            top.first_seen = std::min(top.first_seen, seen_by_service.first_seen);
+        }
+        if (seen_by_service.last_seen > seen_by_clients.last_seen) top.last_seen = seen_by_service.last_seen;
         for (const auto& [name, traffic] : by_process) {
             size_t client = process_node(client_host, name, NodeKind::client);
             graph_.connect(client, service, port, traffic, disputed, via_by_process[name]);
@@ -222,6 +248,7 @@ private:
     Graph& graph_;
     // A name's accepts on each (host, port): ordered, so that a tie goes to the first name.
     std::unordered_map<HostPort, std::map<std::string_view, int64_t>, KeyHash> listeners_;
+    std::unordered_map<HostAddressPort, std::map<std::string_view, int64_t>, KeyHash> listeners_on_address_;
     std::unordered_map<BundleKey, Bundle, KeyHash> bundles_;
     // The split halves' parts, which bundles point into: a deque never moves them.
     std::deque<EdgeRecord> parts_;
@@ -264,11 +291,6 @@ int64_t AddressBook::time_owned(std::string_view addr, std::string_view host, in
         if (a.host == host) seconds += std::max<int64_t>(0, std::min(a.last_seen, to) - std::max(a.first_seen, from));
     }
     return seconds;
-}
-
-bool AddressBook::owned_by(std::string_view addr, std::string_view host) const {
-    const auto& records = records_of(addr);
-    return std::any_of(records.begin(), records.end(), [&](const AddressRecord& a) { return a.host == host; });
 }
 
 Graph build_graph(const Records& records, const Window& window) {

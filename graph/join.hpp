@@ -26,8 +26,6 @@ public:
     std::set<std::string_view> owners(std::string_view addr) const;
     // How many seconds of [from, to] `host` owned `addr`.
     int64_t time_owned(std::string_view addr, std::string_view host, int64_t from, int64_t to) const;
-    // Whether `host` ever owned `addr`.
-    bool owned_by(std::string_view addr, std::string_view host) const;
 
 private:
     const std::vector<AddressRecord>& records_of(std::string_view addr) const;

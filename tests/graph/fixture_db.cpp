@@ -47,20 +47,21 @@ void HostDb::run(const std::string& run_id, int64_t started, int64_t stopped, in
     run_or_throw(stmt);
 }
 
-void HostDb::address(const std::string& addr, int64_t first_seen, int64_t last_seen) {
+void HostDb::address(const std::string& addr, int64_t first_seen, int64_t last_seen, int64_t netns) {
     auto& stmt = statement(1,
-        "INSERT INTO host_addresses (host, netns, addr, first_seen, last_seen) VALUES (?, 4026531840, ?, ?, ?)");
-    stmt.bind(1, host_).bind(2, addr).bind(3, first_seen).bind(4, last_seen);
+        "INSERT INTO host_addresses (host, netns, addr, first_seen, last_seen) VALUES (?, ?, ?, ?, ?)");
+    stmt.bind(1, host_).bind(2, netns).bind(3, addr).bind(4, first_seen).bind(5, last_seen);
     run_or_throw(stmt);
 }
 
 int64_t HostDb::edge(const std::string& direction, const std::string& process, const std::string& local_addr,
-                     const std::string& remote_addr, int port, bool loopback, const std::string& cgroup) {
+                     const std::string& remote_addr, int port, bool loopback, const std::string& cgroup,
+                     int64_t netns) {
     auto& stmt = statement(2,
         "INSERT INTO edges (host, direction, netns, process, cgroup, local_addr, remote_addr, port, loopback, source) "
-        "VALUES (?, ?, 4026531840, ?, ?, ?, ?, ?, ?, 'ebpf')");
-    stmt.bind(1, host_).bind(2, direction).bind(3, process).bind(4, cgroup);
-    stmt.bind(5, local_addr).bind(6, remote_addr).bind(7, port).bind(8, loopback ? 1 : 0);
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'ebpf')");
+    stmt.bind(1, host_).bind(2, direction).bind(3, netns).bind(4, process).bind(5, cgroup);
+    stmt.bind(6, local_addr).bind(7, remote_addr).bind(8, port).bind(9, loopback ? 1 : 0);
     run_or_throw(stmt);
     return sqlite3_last_insert_rowid(db_.handle());
 }

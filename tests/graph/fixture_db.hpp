@@ -14,6 +14,8 @@ namespace depgraph::fixture {
 
 // 2025-11-26T00:00:00Z: fixtures use fixed times so outputs are exact.
 inline constexpr int64_t kT0 = 1764115200;
+// The network namespace an agent's own host runs in (the root one's inode).
+inline constexpr int64_t kRootNetns = 4026531840;
 
 struct Bucket {
     int64_t connects = 0;
@@ -33,10 +35,11 @@ public:
 
     // An agent run from `started` to `stopped` (0: still running).
     void run(const std::string& run_id, int64_t started, int64_t stopped, int64_t last_report);
-    void address(const std::string& addr, int64_t first_seen, int64_t last_seen);
-    // An edge in the host's root network namespace; returns its edge_id.
+    void address(const std::string& addr, int64_t first_seen, int64_t last_seen, int64_t netns = kRootNetns);
+    // An edge, by default in the host's root network namespace; returns its edge_id.
     int64_t edge(const std::string& direction, const std::string& process, const std::string& local_addr,
-                 const std::string& remote_addr, int port, bool loopback = false, const std::string& cgroup = "");
+                 const std::string& remote_addr, int port, bool loopback = false, const std::string& cgroup = "",
+                 int64_t netns = kRootNetns);
     // A new bucket, also added to its day's row of edge_days as the agent does.
     void bucket(int64_t edge_id, int64_t bucket_start, const Bucket& counts, int64_t bucket_seconds = 60);
     void loss(const std::string& run_id, int64_t bucket_start, const std::string& counter, int64_t value);

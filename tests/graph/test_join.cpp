@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <set>
+#include <tuple>
 
 #include "graph/host_names.hpp"
 #include "tests/graph/fixture_db.hpp"
@@ -197,6 +198,119 @@ TEST_CASE("a service's address moved to another host: each client process keeps 
     std::set<std::string> dependents;
     for (const auto& d : answer["dependents"]) dependents.insert(d["node"].get<std::string>());
     CHECK(dependents == std::set<std::string>{"cli-01/alpha", "cli-01/zeta"});
+}
+
+// Two pods on one node, each in its own namespace with its own address,
+// both serving port 8080: the join used to key a service by host and port
+// alone, and drew both clients calling the busier pod.
+TEST_CASE("pods on one host serving one port on their own addresses: each client joins its own pod") {
+    TempDir dir;
+    constexpr int64_t kPodA = 4026532001, kPodB = 4026532002;
+    {
+        HostDb node(dir.file("node.db"), "node-01");
+        node.address("198.18.0.2", kT0, kT0 + 3600);
+        node.address("198.18.1.5", kT0, kT0 + 3600, kPodA);
+        node.address("198.18.1.6", kT0, kT0 + 3600, kPodB);
+        node.bucket(node.edge("in", "api", "198.18.1.5", "198.18.0.1", 8080, false, "", kPodA), kT0, {.accepts = 20});
+        node.bucket(node.edge("in", "billing", "198.18.1.6", "198.18.0.1", 8080, false, "", kPodB), kT0,
+                    {.accepts = 5});
+        HostDb client(dir.file("client.db"), "cli-01");
+        client.address("198.18.0.1", kT0, kT0 + 3600);
+        client.bucket(client.edge("out", "frontend", "198.18.0.1", "198.18.1.5", 8080), kT0, {.connects = 20});
+        client.bucket(client.edge("out", "worker", "198.18.0.1", "198.18.1.6", 8080), kT0, {.connects = 5});
+    }
+    auto g = render_json({dir.file("node.db"), dir.file("client.db")});
+    CHECK(g["edges"].size() == 2);
+    auto api = find_edge(g, "cli-01/frontend", "node-01/api");
+    CHECK(api["connections"] == 20);
+    CHECK(api["disputed"] == false);
+    auto billing = find_edge(g, "cli-01/worker", "node-01/billing");
+    CHECK(billing["connections"] == 5);
+    CHECK(billing["disputed"] == false);
+}
+
+// Two containers on one host, each with an app and a redis on its own
+// 127.0.0.1: loopback keeps an edge inside the host, and the namespace
+// inside the container.
+TEST_CASE("containers' own loopback: each app joins the redis in its own namespace") {
+    TempDir dir;
+    {
+        HostDb host(dir.file("h.db"), "h-01");
+        host.run("run-1", kT0, 0, kT0 + 3600);  // in the root namespace: the others are containers
+        host.address("198.18.0.1", kT0, kT0 + 3600);
+        for (auto [netns, cgroup, n] : {std::tuple{int64_t{4026532001}, "/system.slice/docker-aaaa.scope", 10},
+                                        std::tuple{int64_t{4026532002}, "/system.slice/docker-bbbb.scope", 3}}) {
+            host.bucket(host.edge("out", "app", "127.0.0.1", "127.0.0.1", 6379, true, cgroup, netns), kT0,
+                        {.connects = n});
+            host.bucket(host.edge("in", "redis-server", "127.0.0.1", "127.0.0.1", 6379, true, cgroup, netns), kT0,
+                        {.accepts = n});
+        }
+    }
+    auto g = render_json({dir.file("h.db")});
+    CHECK(g["edges"].size() == 2);
+    auto a = find_edge(g, "h-01/app (docker-aaaa.scope)", "h-01/redis-server (docker-aaaa.scope)");
+    CHECK(a["connections"] == 10);
+    CHECK(a["disputed"] == false);
+    auto b = find_edge(g, "h-01/app (docker-bbbb.scope)", "h-01/redis-server (docker-bbbb.scope)");
+    CHECK(b["connections"] == 3);
+    CHECK(b["disputed"] == false);
+}
+
+// A client's host held an address long ago that a server holds now: a call
+// to it is a call to the server, not to the client's own host.
+TEST_CASE("an address the client's own host held before another took it joins its owner at the time") {
+    TempDir dir;
+    const int64_t long_ago = kT0 - 60 * 86400;
+    {
+        HostDb client(dir.file("a.db"), "a-01");
+        client.address("198.18.0.50", long_ago, long_ago + 3600);
+        client.address("198.18.0.1", long_ago, kT0 + 3600);
+        client.bucket(client.edge("out", "curl", "198.18.0.1", "198.18.0.50", 80), kT0, {.connects = 5});
+        HostDb server(dir.file("b.db"), "b-01");
+        server.address("198.18.0.50", kT0 - 86400, kT0 + 3600);
+        server.bucket(server.edge("in", "nginx", "198.18.0.50", "198.18.0.1", 80), kT0, {.accepts = 5});
+    }
+    auto g = render_json({dir.file("a.db"), dir.file("b.db")});
+    REQUIRE(g["edges"].size() == 1);
+    auto e = find_edge(g, "a-01/curl", "b-01/nginx");
+    CHECK(e["connections"] == 5);
+    CHECK(e["disputed"] == false);
+}
+
+// The client's agent ran only part of the time the server's did: the
+// joined edge keeps the larger count, and the times either side saw it.
+TEST_CASE("a joined edge is seen from the first to the last time either side saw it") {
+    TempDir dir;
+    const int64_t day = 86400;
+    {
+        HostDb client(dir.file("c.db"), "cli-01");
+        client.address("198.18.0.1", kT0, kT0 + 4 * day);
+        auto late = client.edge("out", "curl", "198.18.0.1", "198.18.0.2", 80);
+        client.bucket(late, kT0 + day + 3600, {.connects = 5});
+        auto early = client.edge("out", "wget", "198.18.0.1", "198.18.0.2", 81);
+        client.bucket(early, kT0 + day + 3600, {.connects = 5});
+        HostDb server(dir.file("s.db"), "srv-01");
+        server.address("198.18.0.2", kT0, kT0 + 4 * day);
+        // Port 80: the server also saw 40 more, two days after the client's agent stopped.
+        auto in80 = server.edge("in", "nginx", "198.18.0.2", "198.18.0.1", 80);
+        server.bucket(in80, kT0 + day + 3600, {.accepts = 5});
+        server.bucket(in80, kT0 + 3 * day + 3600, {.accepts = 40});
+        // Port 81: 50 more, a day before the client's agent started.
+        auto in81 = server.edge("in", "nginx", "198.18.0.2", "198.18.0.1", 81);
+        server.bucket(in81, kT0 + 3600, {.accepts = 50});
+        server.bucket(in81, kT0 + day + 3600, {.accepts = 5});
+    }
+    auto g = render_json({dir.file("c.db"), dir.file("s.db")});
+    REQUIRE(g["edges"].size() == 2);
+    auto e80 = find_edge(g, "cli-01/curl", "srv-01/nginx");
+    CHECK(e80["connections"] == 45);
+    CHECK(e80["disputed"] == true);
+    CHECK(e80["first_seen"] == "2025-11-27T01:00:00Z");
+    CHECK(e80["last_seen"] == "2025-11-29T01:01:00Z");
+    auto e81 = find_edge(g, "cli-01/wget", "srv-01/nginx");
+    CHECK(e81["connections"] == 55);
+    CHECK(e81["first_seen"] == "2025-11-26T01:00:00Z");
+    CHECK(e81["last_seen"] == "2025-11-27T01:01:00Z");
 }
 
 TEST_CASE("group-by host and role fold nodes and sum their edges") {
