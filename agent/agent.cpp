@@ -656,6 +656,13 @@ int64_t wait_for_tick(Agent& agent, int64_t interval, int signal_fd) {
 
 }  // namespace
 
+sigset_t stop_signals() {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set, sig);
+    return set;
+}
+
 Status run_agent(const AgentOptions& options) {
     if (options.flush_interval_s <= 0 || options.bucket_s <= 0 || options.bucket_s % options.flush_interval_s != 0) {
         return Error{"--bucket must be a whole multiple of --flush-interval (got " +
@@ -685,12 +692,9 @@ Status run_agent(const AgentOptions& options) {
     if (options.verbose) std::fprintf(stderr, "depgraph-agent: tracing, writing to %s\n", options.db_path.c_str());
     if (options.once) return agent.stop(unix_now());
 
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    UniqueFd signal_fd(signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK));
-    if (!signal_fd.valid()) return errno_error("cannot watch for SIGINT and SIGTERM", errno);
+    sigset_t stopping = stop_signals();
+    UniqueFd signal_fd(signalfd(-1, &stopping, SFD_CLOEXEC | SFD_NONBLOCK));
+    if (!signal_fd.valid()) return errno_error("cannot watch for SIGINT, SIGTERM and SIGHUP", errno);
     for (;;) {
         int64_t tick = wait_for_tick(agent, options.flush_interval_s, signal_fd.get());
         if (tick == 0) return agent.stop(unix_now());

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <signal.h>
 #include <string>
 
 #include "common/result.hpp"
@@ -28,8 +29,13 @@ struct AgentOptions {
     bool verbose = false;
 };
 
-// Returns when SIGINT or SIGTERM arrives (after a last flush), or after one
-// flush with `once`. The caller blocks those signals in every thread first.
+// The signals that stop the agent: it drains what is still in the kernel,
+// writes it and exits 0. SIGHUP too: a closed terminal or ssh session must
+// not lose the counts.
+sigset_t stop_signals();
+
+// Returns when one of stop_signals() arrives (after a last flush), or after
+// one flush with `once`. The caller blocks those signals in every thread first.
 Status run_agent(const AgentOptions& options);
 
 }  // namespace depgraph

@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
     CLI::App app{"depgraph-agent: traces this host's TCP connections (eBPF, netlink sock_diag) and records "
                  "per-time-bucket edge summaries in SQLite"};
     app.set_version_flag("--version", std::string("depgraph-agent ") + DEPGRAPH_VERSION);
-    app.footer("Runs until SIGINT or SIGTERM, then writes what is still in the kernel and exits 0.\n"
+    app.footer("Runs until SIGINT, SIGTERM or SIGHUP, then writes what is still in the kernel and exits 0.\n"
                "Needs root, or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN to trace (plus CAP_DAC_READ_SEARCH+CAP_SYS_PTRACE\n"
                "to name the owners of connections open at start, and CAP_SYS_ADMIN to enter other namespaces\n"
                "with --scope host), and a kernel with BTF (/sys/kernel/btf/vmlinux).\n"
@@ -79,11 +79,8 @@ int main(int argc, char** argv) {
     options.source = source == "conntrack" ? depgraph::EdgeSourceKind::conntrack : depgraph::EdgeSourceKind::ebpf;
 
     // Blocked before any other thread exists, so only the flush loop sees them.
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    sigset_t stopping = depgraph::stop_signals();
+    pthread_sigmask(SIG_BLOCK, &stopping, nullptr);
 
     auto status = depgraph::run_agent(options);
     if (!status) {

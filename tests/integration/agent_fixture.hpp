@@ -3,6 +3,7 @@
 // then queries. Header-only: each test binary has its own main.
 #pragma once
 
+#include <algorithm>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <netinet/in.h>
@@ -43,12 +44,15 @@ struct TempDir {
     std::string db(const std::string& host) const { return (path / (host + ".db")).string(); }
 };
 
-// One agent in `ns` with --scope netns, flushing every second, started and
-// not waited for. `stderr_path`, when given, receives what the agent logs.
+// One agent in `ns` with --scope netns, flushing every second unless
+// `extra` says otherwise, started and not waited for. `stderr_path`, when
+// given, receives what the agent logs.
 inline ChildProcess launch_agent(TestNetns& ns, const std::string& host, const std::string& db,
                                  const std::vector<std::string>& extra = {}, const std::string& stderr_path = "") {
-    std::vector<std::string> argv{std::getenv("DEPGRAPH_AGENT"), "--db", db, "--scope", "netns", "--hostname", host,
-                                  "--flush-interval", "1s"};
+    std::vector<std::string> argv{std::getenv("DEPGRAPH_AGENT"), "--db", db, "--scope", "netns", "--hostname", host};
+    if (std::find(extra.begin(), extra.end(), "--flush-interval") == extra.end()) {
+        argv.insert(argv.end(), {"--flush-interval", "1s"});
+    }
     argv.insert(argv.end(), extra.begin(), extra.end());
     return stderr_path.empty() ? ChildProcess::exec_in(ns.path(), argv)
                                : ChildProcess::fork_in(ns.path(), "dg-agent", [&] {

@@ -789,3 +789,28 @@ TEST_CASE("accepts on a port that another listener shared and left are named aft
     CHECK(totals(*d, "in", "dg-alpha", "127.0.0.1", "127.0.0.1", kPort).accepts == 5);
     CHECK(count(*d, "SELECT count(*) FROM edges WHERE direction = 'in'") == 1);
 }
+
+// Each signal that stops the agent writes what is still in the kernel and
+// records the stop. SIGHUP (a closed terminal or ssh session) used to kill it
+// with its counts still in the kernel.
+TEST_CASE("SIGINT, SIGTERM and SIGHUP each stop the agent after writing what the kernel holds") {
+    constexpr uint16_t kPort = 8091;
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+        INFO("signal " << sig);
+        TestNetns host;
+        TempDir dir;
+        std::string db = dir.db("host");
+        auto server = ChildProcess::fork_in(host.path(), "dg-server", [] { return accept_and_close(kPort); });
+        // No scheduled flush before the signal: what is written, the stop wrote.
+        auto agent = launch_agent(host, "host", db, {"--flush-interval", "1h", "--bucket", "1h"});
+        REQUIRE(wait_attached(agent.pid()));
+        REQUIRE(dial(host, "127.0.0.1", kPort, 5).wait_exit(5000) == 0);
+        REQUIRE(agent.stop(sig) == 0);
+
+        auto d = Database::open_read_only(db);
+        REQUIRE(d.ok());
+        CHECK(totals(*d, "out", "dg-dialler", "127.0.0.1", "127.0.0.1", kPort).connects == 5);
+        CHECK(totals(*d, "in", "dg-server", "127.0.0.1", "127.0.0.1", kPort).accepts == 5);
+        CHECK(count(*d, "SELECT count(*) FROM agent_runs WHERE stopped_at IS NOT NULL") == 1);
+    }
+}
