@@ -61,17 +61,23 @@ bool has_cycle(const Graph& graph) {
 }
 
 // Graphviz reads backslash sequences (\N, \G, \l) in labels: a name must
-// not. XML 1.0 has no way to write most control characters, not even as
-// references: one in a name would make the whole SVG unreadable.
+// not. It also turns entity references into the characters they stand for
+// (`&#112;ostgres` shows as "postgres", in SVG and PNG alike), but keeps
+// `&amp;` as a literal `&`: so every `&` is written that way, and a process
+// cannot pass for another. XML 1.0 has no way to write most control
+// characters, not even as references: one in a name would make the whole SVG
+// unreadable.
 std::string label_text(std::string_view text) {
     std::string out;
     for (char c : valid_utf8(text)) {
         if ((c >= 0 && c < 0x20) || c == 0x7f) {
             out += kReplacementCharacter;
-            continue;
+        } else if (c == '&') {
+            out += "&amp;";
+        } else {
+            if (c == '\\') out += '\\';
+            out += c;
         }
-        if (c == '\\') out += '\\';
-        out += c;
     }
     return out;
 }

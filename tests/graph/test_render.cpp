@@ -25,30 +25,38 @@ XmlDoc parse_xml(const std::string& text) {
                   &xmlFreeDoc);
 }
 
-void collect(xmlNode* node, std::vector<std::string>& texts, std::vector<std::string>& elements) {
-    for (; node; node = node->next) {
-        if (node->type == XML_ELEMENT_NODE) {
-            elements.emplace_back(reinterpret_cast<const char*>(node->name));
-            if (xmlStrcmp(node->name, BAD_CAST "text") == 0) {
-                std::unique_ptr<xmlChar, decltype(xmlFree)> content(xmlNodeGetContent(node), xmlFree);
-                texts.emplace_back(reinterpret_cast<const char*>(content.get()));
-            }
-        }
-        collect(node->children, texts, elements);
-    }
-}
-
 struct Svg {
     std::vector<std::string> texts;
     std::vector<std::string> elements;
+    std::vector<std::string> tooltips;  // the xlink:title of each link Graphviz wraps a node or edge in
     bool has_text(const std::string& t) const { return std::find(texts.begin(), texts.end(), t) != texts.end(); }
+    bool has_tooltip(const std::string& t) const {
+        return std::find(tooltips.begin(), tooltips.end(), t) != tooltips.end();
+    }
 };
+
+void collect(xmlNode* node, Svg& svg) {
+    for (; node; node = node->next) {
+        if (node->type == XML_ELEMENT_NODE) {
+            svg.elements.emplace_back(reinterpret_cast<const char*>(node->name));
+            if (xmlStrcmp(node->name, BAD_CAST "text") == 0) {
+                std::unique_ptr<xmlChar, decltype(xmlFree)> content(xmlNodeGetContent(node), xmlFree);
+                svg.texts.emplace_back(reinterpret_cast<const char*>(content.get()));
+            }
+            if (xmlStrcmp(node->name, BAD_CAST "a") == 0) {
+                std::unique_ptr<xmlChar, decltype(xmlFree)> title(xmlGetProp(node, BAD_CAST "title"), xmlFree);
+                if (title) svg.tooltips.emplace_back(reinterpret_cast<const char*>(title.get()));
+            }
+        }
+        collect(node->children, svg);
+    }
+}
 
 Svg parse_svg(const std::string& text) {
     auto doc = parse_xml(text);
     REQUIRE(doc);
     Svg svg;
-    collect(xmlDocGetRootElement(doc.get()), svg.texts, svg.elements);
+    collect(xmlDocGetRootElement(doc.get()), svg);
     return svg;
 }
 
@@ -173,6 +181,60 @@ TEST_CASE("hostile process and host names stay text in SVG, DOT, JSON and tables
     REQUIRE(table.exit_code == 0);
     CHECK(table.out.find("\\\\N\\\\G") != std::string::npos);
     CHECK(table.out.find("caf\\xc3") != std::string::npos);
+}
+
+TEST_CASE("names that look like entity references show as written, in SVG and in DOT drawn by dot") {
+    TempDir dir;
+    // Each would show as another name if Graphviz read its references: db-01, postgres, <b>, &.
+    const std::string host = "db&#45;01";
+    const std::string lookalike = "&#112;ostgres";
+    const std::string tag = "&lt;b&gt;";
+    const std::string escaped_amp = "&amp;";
+    auto path = dir.file("lookalike.db");
+    {
+        HostDb web(path, "web-01");
+        web.address("198.18.6.1", kT0, kT0 + 60);
+        HostDb db(path, host);
+        db.address("198.18.6.2", kT0, kT0 + 60);
+        int port = 80;
+        for (const auto& process : {lookalike, tag, escaped_amp}) {
+            web.bucket(web.edge("out", "curl", "198.18.6.1", "198.18.6.2", port), kT0, {.connects = 1});
+            db.bucket(db.edge("in", process, "198.18.6.2", "198.18.6.1", port), kT0, {.accepts = 1});
+            port++;
+        }
+    }
+    // The host runs three processes: a box labelled with the host around them, each node labelled with its process.
+    auto check_labels = [&](const Svg& svg) {
+        for (const auto& label : {host, lookalike, tag, escaped_amp}) {
+            INFO(label);
+            CHECK(svg.has_text(label));
+        }
+        for (const auto* shown_as : {"db-01", "postgres", "<b>", "&"}) {
+            INFO(shown_as);
+            CHECK_FALSE(svg.has_text(shown_as));
+        }
+    };
+    auto svg_run = run_depgraph({"render", "--db", path, "-o", "-", "--format", "svg"});
+    REQUIRE(svg_run.exit_code == 0);
+    auto svg = parse_svg(svg_run.out);
+    check_labels(svg);
+    CHECK(svg.has_tooltip(host + "/" + lookalike));
+    CHECK(svg.has_tooltip("web-01/curl -> " + host + "/" + tag + ":81, 1 connections, 0 failed"));
+
+    auto dot_run = run_depgraph({"render", "--db", path, "-o", dir.file("lookalike.dot")});
+    REQUIRE(dot_run.exit_code == 0);
+    REQUIRE(std::system(("dot -Tsvg " + shell_quote(dir.file("lookalike.dot")) + " -o " +
+                         shell_quote(dir.file("by-dot.svg"))).c_str()) == 0);
+    check_labels(parse_svg(read_file(dir.file("by-dot.svg"))));
+
+    // the impact subgraph's title carries the target as typed
+    auto target = host + "/" + lookalike;
+    auto impact = run_depgraph({"impact", target, "--since", "2025-01-01", "--format", "svg", "--db", path});
+    REQUIRE(impact.exit_code == 0);
+    auto titled = parse_svg(impact.out);
+    CHECK(std::any_of(titled.texts.begin(), titled.texts.end(), [&](const std::string& t) {
+        return t.rfind("depgraph impact of " + target + ": ", 0) == 0;
+    }));
 }
 
 TEST_CASE("the engine follows the graph's shape; big graphs lose their edge labels") {
