@@ -3,15 +3,19 @@
 #include <algorithm>
 #include <tuple>
 
+#include "graph/records.hpp"
 #include "store/rows.hpp"
 
 namespace depgraph {
+
+// Several files may hold the same run, edge or loss (a host's file and a
+// merged one, copies taken at different times): each counts once, combined
+// as `depgraph merge` combines them, so that the report on the files equals
+// the report on their merge.
 Result<std::vector<HostReport>> load_hosts(const std::vector<std::string>& db_paths) {
     std::map<std::string, HostReport> hosts;
-    std::map<std::string, std::string> host_of_run;
-    std::map<std::tuple<std::string, int64_t, std::string>, int64_t> losses;  // deduplicated across files
-    std::map<std::pair<std::string, std::string>, RunRecord> runs;
-    std::map<std::string, int64_t> edges;
+    std::map<std::tuple<std::string, int64_t, std::string>, int64_t> losses;
+    std::map<std::string, std::pair<std::string, RunRecord>> runs;  // run_id -> (host, run), as agent_runs keys them
     for (const auto& path : db_paths) {
         auto db = Database::open_read_only(path);
         if (!db) return db.error();
@@ -20,9 +24,12 @@ Result<std::vector<HostReport>> load_hosts(const std::vector<std::string>& db_pa
             [&](const Statement& r) {
                 RunRecord run{r.column_text(1), r.column_text(2), r.column_int(3), std::nullopt, r.column_int(5)};
                 if (!r.column_is_null(4)) run.stopped_at = r.column_int(4);
-                host_of_run[run.run_id] = r.column_text(0);
-                auto& kept = runs[{r.column_text(0), run.run_id}];
-                if (kept.run_id.empty() || kept.last_report_at < run.last_report_at) kept = run;
+                auto [it, first] = runs.try_emplace(run.run_id, r.column_text(0), run);
+                if (first) return;
+                // An older copy of a run has no stop yet, or an earlier last report.
+                auto& kept = it->second.second;
+                if (run.stopped_at) kept.stopped_at = std::max(kept.stopped_at.value_or(0), *run.stopped_at);
+                kept.last_report_at = std::max(kept.last_report_at, run.last_report_at);
             });
         if (!s) return s.error();
         s = for_each_row(*db, "SELECT run_id, bucket_start, counter, value FROM losses", [&](const Statement& r) {
@@ -30,25 +37,25 @@ Result<std::vector<HostReport>> load_hosts(const std::vector<std::string>& db_pa
             value = std::max(value, r.column_int(3));
         });
         if (!s) return s.error();
-        s = for_each_row(*db, "SELECT host, count(*) FROM edges GROUP BY host", [&](const Statement& r) {
-            auto& count = edges[r.column_text(0)];
-            count = std::max(count, r.column_int(1));
-        });
-        if (!s) return s.error();
     }
-    for (const auto& [key, run] : runs) {
-        auto& h = hosts[key.first];
-        h.host = key.first;
+    // An edge found in two files is one edge, as `depgraph edges` lists it.
+    auto records = load_records(db_paths, Window{});
+    if (!records) return records.error();
+    for (const auto& e : records->edges) {
+        auto& h = hosts[std::string(e.host)];
+        h.host = e.host;
+        h.edges++;
+    }
+    for (const auto& [run_id, owned] : runs) {
+        const auto& [host, run] = owned;
+        auto& h = hosts[host];
+        h.host = host;
         h.runs.push_back(run);
         h.last_report_at = std::max(h.last_report_at.value_or(run.last_report_at), run.last_report_at);
     }
     for (const auto& [key, value] : losses) {
-        auto run = host_of_run.find(std::get<0>(key));
-        if (run != host_of_run.end()) hosts[run->second].losses[std::get<2>(key)] += value;
-    }
-    for (const auto& [host, count] : edges) {
-        hosts[host].host = host;
-        hosts[host].edges = count;
+        auto run = runs.find(std::get<0>(key));
+        if (run != runs.end()) hosts[run->second.first].losses[std::get<2>(key)] += value;
     }
     std::vector<HostReport> reports;
     for (auto& [name, report] : hosts) {

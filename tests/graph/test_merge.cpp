@@ -5,6 +5,7 @@
 
 #include <filesystem>
 
+#include "common/time.hpp"
 #include "tests/graph/bucket_sums.hpp"
 #include "tests/graph/fixture_db.hpp"
 #include "tests/graph/small_fleet.hpp"
@@ -68,6 +69,65 @@ TEST_CASE("merging the same databases again, or one twice, doubles nothing") {
     auto hosts = run_depgraph({"hosts", "--format", "json", "--db", dir.file("again.db")});
     REQUIRE(hosts.exit_code == 0);
     CHECK(hosts.json().size() == 5);
+}
+
+TEST_CASE("hosts over several files counts each edge, run and loss once, as hosts on their merge does") {
+    TempDir dir;
+    const int64_t day = depgraph::kSecondsPerDay;
+    // h-01's database was replaced: old.db holds its first run and edges a, b; new.db its second run and b, c.
+    {
+        HostDb h(dir.file("old.db"), "h-01");
+        h.run("run-old", kT0, kT0 + day, kT0 + day);
+        for (const char* process : {"a", "b"}) {
+            h.bucket(h.edge("out", process, "198.18.7.1", "198.18.7.9", 80), kT0 + 60, {.connects = 1});
+        }
+        h.loss("run-old", kT0 + 60, "edge_map_full", 5);
+    }
+    {
+        HostDb h(dir.file("new.db"), "h-01");
+        h.run("run-new", kT0 + 2 * day, 0, kT0 + 3 * day);
+        for (const char* process : {"b", "c"}) {
+            h.bucket(h.edge("out", process, "198.18.7.1", "198.18.7.9", 80), kT0 + 2 * day + 60, {.connects = 1});
+        }
+        h.loss("run-new", kT0 + 2 * day + 60, "edge_map_full", 7);
+    }
+    // h-02's run, in a copy taken after its last flush but before the stop was written (early.db), and as it
+    // ended (live.db); fleet.db merges the copy with old.db.
+    for (auto [file, stopped] : {std::pair{"early.db", int64_t{0}}, {"live.db", kT0 + 600}}) {
+        HostDb h(dir.file(file), "h-02");
+        h.run("run-live", kT0, stopped, kT0 + 600);
+        h.bucket(h.edge("in", "nginx", "198.18.7.2", "198.18.7.1", 80), kT0 + 60, {.accepts = 1});
+        h.bucket(h.edge("in", "nginx", "198.18.7.2", "198.18.7.3", 80), kT0 + 540, {.accepts = 1});
+        h.loss("run-live", kT0 + 60, "ring_lost", 2);
+        h.loss("run-live", kT0 + 540, "ring_lost", 3);
+    }
+    REQUIRE(merge(dir.file("fleet.db"), {dir.file("early.db"), dir.file("old.db")}).exit_code == 0);
+    std::vector<std::string> files{dir.file("fleet.db"), dir.file("live.db"), dir.file("new.db")};
+
+    std::vector<std::string> args{"hosts", "--format", "json"};
+    for (const auto& a : db_args(files)) args.push_back(a);
+    auto r = run_depgraph(args);
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    auto hosts = r.json();
+    REQUIRE(hosts.size() == 2);
+    auto at = [](int64_t t) { return depgraph::format_iso8601(t); };
+    CHECK(hosts[0]["host"] == "h-01");
+    CHECK(hosts[0]["edges"] == 3);  // a, b, c: b is in both files
+    CHECK(hosts[0]["losses"] == json{{"edge_map_full", 5 + 7}});
+    CHECK(hosts[0]["last_report_at"] == at(kT0 + 3 * day));
+    REQUIRE(hosts[0]["runs"].size() == 2);
+    CHECK(hosts[0]["runs"][0]["stopped_at"] == at(kT0 + day));
+    CHECK(hosts[0]["runs"][1]["stopped_at"] == nullptr);
+    CHECK(hosts[1]["host"] == "h-02");
+    CHECK(hosts[1]["edges"] == 2);
+    CHECK(hosts[1]["losses"] == json{{"ring_lost", 2 + 3}});  // each bucket's loss once, though in two files
+    REQUIRE(hosts[1]["runs"].size() == 1);
+    CHECK(hosts[1]["runs"][0]["stopped_at"] == at(kT0 + 600));  // the copy's missing stop does not undo it
+    CHECK(hosts[1]["last_report_at"] == at(kT0 + 600));
+
+    REQUIRE(merge(dir.file("all.db"), files).exit_code == 0);
+    CHECK(run_depgraph({"hosts", "--format", "json", "--db", dir.file("all.db")}).json() == hosts);
 }
 
 TEST_CASE("a later bucket of an edge already merged adds to it; the same bucket does not") {
