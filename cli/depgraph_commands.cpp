@@ -298,8 +298,10 @@ Status run_merge(const std::string& output, const std::vector<std::string>& inpu
     auto summary = merge_databases(output, inputs);
     if (!summary) return summary.error();
     auto counted = [](int64_t n, const char* what) { return std::to_string(n) + " " + what + (n == 1 ? "" : "s"); };
-    std::cerr << "merged " << counted(summary->databases, "database") << " (" << counted(summary->edges, "edge")
-              << ", " << counted(summary->buckets, "bucket") << ") into " << printable(output) << '\n';
+    std::cerr << "merged " << counted(summary->databases, "database") << " into " << printable(output)
+              << ", which holds " << counted(summary->edges, "edge") << " and " << counted(summary->buckets, "bucket")
+              << " (new: " << counted(summary->new_edges, "edge") << ", " << counted(summary->new_buckets, "bucket")
+              << ")\n";
     return ok_status();
 }
 

@@ -11,6 +11,7 @@
 #include "graph/records.hpp"
 #include "store/database.hpp"
 #include "store/rollup.hpp"
+#include "store/rows.hpp"
 
 namespace depgraph {
 namespace {
@@ -102,7 +103,7 @@ Result<int64_t> copy_rows(Database& in, Database& out, const Copy& copy, const s
 // larger counts, a day cannot), and so are its running totals from then on.
 using FirstDayTouched = std::map<int64_t, int64_t>;
 
-Status merge_one(Database& in, Database& out, MergeSummary& summary, FirstDayTouched& touched) {
+Status merge_one(Database& in, Database& out, FirstDayTouched& touched) {
     if (auto r = copy_rows(in, out, kRuns, {0, 1, 5, 6, 7}); !r) return r.error();
     if (auto r = copy_rows(in, out, kAddresses, {0, 2}); !r) return r.error();
     if (auto r = copy_rows(in, out, kLosses, {0, 2}); !r) return r.error();
@@ -143,7 +144,6 @@ Status merge_one(Database& in, Database& out, MergeSummary& summary, FirstDayTou
         if (!found || !*found) return Error{"cannot merge an edge into " + out.path()};
         edge_ids[select->column_int(0)] = find->column_int(0);
         find->reset();
-        summary.edges++;
     }
 
     auto buckets = in.prepare(kSelectBuckets);
@@ -160,7 +160,6 @@ Status merge_one(Database& in, Database& out, MergeSummary& summary, FirstDayTou
         if (auto s = put->run(); !s) return s.error();
         int64_t day = day_start_of(buckets->column_int(1));
         if (auto [it, fresh] = touched.try_emplace(id->second, day); !fresh) it->second = std::min(it->second, day);
-        summary.buckets++;
     }
     return ok_status();
 }
@@ -172,6 +171,15 @@ Status rebuild_days(Database& out, const FirstDayTouched& days) {
     return rebuild_edge_days(out, ranges);
 }
 
+// How many edges and buckets `db` holds.
+Status count_held(Database& db, int64_t& edges, int64_t& buckets) {
+    return for_each_row(db, "SELECT (SELECT count(*) FROM edges), (SELECT count(*) FROM edge_buckets)",
+                        [&](const Statement& row) {
+                            edges = row.column_int(0);
+                            buckets = row.column_int(1);
+                        });
+}
+
 // The sources into `output`, in one transaction.
 Result<MergeSummary> merge_into(const std::string& output, std::vector<Database>& sources) {
     auto out = Database::open_for_write(output);
@@ -179,12 +187,17 @@ Result<MergeSummary> merge_into(const std::string& output, std::vector<Database>
     MergeSummary summary;
     auto tx = Transaction::begin(*out);
     if (!tx) return tx.error();
+    int64_t edges_before = 0, buckets_before = 0;
+    if (auto s = count_held(*out, edges_before, buckets_before); !s) return s.error();
     FirstDayTouched touched;
     for (auto& in : sources) {
-        if (auto s = merge_one(in, *out, summary, touched); !s) return s.error();
+        if (auto s = merge_one(in, *out, touched); !s) return s.error();
         summary.databases++;
     }
     if (auto s = rebuild_days(*out, touched); !s) return s.error();
+    if (auto s = count_held(*out, summary.edges, summary.buckets); !s) return s.error();
+    summary.new_edges = summary.edges - edges_before;
+    summary.new_buckets = summary.buckets - buckets_before;
     if (auto s = tx->commit(); !s) return s.error();
     return summary;
 }

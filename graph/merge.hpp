@@ -12,10 +12,14 @@
 
 namespace depgraph {
 
+// What the output holds after the merge, and how much of it the merge added:
+// merging the same files again adds nothing, so an operator can see it.
 struct MergeSummary {
     int64_t databases = 0;
-    int64_t edges = 0;    // edge rows read
-    int64_t buckets = 0;  // bucket rows read
+    int64_t edges = 0;
+    int64_t buckets = 0;
+    int64_t new_edges = 0;
+    int64_t new_buckets = 0;
 };
 
 Result<MergeSummary> merge_databases(const std::string& output, const std::vector<std::string>& inputs);

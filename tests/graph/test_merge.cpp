@@ -45,7 +45,8 @@ TEST_CASE("a merged database holds the same edges and graph as its inputs") {
     auto r = merge(dir.file("fleet.db"), dbs);
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
-    CHECK(r.err == "merged 5 databases (12 edges, 12 buckets) into " + dir.file("fleet.db") + "\n");
+    CHECK(r.err == "merged 5 databases into " + dir.file("fleet.db") +
+                       ", which holds 12 edges and 12 buckets (new: 12 edges, 12 buckets)\n");
     CHECK(edges_of({dir.file("fleet.db")}) == edges_of(dbs));
     CHECK(graph_of({dir.file("fleet.db")}) == graph_of(dbs));
 }
@@ -57,7 +58,7 @@ TEST_CASE("merging the same databases again, or one twice, doubles nothing") {
     auto once = edges_of({dir.file("fleet.db")});
     auto single = merge(dir.file("one.db"), {dbs[0]});
     REQUIRE(single.exit_code == 0);
-    CHECK(single.err.rfind("merged 1 database (", 0) == 0);
+    CHECK(single.err.rfind("merged 1 database into ", 0) == 0);
     REQUIRE(merge(dir.file("fleet.db"), dbs).exit_code == 0);
     REQUIRE(merge(dir.file("fleet.db"), {dbs[0], dbs[0]}).exit_code == 0);
     CHECK(edges_of({dir.file("fleet.db")}) == once);
@@ -128,6 +129,36 @@ TEST_CASE("hosts over several files counts each edge, run and loss once, as host
 
     REQUIRE(merge(dir.file("all.db"), files).exit_code == 0);
     CHECK(run_depgraph({"hosts", "--format", "json", "--db", dir.file("all.db")}).json() == hosts);
+}
+
+TEST_CASE("merge says what its output holds and what the merge added, not the rows it read") {
+    TempDir dir;
+    auto path = dir.file("h.db"), twice = dir.file("twice.db");
+    int64_t edge = 0;
+    {
+        HostDb h(path, "h-01");
+        edge = h.edge("out", "app", "198.18.0.1", "198.18.0.2", 80);
+        h.bucket(edge, kT0, {.connects = 1});
+        h.bucket(edge, kT0 + 60, {.connects = 1});
+        h.bucket(h.edge("out", "app", "198.18.0.1", "198.18.0.3", 80), kT0, {.connects = 1});
+    }
+    // 2 edges and 3 buckets, read twice: the output holds each once.
+    auto r = merge(twice, {path, path});
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.err == "merged 2 databases into " + twice +
+                   ", which holds 2 edges and 3 buckets (new: 2 edges, 3 buckets)\n");
+    r = merge(twice, {path});
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.err == "merged 1 database into " + twice +
+                   ", which holds 2 edges and 3 buckets (new: 0 edges, 0 buckets)\n");
+    {
+        HostDb h(path, "h-01");
+        h.bucket(edge, kT0 + 120, {.connects = 1});
+    }
+    r = merge(twice, {path});
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.err == "merged 1 database into " + twice +
+                   ", which holds 2 edges and 4 buckets (new: 0 edges, 1 bucket)\n");
 }
 
 TEST_CASE("a later bucket of an edge already merged adds to it; the same bucket does not") {
