@@ -329,20 +329,20 @@ private:
     Status snapshot() {
         auto owners = socket_owners();
         uint64_t now_ns = monotonic_ns();
-        struct Established {
+        struct OpenConnections {
             uint32_t netns;
             PortRange ephemeral;
             std::vector<TcpSocket> sockets;
         };
-        std::vector<Established> established;
+        std::vector<OpenConnections> open_connections;
         auto dumped = for_each_netns([&](uint32_t netns) -> Status {
-            auto sockets = dump_tcp_sockets((1u << TCP_LISTEN) | (1u << TCP_ESTABLISHED));
+            auto sockets = dump_tcp_sockets((1u << TCP_LISTEN) | kOpenStates);
             if (!sockets) return sockets.error();
             for (const auto& s : *sockets) {
                 if (s.state == TCP_LISTEN) remember_listener(netns, s, owners);
             }
-            std::erase_if(*sockets, [](const TcpSocket& s) { return s.state != TCP_ESTABLISHED; });
-            established.push_back({netns, local_port_range(), std::move(*sockets)});
+            std::erase_if(*sockets, [](const TcpSocket& s) { return !(kOpenStates & (1u << s.state)); });
+            open_connections.push_back({netns, local_port_range(), std::move(*sockets)});
             return ok_status();
         });
         if (!dumped) return dumped;
@@ -351,7 +351,7 @@ private:
         if (tracer_) {
             if (auto noted = tracer_->note_traced_sockets(); !noted) return noted;
         }
-        for (const auto& [netns, ephemeral, sockets] : established) {
+        for (const auto& [netns, ephemeral, sockets] : open_connections) {
             for (const auto& s : sockets) {
                 if (auto r = seed_connection(netns, s, ephemeral, owners, now_ns); !r) return r;
             }

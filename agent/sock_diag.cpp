@@ -112,7 +112,10 @@ Result<TcpSocket> parse_inet_diag_msg(const nlmsghdr* nlh) {
     normalise_v4_mapped(s);
     s.local_port = ntohs(msg.id.idiag_sport);
     s.remote_port = ntohs(msg.id.idiag_dport);
-    s.state = msg.idiag_state;
+    // A TIME_WAIT socket reports its substate (FIN_WAIT2 or TIME_WAIT) as
+    // its state, and the TIME_WAIT timer: its connection has closed, and a
+    // FIN_WAIT2 state must not make it look open.
+    s.state = msg.idiag_timer == kTimeWaitTimer ? uint8_t{TCP_TIME_WAIT} : msg.idiag_state;
     // sock_diag_save_cookie() stores sock_gen_cookie() low word first, in
     // host order; bpf_get_socket_cookie() returns the same sock_gen_cookie().
     s.cookie = static_cast<uint64_t>(msg.id.idiag_cookie[1]) << 32 | msg.id.idiag_cookie[0];

@@ -6,6 +6,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <netinet/tcp.h>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,14 @@ struct TcpSocket {
     uint64_t cookie = 0;                 // inet_diag cookie, equal to the BPF socket cookie
     uint64_t inode = 0;                  // socket inode, to find the owning process in /proc
 };
+
+// The states of a connection from its establishment to its close: one
+// side may have shut down its half, and the close is still to come.
+inline constexpr uint32_t kOpenStates = (1u << TCP_ESTABLISHED) | (1u << TCP_FIN_WAIT1) | (1u << TCP_FIN_WAIT2) |
+                                        (1u << TCP_CLOSE_WAIT) | (1u << TCP_LAST_ACK) | (1u << TCP_CLOSING);
+
+// inet_diag's idiag_timer of a TIME_WAIT socket.
+inline constexpr uint8_t kTimeWaitTimer = 3;
 
 // All TCP sockets (IPv4 and IPv6) of the calling thread's network namespace
 // whose state is in `state_mask` (bit 1 << TCP_xxx).

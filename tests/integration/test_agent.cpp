@@ -814,3 +814,98 @@ TEST_CASE("SIGINT, SIGTERM and SIGHUP each stop the agent after writing what the
         CHECK(count(*d, "SELECT count(*) FROM agent_runs WHERE stopped_at IS NOT NULL") == 1);
     }
 }
+
+// A connection one side has shut down and the other not yet (FIN_WAIT2 on
+// one end, CLOSE_WAIT on the other) is still open: the start-up snapshot
+// used to take only ESTABLISHED ones, so these were on no edge, and their
+// closes were counted as closes of sockets the agent did not know.
+TEST_CASE("connections half closed when the agent starts are open until they close") {
+    constexpr uint16_t kPort = 8092, kCloserPort = 8093;
+    constexpr int kConnections = 3, kBytes = 100;
+    TestNetns host;
+    TempDir dir;
+    std::string db = dir.db("host");
+    Signal listening, half_closed, release, released;
+    auto server = ChildProcess::fork_in(host.path(), "dg-server", [&] {
+        auto addr = socket_address("127.0.0.1", kPort);
+        int ls = socket(AF_INET, SOCK_STREAM, 0);
+        if (bind(ls, addr.get(), addr.length) != 0 || listen(ls, 8) != 0) return 2;
+        listening.send();
+        std::vector<int> fds;
+        for (int i = 0; i < kConnections; i++) {
+            int fd = accept(ls, nullptr, nullptr);
+            if (fd < 0 || !send_bytes(fd, kBytes)) return 3;
+            // Our FIN, the socket kept: ours goes to FIN_WAIT2, the client's to CLOSE_WAIT.
+            shutdown(fd, SHUT_WR);
+            fds.push_back(fd);
+        }
+        for (int fd : fds) finish(fd);  // waits for the client's FIN
+        pause();
+        return 0;
+    });
+    REQUIRE(listening.wait(5000));
+    // One that closes outright: its end of the connection becomes a TIME_WAIT
+    // socket at once, in the FIN_WAIT2 substate, and is closed.
+    Signal closer_listening;
+    auto closer = ChildProcess::fork_in(host.path(), "dg-closer", [&] {
+        auto addr = socket_address("127.0.0.1", kCloserPort);
+        int ls = socket(AF_INET, SOCK_STREAM, 0);
+        if (bind(ls, addr.get(), addr.length) != 0 || listen(ls, 8) != 0) return 2;
+        closer_listening.send();
+        int fd = accept(ls, nullptr, nullptr);
+        if (fd < 0 || !send_bytes(fd, kBytes)) return 3;
+        close(fd);
+        pause();
+        return 0;
+    });
+    REQUIRE(closer_listening.wait(5000));
+    auto client = ChildProcess::fork_in(host.path(), "dg-client", [&] {
+        std::vector<int> fds;
+        for (int i = 0; i <= kConnections; i++) {
+            int fd = connect_to("127.0.0.1", i < kConnections ? kPort : kCloserPort);
+            if (fd < 0 || !recv_bytes(fd, kBytes)) return 2;
+            char c;
+            if (recv(fd, &c, 1, 0) != 0) return 3;  // the server's FIN is in
+            fds.push_back(fd);
+        }
+        half_closed.send();
+        if (!release.wait(30000)) return 4;
+        for (int fd : fds) close(fd);
+        released.send();
+        pause();
+        return 0;
+    });
+    REQUIRE(half_closed.wait(10000));
+    auto agent = start_agent(host, "host", db);
+    {
+        auto d = Database::open_read_only(db);
+        REQUIRE(d.ok());
+        CHECK(totals(*d, "out", "dg-client", "127.0.0.1", "127.0.0.1", kPort).open == kConnections);
+        CHECK(totals(*d, "in", "dg-server", "127.0.0.1", "127.0.0.1", kPort).open == kConnections);
+        CHECK(totals(*d, "out", "dg-client", "127.0.0.1", "127.0.0.1", kCloserPort).open == 1);
+    }
+    release.send();
+    REQUIRE(released.wait(10000));
+    REQUIRE(agent.stop(SIGTERM) == 0);
+
+    auto d = Database::open_read_only(db);
+    REQUIRE(d.ok());
+    for (const char* side : {"out", "in"}) {
+        INFO(side);
+        auto t = totals(*d, side, std::string(side) == "out" ? "dg-client" : "dg-server", "127.0.0.1", "127.0.0.1",
+                        kPort);
+        CHECK(t.connects == 0);
+        CHECK(t.accepts == 0);
+        CHECK(t.closes == kConnections);
+        CHECK(t.open == 0);
+    }
+    auto client_side = totals(*d, "out", "dg-client", "127.0.0.1", "127.0.0.1", kPort);
+    // A FIN counts as a byte of sequence space: a byte or so over the payload.
+    CHECK(client_side.bytes_received >= kConnections * kBytes);
+    CHECK(client_side.bytes_received <= kConnections * (kBytes + 1));
+    auto closed_early = totals(*d, "out", "dg-client", "127.0.0.1", "127.0.0.1", kCloserPort);
+    CHECK(closed_early.closes == 1);
+    CHECK(closed_early.open == 0);
+    CHECK(count(*d, "SELECT count(*) FROM edges") == 3);  // no incoming one on the closed port
+    CHECK(count(*d, "SELECT coalesce(sum(value), 0) FROM losses WHERE counter = 'close_of_unknown_socket'") == 0);
+}

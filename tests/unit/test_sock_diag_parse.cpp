@@ -284,3 +284,13 @@ TEST_CASE("the cgroup2 mount is found in mountinfo, hybrid or pure v2") {
     CHECK_FALSE(parse_cgroup2_mount(v1_only));
     CHECK_FALSE(parse_cgroup2_mount(""));
 }
+
+// A TIME_WAIT socket reports its substate, which may be FIN_WAIT2; only its
+// timer tells it from a full socket in FIN_WAIT2, whose close is still to come.
+TEST_CASE("a TIME_WAIT socket in its FIN_WAIT2 substate decodes as TIME_WAIT") {
+    auto msg = make_msg(AF_INET, "198.18.0.1", 80, "198.18.0.2", 43210, TCP_FIN_WAIT2);
+    msg.idiag_timer = kTimeWaitTimer;
+    CHECK(parse_one(msg).state == TCP_TIME_WAIT);
+    msg.idiag_timer = 2;  // keepalive: a full socket, its application gone
+    CHECK(parse_one(msg).state == TCP_FIN_WAIT2);
+}
