@@ -13,15 +13,15 @@ demo=${DEMO:?DEMO must name examples/demo.sh}
 out=$(mktemp -d /tmp/depgraph-test-demo.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 
-demo_namespaces() { ip netns list | awk '$1 ~ /^dgdemo[0-9]+-/ {print $1}' | sort; }
-before=$(demo_namespaces)
-
 for requests in 4 12; do
   echo "--- demo.sh --requests $requests"
-  bash "$demo" --out "$out" --requests "$requests"
+  # Its namespaces are named after its pid: another demo running on the machine is not this one's leftovers.
+  bash "$demo" --out "$out" --requests "$requests" &
+  demo_pid=$!
+  wait "$demo_pid"
 
   # Nothing of the run is left: namespaces (and with them veths, bridge and the servers), agents.
-  left=$(comm -13 <(echo "$before") <(demo_namespaces))
+  left=$(ip netns list | awk -v prefix="dgdemo$demo_pid-" 'index($1, prefix) == 1 {print $1}')
   [ -z "$left" ] || { echo "FAIL: namespaces left behind: $left"; exit 1; }
   if pgrep -f "$out/hosts/" >/dev/null; then echo "FAIL: an agent of the demo is still running"; exit 1; fi
 
