@@ -372,7 +372,12 @@ private:
             return;
         }
         listeners_[key] = owner->second.comm;
-        if (tracer_) (void)tracer_->seed_listener(key, to_bpf_process(owner->second));
+        if (tracer_) {
+            dg_listener listener{};
+            listener.owner = to_bpf_process(owner->second);
+            listener.tgid = static_cast<uint32_t>(owner->second.pid);
+            (void)tracer_->seed_listener(key, listener);
+        }
     }
 
     Status seed_connection(uint32_t netns, const TcpSocket& s, PortRange ephemeral,

@@ -31,6 +31,8 @@ static_assert(offsetof(dg_sock_slot, info) == 16);
 static_assert(sizeof(dg_listener_key) == 24);
 static_assert(offsetof(dg_listener_key, netns_ino) == 16);
 static_assert(offsetof(dg_listener_key, family) == 22);
+static_assert(sizeof(dg_listener) == 32);
+static_assert(offsetof(dg_listener, tgid) == 24);
 
 inline dg_edge_counters& operator+=(dg_edge_counters& to, const dg_edge_counters& from) {
     dg_add_counters(&to, &from);

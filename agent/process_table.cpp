@@ -92,6 +92,7 @@ std::optional<ProcessIdentity> identity_of(pid_t pid, CgroupPaths& cgroups) {
     if (!comm->empty() && comm->back() == '\n') comm->pop_back();
 
     ProcessIdentity id;
+    id.pid = pid;
     id.comm = std::move(*comm);
     if (auto cgroup_text = read_proc_file(dir + "/cgroup")) {
         if (auto path = parse_cgroup_v2_path(*cgroup_text)) {

@@ -17,6 +17,7 @@
 namespace depgraph {
 
 struct ProcessIdentity {
+    pid_t pid = 0;       // the thread-group id
     std::string comm;    // /proc/TGID/comm: the thread-group leader's name, at most 15 chars
     std::string cgroup;  // cgroup v2 path relative to the cgroup2 mount, "" for the root
     uint64_t cgroup_id = 0;  // cgroup v2 id (the directory's inode), as bpf_get_current_cgroup_id() returns

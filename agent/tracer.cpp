@@ -156,8 +156,8 @@ Result<LossCounters> Tracer::losses() const {
     return totals;
 }
 
-Status Tracer::seed_listener(const dg_listener_key& key, const dg_process& owner) {
-    if (bpf_map_update_elem(bpf_map__fd(skel_->bpf->maps.listeners), &key, &owner, BPF_NOEXIST) != 0 &&
+Status Tracer::seed_listener(const dg_listener_key& key, const dg_listener& listener) {
+    if (bpf_map_update_elem(bpf_map__fd(skel_->bpf->maps.listeners), &key, &listener, BPF_NOEXIST) != 0 &&
         errno != EEXIST) {
         return errno_error("failed to record a listener", errno);
     }

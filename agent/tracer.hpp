@@ -37,7 +37,7 @@ public:
     Result<LossCounters> losses() const;
 
     // A listener that existed before tracing; one the programs saw themselves wins.
-    Status seed_listener(const dg_listener_key& key, const dg_process& owner);
+    Status seed_listener(const dg_listener_key& key, const dg_listener& listener);
     // Reads which sockets the programs keep in slots. Call it after taking
     // the sock_diag dumps and before seeding their connections.
     Status note_traced_sockets();

@@ -90,7 +90,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 8192);
 	__type(key, struct dg_listener_key);
-	__type(value, struct dg_process);
+	__type(value, struct dg_listener);
 } listeners SEC(".maps");
 
 struct {
@@ -339,35 +339,43 @@ static __always_inline int listener_from_sock(const struct sock *sk, struct dg_l
 /* The owner of the listener an accepted connection came through: the one on
  * its local address, else the one on the wildcard; an IPv4 connection can
  * also come through a dual-stack listener on ::. */
-static __always_inline struct dg_process *listener_of(const struct dg_edge_key *edge)
+static __always_inline struct dg_listener *find_listener(const struct dg_edge_key *edge)
 {
 	struct dg_listener_key lk = {};
-	struct dg_process *owner;
+	struct dg_listener *l;
 
 	lk.netns_ino = edge->netns_ino;
 	lk.port = edge->service_port;
 	lk.family = edge->family;
 	__builtin_memcpy(lk.addr, edge->local_addr, 16);
-	owner = bpf_map_lookup_elem(&listeners, &lk);
-	if (owner)
-		return owner;
+	l = bpf_map_lookup_elem(&listeners, &lk);
+	if (l)
+		return l;
 	__builtin_memset(lk.addr, 0, 16);
-	owner = bpf_map_lookup_elem(&listeners, &lk);
-	if (owner || lk.family != DG_AF_INET)
-		return owner;
+	l = bpf_map_lookup_elem(&listeners, &lk);
+	if (l || lk.family != DG_AF_INET)
+		return l;
 	lk.family = DG_AF_INET6;
 	return bpf_map_lookup_elem(&listeners, &lk);
+}
+
+static __always_inline struct dg_process *listener_of(const struct dg_edge_key *edge)
+{
+	struct dg_listener *l = find_listener(edge);
+
+	return l ? &l->owner : 0;
 }
 
 static __always_inline void on_listen(const struct sock *sk)
 {
 	struct dg_listener_key lk = {};
-	struct dg_process owner = {};
+	struct dg_listener l = {};
 
 	if (!listener_from_sock(sk, &lk))
 		return;
-	current_process(&owner);
-	if (bpf_map_update_elem(&listeners, &lk, &owner, BPF_ANY))
+	current_process(&l.owner);
+	l.tgid = bpf_get_current_pid_tgid() >> 32;
+	if (bpf_map_update_elem(&listeners, &lk, &l, BPF_ANY))
 		count_loss(DG_LOSS_LISTENER_MAP_FULL);
 }
 
@@ -509,6 +517,32 @@ static __always_inline void on_closed(const struct sock *sk, int oldstate)
 		c->bytes_sent += tp->bytes_acked;
 		c->bytes_received += tp->bytes_received;
 	}
+}
+
+struct exec_rename {
+	__u32 tgid;
+	char comm[DG_COMM_LEN];
+};
+
+static long rename_listener(struct bpf_map *map, const struct dg_listener_key *key, struct dg_listener *l,
+			    struct exec_rename *exec)
+{
+	if (l->tgid == exec->tgid)
+		__builtin_memcpy(l->owner.comm, exec->comm, DG_COMM_LEN);
+	return 0;
+}
+
+/* A process that listens and then runs another program keeps its listeners
+ * under its new name, as /proc (and so the start-up snapshot) shows it. The
+ * new name is set by the time this runs. Once per exec, over the listeners. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(sched_process_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct exec_rename exec = { .tgid = p->tgid };
+
+	__builtin_memcpy(exec.comm, p->comm, DG_COMM_LEN);
+	bpf_for_each_map_elem(&listeners, rename_listener, &exec, 0);
+	return 0;
 }
 
 SEC("tp_btf/inet_sock_set_state")

@@ -133,6 +133,14 @@ struct dg_listener_key {
 	__u8 pad;
 };
 
+/* Who listens: the accepts' owner. Its process id, so that an exec() of the
+ * process (a server that listens and then runs another program) renames it. */
+struct dg_listener {
+	struct dg_process owner;
+	__u32 tgid;
+	__u32 pad;
+};
+
 /* Indexes into the loss counter array: every bounded map counts what it
  * could not hold, so nothing is dropped silently. */
 enum dg_loss {

@@ -909,3 +909,47 @@ TEST_CASE("connections half closed when the agent starts are open until they clo
     CHECK(count(*d, "SELECT count(*) FROM edges") == 3);  // no incoming one on the closed port
     CHECK(count(*d, "SELECT coalesce(sum(value), 0) FROM losses WHERE counter = 'close_of_unknown_socket'") == 0);
 }
+
+// A server that listens and then runs another program on the same socket
+// (an exec after listen, as a supervisor handing over does) accepts under its
+// new name, whether the agent saw it listen or found it at start. The
+// programs used to keep the name from the moment of listen().
+TEST_CASE("a listener that execs another program accepts under the new name") {
+    constexpr uint16_t kPort = 8094;
+    for (bool agent_first : {true, false}) {
+        INFO((agent_first ? "the agent saw it listen" : "the agent started after the exec"));
+        TestNetns host;
+        TempDir dir;
+        std::string db = dir.db("host");
+        std::optional<ChildProcess> agent;
+        if (agent_first) agent.emplace(start_agent(host, "host", db));
+        auto server = ChildProcess::fork_in(host.path(), "dg-prelisten", [] {
+            auto addr = socket_address("127.0.0.1", kPort);
+            int ls = socket(AF_INET, SOCK_STREAM, 0);
+            if (bind(ls, addr.get(), addr.length) != 0 || listen(ls, 8) != 0 || dup2(ls, 3) != 3) return 2;
+            execlp("python3", "python3", "-c",
+                   "import socket\n"
+                   "s = socket.socket(fileno=3)\n"
+                   "while True: s.accept()[0].close()\n",
+                   nullptr);
+            return 127;
+        });
+        auto comm_path = "/proc/" + std::to_string(server.pid()) + "/comm";
+        auto comm = [&] {
+            std::ifstream f(comm_path);
+            std::string name;
+            std::getline(f, name);
+            return name;
+        };
+        for (int i = 0; i < 500 && comm() != "python3"; i++) usleep(10000);
+        REQUIRE(comm() == "python3");
+        if (!agent_first) agent.emplace(start_agent(host, "host", db));
+
+        REQUIRE(dial(host, "127.0.0.1", kPort, 3).wait_exit(10000) == 0);
+        REQUIRE(agent->stop(SIGTERM) == 0);
+        auto d = Database::open_read_only(db);
+        REQUIRE(d.ok());
+        CHECK(totals(*d, "in", "python3", "127.0.0.1", "127.0.0.1", kPort).accepts == 3);
+        CHECK(count(*d, "SELECT count(*) FROM edges WHERE direction = 'in'") == 1);
+    }
+}
