@@ -59,7 +59,8 @@ std::string closest_matches(const Graph& graph, const std::string& text, const R
 Result<Target> resolve_target(const Graph& graph, const std::string& text, const AddressBook& book,
                               const RoleRules& roles) {
     auto [name, port] = split_port(text);
-    auto hosts = book.owners(name);
+    // An address names the hosts that owned it within the window, not one that gave it up before.
+    auto hosts = book.owners(name, graph.window.since, graph.window.until);
     hosts.insert(name);
     Target target{{}, port};
     auto select = [&](auto&& wanted) {

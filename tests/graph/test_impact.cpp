@@ -174,3 +174,42 @@ TEST_CASE("without --format, impact writes what the output file's extension name
     CHECK(png.err == "depgraph: error: cannot tell the format from the extension of " + dir.file("impact.png") +
                          ": use .txt, .json, .svg, .dot/.gv, or --format\n");
 }
+
+TEST_CASE("an ADDRESS:PORT target names the address's owners within the window, not its earlier ones") {
+    // 10.0.0.5 was old-web's until 90 days before kT0 (old-web has had 10.0.0.7 since), and new-web's
+    // from then on. Both serve port 80 in the window: only new-web serves it on 10.0.0.5.
+    constexpr int64_t kDay = 86400;
+    TempDir dir;
+    {
+        HostDb h(dir.file("old-web.db"), "old-web");
+        h.address("10.0.0.5", kT0 - 120 * kDay, kT0 - 90 * kDay);
+        h.address("10.0.0.7", kT0 - 90 * kDay, kT0 + 600);
+        h.bucket(h.edge("in", "apache", "10.0.0.7", "10.0.0.1", 80), kT0, {.accepts = 3});
+    }
+    {
+        HostDb h(dir.file("new-web.db"), "new-web");
+        h.address("10.0.0.5", kT0 - 89 * kDay, kT0 + 600);
+        h.bucket(h.edge("in", "nginx", "10.0.0.5", "10.0.0.1", 80), kT0, {.accepts = 3});
+    }
+    {
+        HostDb h(dir.file("client.db"), "client");
+        h.address("10.0.0.1", kT0 - 120 * kDay, kT0 + 600);
+        h.bucket(h.edge("out", "curl", "10.0.0.1", "10.0.0.7", 80), kT0, {.connects = 3});
+        h.bucket(h.edge("out", "wget", "10.0.0.1", "10.0.0.5", 80), kT0, {.connects = 3});
+    }
+    std::vector<std::string> dbs{dir.file("old-web.db"), dir.file("new-web.db"), dir.file("client.db")};
+    for (const char* target : {"10.0.0.5:80", "10.0.0.5"}) {
+        INFO(target);
+        auto r = walk("impact", target, dbs);
+        INFO(r.err);
+        REQUIRE(r.exit_code == 0);
+        CHECK(r.json()["matched"] == json::array({"new-web/nginx"}));
+        CHECK(listed(r.json(), "dependents") == std::vector<std::string>{"client/wget@1"});
+    }
+    // A window that reaches back to old-web's time names both owners.
+    std::vector<std::string> args{"impact", "10.0.0.5:80", "--since", "2025-07-01", "--format", "json"};
+    for (const auto& a : db_args(dbs)) args.push_back(a);
+    auto both = run_depgraph(args);
+    REQUIRE(both.exit_code == 0);
+    CHECK(both.json()["matched"] == json::array({"new-web/nginx", "old-web/apache"}));
+}
