@@ -8,18 +8,13 @@
 #include "common/address.hpp"
 
 namespace depgraph {
-namespace {
 
-// The store's spelling of an address: "::ffff:10.0.0.1" is "10.0.0.1", IPv6
-// compressed. "" when `text` is not an address.
 std::string store_form(const std::string& text) {
     uint8_t bytes[16];
     if (inet_pton(AF_INET, text.c_str(), bytes) == 1) return format_address(AF_INET, bytes);
     if (inet_pton(AF_INET6, text.c_str(), bytes) == 1) return format_address(AF_INET6, bytes);
     return "";
 }
-
-}  // namespace
 
 HostNames HostNames::load(const std::string& path) {
     std::ifstream in(path);

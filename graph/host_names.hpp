@@ -12,6 +12,10 @@ namespace depgraph {
 
 inline constexpr const char* kHostsFile = "/etc/hosts";
 
+// The store's spelling of an address: "::ffff:10.0.0.1" is "10.0.0.1", IPv6
+// compressed and in lower case. "" when `text` is not an address.
+std::string store_form(const std::string& text);
+
 class HostNames {
 public:
     // A missing or unreadable file names nothing: names are a nicety.

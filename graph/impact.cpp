@@ -4,6 +4,8 @@
 #include <charconv>
 #include <set>
 
+#include "graph/host_names.hpp"
+
 namespace depgraph {
 namespace {
 
@@ -22,20 +24,26 @@ size_t edit_distance(const std::string& a, const std::string& b) {
     return row[b.size()];
 }
 
-// "web-01:8080" -> ("web-01", 8080); "[::1]:80" -> ("::1", 80); anything else: no port.
+// "web-01:8080" -> ("web-01", 8080); "[::1]:80" -> ("::1", 80); "[::1]" -> ("::1", none);
+// anything else: no port. An address comes back in the store's spelling, so that
+// "[2001:DB8:0::2]" names the node "2001:db8::2".
 std::pair<std::string, std::optional<int>> split_port(const std::string& text) {
-    auto colon = text.rfind(':');
-    if (colon == std::string::npos || colon + 1 == text.size()) return {text, std::nullopt};
-    int port = 0;
-    auto digits = std::string_view(text).substr(colon + 1);
-    auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
-    if (ec != std::errc() || ptr != digits.data() + digits.size() || port <= 0 || port > 65535) {
-        return {text, std::nullopt};
+    std::string name = text;
+    std::optional<int> port;
+    if (auto colon = text.rfind(':'); colon != std::string::npos) {
+        int number = 0;
+        auto digits = std::string_view(text).substr(colon + 1);
+        auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), number);
+        bool is_port = !digits.empty() && ec == std::errc() && ptr == digits.data() + digits.size() && number > 0 &&
+                       number <= 65535;
+        // A bare IPv6 address has colons too: it is only HOST:PORT if the rest has none.
+        if (is_port && (text.front() == '[' || text.find(':') == colon)) {
+            name = text.substr(0, colon);
+            port = number;
+        }
     }
-    auto name = text.substr(0, colon);
     if (name.size() > 2 && name.front() == '[' && name.back() == ']') name = name.substr(1, name.size() - 2);
-    // A bare IPv6 address has colons too: it is only HOST:PORT if the rest has none.
-    if (name.find(':') != std::string::npos && text.front() != '[') return {text, std::nullopt};
+    if (auto address = store_form(name); !address.empty()) name = address;
     return {name, port};
 }
 

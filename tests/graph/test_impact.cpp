@@ -25,6 +25,17 @@ std::vector<std::string> listed(const json& doc, const char* key) {
     return out;
 }
 
+// `impact TARGET` matched exactly `matched` and listed exactly `dependents`.
+void check_impact(const std::vector<std::string>& dbs, const std::string& target, const json& matched,
+                  const std::vector<std::string>& dependents) {
+    INFO(target);
+    auto r = walk("impact", target, dbs);
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.json()["matched"] == matched);
+    CHECK(listed(r.json(), "dependents") == dependents);
+}
+
 }  // namespace
 
 TEST_CASE("impact of a service port lists its clients, then their clients, with evidence") {
@@ -199,12 +210,7 @@ TEST_CASE("an ADDRESS:PORT target names the address's owners within the window, 
     }
     std::vector<std::string> dbs{dir.file("old-web.db"), dir.file("new-web.db"), dir.file("client.db")};
     for (const char* target : {"10.0.0.5:80", "10.0.0.5"}) {
-        INFO(target);
-        auto r = walk("impact", target, dbs);
-        INFO(r.err);
-        REQUIRE(r.exit_code == 0);
-        CHECK(r.json()["matched"] == json::array({"new-web/nginx"}));
-        CHECK(listed(r.json(), "dependents") == std::vector<std::string>{"client/wget@1"});
+        check_impact(dbs, target, json::array({"new-web/nginx"}), {"client/wget@1"});
     }
     // A window that reaches back to old-web's time names both owners.
     std::vector<std::string> args{"impact", "10.0.0.5:80", "--since", "2025-07-01", "--format", "json"};
@@ -212,4 +218,28 @@ TEST_CASE("an ADDRESS:PORT target names the address's owners within the window, 
     auto both = run_depgraph(args);
     REQUIRE(both.exit_code == 0);
     CHECK(both.json()["matched"] == json::array({"new-web/nginx", "old-web/apache"}));
+}
+
+TEST_CASE("an IPv6 target matches however the address is spelled, with or without a port") {
+    // c6 (2001:db8::1) -> s6/nginx (2001:db8::2):443; c6 -> 2001:db8::99:5432, which no agent owns.
+    TempDir dir;
+    {
+        HostDb h(dir.file("c6.db"), "c6");
+        h.address("2001:db8::1", kT0, kT0 + 600);
+        h.bucket(h.edge("out", "curl", "2001:db8::1", "2001:db8::2", 443), kT0, {.connects = 4});
+        h.bucket(h.edge("out", "psql", "2001:db8::1", "2001:db8::99", 5432), kT0, {.connects = 2});
+    }
+    {
+        HostDb h(dir.file("s6.db"), "s6");
+        h.address("2001:db8::2", kT0, kT0 + 600);
+        h.bucket(h.edge("in", "nginx", "2001:db8::2", "2001:db8::1", 443), kT0, {.accepts = 4});
+    }
+    std::vector<std::string> dbs{dir.file("c6.db"), dir.file("s6.db")};
+    for (const char* target : {"[2001:db8::2]:443", "[2001:DB8::2]:443", "[2001:db8:0:0::2]:443", "[2001:db8::2]",
+                               "2001:0db8::2"}) {
+        check_impact(dbs, target, json::array({"s6/nginx"}), {"c6/curl@1"});
+    }
+    for (const char* target : {"[2001:DB8::99]:5432", "2001:db8:0::99"}) {
+        check_impact(dbs, target, json::array({"2001:db8::99"}), {"c6/psql@1"});
+    }
 }
