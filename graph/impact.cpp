@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <functional>
 #include <set>
 
 #include "graph/host_names.hpp"
@@ -47,7 +48,8 @@ std::pair<std::string, std::optional<int>> split_port(const std::string& text) {
     return {name, port};
 }
 
-std::string closest_matches(const Graph& graph, const std::string& text, const RoleRules& roles) {
+// Ranked by the name alone: "postgres01:5432" is closest to postgres-01, whatever the port.
+std::string closest_matches(const Graph& graph, const std::string& name, const RoleRules& roles) {
     std::set<std::string> names;
     for (const auto& n : graph.nodes) {
         names.insert(n.id);
@@ -55,11 +57,21 @@ std::string closest_matches(const Graph& graph, const std::string& text, const R
         if (n.kind != NodeKind::external) names.insert(roles.role_of(n.host));
     }
     std::vector<std::pair<size_t, std::string>> ranked;
-    for (const auto& name : names) ranked.emplace_back(edit_distance(text, name), name);
+    for (const auto& candidate : names) ranked.emplace_back(edit_distance(name, candidate), candidate);
     std::sort(ranked.begin(), ranked.end());
     std::string list;
     for (size_t i = 0; i < ranked.size() && i < 3; i++) list += (i ? ", " : "") + ranked[i].second;
     return list.empty() ? "the graph is empty in this window" : "closest matches: " + list;
+}
+
+// "db-01 serves ports 5432, 6432": what a name that exists offers instead of the port asked for.
+std::string ports_served(const Graph& graph, const std::vector<size_t>& nodes, const std::string& name) {
+    std::set<int> ports;
+    for (size_t n : nodes) ports.insert(graph.nodes[n].ports.begin(), graph.nodes[n].ports.end());
+    if (ports.empty()) return name + " serves no port";
+    std::string list;
+    for (int port : ports) list += (list.empty() ? "" : ", ") + std::to_string(port);
+    return name + " serves port" + (ports.size() > 1 ? "s " : " ") + list;
 }
 
 }  // namespace
@@ -70,24 +82,32 @@ Result<Target> resolve_target(const Graph& graph, const std::string& text, const
     // An address names the hosts that owned it within the window, not one that gave it up before.
     auto hosts = book.owners(name, graph.window.since, graph.window.until);
     hosts.insert(name);
-    Target target{{}, port};
-    auto select = [&](auto&& wanted) {
-        for (size_t i = 0; i < graph.nodes.size(); i++) {
-            const auto& n = graph.nodes[i];
-            if (wanted(n) && (!port || n.ports.count(*port))) target.nodes.push_back(i);
-        }
-        return !target.nodes.empty();
+    // What a name can be, most specific first: the first that names a node (serving `port`) wins.
+    const std::function<bool(const Node&)> meanings[] = {
+        [&](const Node& n) { return n.id == name; },
+        [&](const Node& n) {
+            if (n.kind == NodeKind::external) return false;
+            return std::any_of(hosts.begin(), hosts.end(), [&](auto h) { return n.members.count(h) > 0; });
+        },
+        [&](const Node& n) { return n.kind != NodeKind::external && roles.role_of(n.host) == name; },
     };
-    bool found = select([&](const Node& n) { return n.id == name; }) ||
-                 select([&](const Node& n) {
-                     if (n.kind == NodeKind::external) return false;
-                     return std::any_of(hosts.begin(), hosts.end(), [&](auto h) { return n.members.count(h) > 0; });
-                 }) ||
-                 select([&](const Node& n) {
-                     return n.kind != NodeKind::external && roles.role_of(n.host) == name;
-                 });
-    if (!found) return Error{"no node matches '" + text + "' in this window; " + closest_matches(graph, text, roles)};
-    return target;
+    auto named = [&](std::optional<int> wanted_port) {
+        std::vector<size_t> nodes;
+        for (const auto& meaning : meanings) {
+            for (size_t i = 0; i < graph.nodes.size(); i++) {
+                const auto& n = graph.nodes[i];
+                if (meaning(n) && (!wanted_port || n.ports.count(*wanted_port))) nodes.push_back(i);
+            }
+            if (!nodes.empty()) break;
+        }
+        return nodes;
+    };
+    if (auto nodes = named(port); !nodes.empty()) return Target{std::move(nodes), port};
+    std::string unknown = "no node matches '" + text + "' in this window; ";
+    if (auto without_port = port ? named(std::nullopt) : std::vector<size_t>{}; !without_port.empty()) {
+        return Error{unknown + ports_served(graph, without_port, name)};
+    }
+    return Error{unknown + closest_matches(graph, name, roles)};
 }
 
 std::vector<Reached> walk(const Graph& graph, const Target& target, Direction direction, int depth_limit) {

@@ -243,3 +243,37 @@ TEST_CASE("an IPv6 target matches however the address is spelled, with or withou
         check_impact(dbs, target, json::array({"2001:db8::99"}), {"c6/psql@1"});
     }
 }
+
+TEST_CASE("a mistyped HOST:PORT is matched by its host; a known host with another port names its ports") {
+    // app-01/api calls postgres-01 .. postgres-15 on 5432; postgres-07 also serves 6432.
+    TempDir dir;
+    std::vector<std::string> dbs{dir.file("app-01.db")};
+    HostDb app(dbs[0], "app-01");
+    app.address("10.0.1.1", kT0, kT0 + 600);
+    for (int i = 1; i <= 15; i++) {
+        std::string number = (i < 10 ? "0" : "") + std::to_string(i), host = "postgres-" + number,
+                    addr = "10.0.2." + std::to_string(i);
+        dbs.push_back(dir.file(host + ".db"));
+        HostDb db(dbs.back(), host);
+        db.address(addr, kT0, kT0 + 600);
+        for (int port : i == 7 ? std::vector{5432, 6432} : std::vector{5432}) {
+            app.bucket(app.edge("out", "api", "10.0.1.1", addr, port), kT0, {.connects = 2});
+            db.bucket(db.edge("in", "postgres", addr, "10.0.1.1", port), kT0, {.accepts = 2});
+        }
+    }
+    auto error_of = [&](const std::string& target) {
+        auto r = walk("impact", target, dbs);
+        CHECK(r.exit_code == 1);
+        return r.err;
+    };
+    CHECK(error_of("postgres01:5432") == "depgraph: error: no node matches 'postgres01:5432' in this window; "
+                                         "closest matches: postgres-01, postgres, postgres-02\n");
+    CHECK(error_of("postgres-01:5433") ==
+          "depgraph: error: no node matches 'postgres-01:5433' in this window; postgres-01 serves port 5432\n");
+    CHECK(error_of("postgres-07:5433") == "depgraph: error: no node matches 'postgres-07:5433' in this window; "
+                                          "postgres-07 serves ports 5432, 6432\n");
+    CHECK(error_of("app-01:5432") ==
+          "depgraph: error: no node matches 'app-01:5432' in this window; app-01 serves no port\n");
+    CHECK(error_of("10.0.2.1:5433") ==
+          "depgraph: error: no node matches '10.0.2.1:5433' in this window; 10.0.2.1 serves port 5432\n");
+}
