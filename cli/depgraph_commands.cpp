@@ -83,7 +83,7 @@ Result<Fleet> load_fleet(const GraphOptions& options) {
     auto group_by = options.group_by == "host" ? GroupBy::host : options.group_by == "role" ? GroupBy::role
                                                                                             : GroupBy::process;
     // Each step hands its graph on: a fleet's graph is not copied.
-    auto graph = exclude_nodes(build_graph(fleet.records, *window), options.filters);
+    auto graph = exclude_nodes(build_graph(fleet.records, *window), options.filters, group_by, fleet.roles);
     fleet.graph = drop_small_edges(group_graph(std::move(graph), group_by, fleet.roles), options.filters);
     name_external_nodes(fleet.graph, HostNames::load());
     return fleet;

@@ -11,10 +11,14 @@ bool matches(const std::string& pattern, const std::string& text) {
     return fnmatch(pattern.c_str(), text.c_str(), 0) == 0;
 }
 
-bool excluded(const Node& n, const Filters& filters) {
+// `role`: the role the node is drawn in, or "" when not grouping by role.
+bool excluded(const Node& n, const Filters& filters, const std::string& role) {
     if (filters.no_external && n.kind == NodeKind::external) return true;
     for (const auto& p : filters.excludes) {
-        if (matches(p, n.id) || matches(p, n.host) || (!n.process.empty() && matches(p, n.process))) return true;
+        if (matches(p, n.id) || matches(p, n.host) || (!n.process.empty() && matches(p, n.process)) ||
+            (!role.empty() && matches(p, role))) {
+            return true;
+        }
     }
     return false;
 }
@@ -64,11 +68,16 @@ Graph subgraph(const Graph& graph, const std::vector<bool>& keep) {
 }
 
 // A node left with no edge once its peers are gone goes too: it was only in the graph for them.
-Graph exclude_nodes(Graph graph, const Filters& filters) {
+Graph exclude_nodes(Graph graph, const Filters& filters, GroupBy group_by, const RoleRules& roles) {
     // Nothing to leave out: spare the re-sorting and re-indexing (and the copy) of a fleet.
     if (filters.excludes.empty() && !filters.no_external) return graph;
     std::vector<bool> gone(graph.nodes.size());
-    for (size_t i = 0; i < graph.nodes.size(); i++) gone[i] = excluded(graph.nodes[i], filters);
+    for (size_t i = 0; i < graph.nodes.size(); i++) {
+        const auto& n = graph.nodes[i];
+        // As group_graph does: an external address is in no role.
+        bool in_role = group_by == GroupBy::role && n.kind != NodeKind::external;
+        gone[i] = excluded(n, filters, in_role ? roles.role_of(n.host) : std::string());
+    }
     return keep_edges(graph, [&](const Edge& e) { return !gone[e.source] && !gone[e.target]; });
 }
 

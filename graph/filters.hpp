@@ -5,21 +5,24 @@
 #include <string>
 #include <vector>
 
+#include "graph/grouping.hpp"
 #include "graph/model.hpp"
 
 namespace depgraph {
 
 struct Filters {
     int64_t min_connections = 0;        // attempts (established + failed) per edge
-    std::vector<std::string> excludes;  // globs on host, process, host/process or address
+    // Globs on host, process, host/process or address, and on the role when grouping by role.
+    std::vector<std::string> excludes;
     bool no_external = false;
 };
 
 // The nodes marked in `keep` (in their order) and the edges between them.
 Graph subgraph(const Graph& graph, const std::vector<bool>& keep);
 
-// Node filters: before grouping, while processes are still visible.
-Graph exclude_nodes(Graph graph, const Filters& filters);
+// Node filters: before grouping, while processes are still visible; with
+// GroupBy::role an exclude also matches the role each host will be drawn as.
+Graph exclude_nodes(Graph graph, const Filters& filters, GroupBy group_by, const RoleRules& roles);
 // Edge filters: after grouping, so a role's edge counts its members together.
 Graph drop_small_edges(Graph graph, const Filters& filters);
 

@@ -1,4 +1,5 @@
-// impact and deps: transitive, with depth, evidence, cycles, and unknown targets.
+// impact and deps: transitive, with depth, evidence, cycles, and unknown targets; how targets and
+// --exclude patterns name nodes.
 #include <catch2/catch.hpp>
 
 #include "tests/graph/fixture_db.hpp"
@@ -276,4 +277,41 @@ TEST_CASE("a mistyped HOST:PORT is matched by its host; a known host with anothe
           "depgraph: error: no node matches 'app-01:5432' in this window; app-01 serves no port\n");
     CHECK(error_of("10.0.2.1:5433") ==
           "depgraph: error: no node matches '10.0.2.1:5433' in this window; 10.0.2.1 serves port 5432\n");
+}
+
+// The ids of render's JSON nodes, in order.
+static std::vector<std::string> node_ids(const CliResult& r) {
+    std::vector<std::string> ids;
+    auto doc = r.json();
+    for (const auto& n : doc["nodes"]) ids.push_back(n["id"]);
+    return ids;
+}
+
+TEST_CASE("--exclude matches role names when grouping by role, and hosts and processes at every grouping") {
+    TempDir dir;
+    auto dbs = write_small_fleet(dir);
+    std::ofstream(dir.file("roles.txt")) << "d* database\n";
+    auto render = [&](std::vector<std::string> extra) {
+        std::vector<std::string> args{"render", "-o", "-", "--format", "json", "--since", "2025-11-01"};
+        for (const auto& a : db_args(dbs)) args.push_back(a);
+        for (const auto& a : extra) args.push_back(a);
+        auto r = run_depgraph(args);
+        INFO(r.err);
+        REQUIRE(r.exit_code == 0);
+        return node_ids(r);
+    };
+    const std::vector<std::string> without_database{"198.18.0.77", "203.0.113.5", "93.184.216.34", "cache", "web"};
+    CHECK(render({"--group-by", "role", "--roles", dir.file("roles.txt"), "--exclude", "database"}) ==
+          without_database);
+    CHECK(render({"--group-by", "role", "--roles", dir.file("roles.txt"), "--exclude", "data*"}) == without_database);
+    CHECK(render({"--group-by", "role", "--exclude", "web"}) ==
+          std::vector<std::string>{"198.18.0.77", "batch", "cache", "db"});
+    // The finer names still match when grouped: a host, a process.
+    CHECK(render({"--group-by", "role", "--roles", dir.file("roles.txt"), "--exclude", "db-01"}) == without_database);
+    CHECK(render({"--group-by", "host", "--exclude", "postgres"}) ==
+          std::vector<std::string>{"198.18.0.77", "203.0.113.5", "93.184.216.34", "cache-01", "web-01"});
+    // A role is not a name at the other groupings: "web" is no host or process here.
+    CHECK(render({"--group-by", "host", "--exclude", "web"}) ==
+          std::vector<std::string>{"198.18.0.77", "203.0.113.5", "93.184.216.34", "batch-01", "cache-01", "db-01",
+                                   "web-01", "web-02"});
 }
