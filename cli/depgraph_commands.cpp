@@ -82,10 +82,14 @@ Result<Fleet> load_fleet(const GraphOptions& options) {
     resolve_nat(fleet.records);
     auto group_by = options.group_by == "host" ? GroupBy::host : options.group_by == "role" ? GroupBy::role
                                                                                             : GroupBy::process;
-    // Each step hands its graph on: a fleet's graph is not copied.
-    auto graph = exclude_nodes(build_graph(fleet.records, *window), options.filters, group_by, fleet.roles);
+    // Each step hands its graph on: a fleet's graph is not copied. External addresses are named
+    // before the excludes, which match names too, and again once grouped: grouping builds new nodes.
+    auto names = HostNames::load();
+    auto graph = build_graph(fleet.records, *window);
+    name_external_nodes(graph, names);
+    graph = exclude_nodes(std::move(graph), options.filters, group_by, fleet.roles);
     fleet.graph = drop_small_edges(group_graph(std::move(graph), group_by, fleet.roles), options.filters);
-    name_external_nodes(fleet.graph, HostNames::load());
+    name_external_nodes(fleet.graph, names);
     return fleet;
 }
 

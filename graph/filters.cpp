@@ -16,7 +16,7 @@ bool excluded(const Node& n, const Filters& filters, const std::string& role) {
     if (filters.no_external && n.kind == NodeKind::external) return true;
     for (const auto& p : filters.excludes) {
         if (matches(p, n.id) || matches(p, n.host) || (!n.process.empty() && matches(p, n.process)) ||
-            (!role.empty() && matches(p, role))) {
+            (!n.name.empty() && matches(p, n.name)) || (!role.empty() && matches(p, role))) {
             return true;
         }
     }

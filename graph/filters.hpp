@@ -12,7 +12,8 @@ namespace depgraph {
 
 struct Filters {
     int64_t min_connections = 0;        // attempts (established + failed) per edge
-    // Globs on host, process, host/process or address, and on the role when grouping by role.
+    // Globs on host, process, host/process, an external address or its name in /etc/hosts,
+    // and on the role when grouping by role.
     std::vector<std::string> excludes;
     bool no_external = false;
 };

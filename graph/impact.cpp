@@ -55,6 +55,7 @@ std::string closest_matches(const Graph& graph, const std::string& name, const R
         names.insert(n.id);
         names.insert(n.host);
         if (n.kind != NodeKind::external) names.insert(roles.role_of(n.host));
+        if (!n.name.empty()) names.insert(n.name);
     }
     std::vector<std::pair<size_t, std::string>> ranked;
     for (const auto& candidate : names) ranked.emplace_back(edit_distance(name, candidate), candidate);
@@ -90,6 +91,8 @@ Result<Target> resolve_target(const Graph& graph, const std::string& text, const
             return std::any_of(hosts.begin(), hosts.end(), [&](auto h) { return n.members.count(h) > 0; });
         },
         [&](const Node& n) { return n.kind != NodeKind::external && roles.role_of(n.host) == name; },
+        // Last: /etc/hosts may also name a fleet host's address, and then the host is meant.
+        [&](const Node& n) { return !n.name.empty() && n.name == name; },
     };
     auto named = [&](std::optional<int> wanted_port) {
         std::vector<size_t> nodes;

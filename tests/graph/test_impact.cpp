@@ -315,3 +315,51 @@ TEST_CASE("--exclude matches role names when grouping by role, and hosts and pro
           std::vector<std::string>{"198.18.0.77", "203.0.113.5", "93.184.216.34", "batch-01", "cache-01", "db-01",
                                    "web-01", "web-02"});
 }
+
+TEST_CASE("an external address named in /etc/hosts is a target, a suggestion and an exclude by that name") {
+    TempDir dir;
+    {
+        HostDb h(dir.file("c1.db"), "c1");
+        h.address("10.0.0.1", kT0, kT0 + 600);
+        h.bucket(h.edge("out", "app", "10.0.0.1", "10.0.0.99", 5432), kT0, {.connects = 4});
+        h.bucket(h.edge("out", "app", "10.0.0.1", "10.0.0.98", 443), kT0, {.connects = 1});
+    }
+    std::ofstream(dir.file("hosts")) << "127.0.0.1 localhost\n10.0.0.99 payments-db\n";
+    // depgraph reads names from /etc/hosts only: it runs in a mount namespace of its own with the
+    // test's file bind-mounted there, so the machine's /etc/hosts is never touched. Root needs no
+    // user namespace for that; anyone else is root in one of their own.
+    std::vector<std::string> with_hosts{"unshare", "--mount"};
+    if (geteuid() != 0) with_hosts.push_back("--map-root-user");
+    for (const char* s : {"sh", "-c", "mount --bind \"$0\" /etc/hosts && exec \"$@\""}) with_hosts.push_back(s);
+    with_hosts.push_back(dir.file("hosts"));
+    auto depgraph = [&](std::vector<std::string> args) {
+        args.insert(args.end(), {"--db", dir.file("c1.db"), "--since", "2025-11-01", "--format", "json"});
+        return run_depgraph(args, with_hosts);
+    };
+
+    auto whole = depgraph({"render", "-o", "-"});
+    INFO(whole.err);
+    REQUIRE(whole.exit_code == 0);
+    REQUIRE(find_node(whole.json(), "10.0.0.99")["name"] == "payments-db");  // the bind mount took
+
+    for (const char* target : {"payments-db:5432", "payments-db"}) {
+        INFO(target);
+        auto r = depgraph({"impact", target});
+        INFO(r.err);
+        REQUIRE(r.exit_code == 0);
+        CHECK(r.json()["matched"] == json::array({"10.0.0.99"}));
+        CHECK(listed(r.json(), "dependents") == std::vector<std::string>{"c1/app@1"});
+    }
+    auto grouped = depgraph({"impact", "payments-db", "--group-by", "role"});
+    INFO(grouped.err);
+    REQUIRE(grouped.exit_code == 0);
+    CHECK(listed(grouped.json(), "dependents") == std::vector<std::string>{"c@1"});
+    auto typo = depgraph({"impact", "payment-db:5432"});
+    CHECK(typo.exit_code == 1);
+    CHECK(typo.err == "depgraph: error: no node matches 'payment-db:5432' in this window; "
+                      "closest matches: payments-db, 10.0.0.98, 10.0.0.99\n");
+    auto excluded = depgraph({"render", "-o", "-", "--exclude", "payments-*"});
+    INFO(excluded.err);
+    REQUIRE(excluded.exit_code == 0);
+    CHECK(node_ids(excluded) == std::vector<std::string>{"10.0.0.98", "c1/app"});
+}
