@@ -59,12 +59,27 @@ std::string window_text(const Window& w) {
            (w.bounded_until() ? format_iso8601(w.until) : std::string("now"));
 }
 
-// The graph with its filters and grouping applied, and what resolving targets needs.
+// What the graphs are built from, the graph with its filters and grouping
+// applied, and what resolving targets needs.
 struct Fleet {
     Records records;
     RoleRules roles;
+    HostNames names;
     Graph graph;
 };
+
+// The fleet's graph: filtered by `filters`, grouped, external addresses named.
+Graph fleet_graph(const Fleet& fleet, const Window& window, const std::string& grouping, const Filters& filters) {
+    auto group_by = grouping == "host" ? GroupBy::host : grouping == "role" ? GroupBy::role : GroupBy::process;
+    // Each step hands its graph on: a fleet's graph is not copied. External addresses are named
+    // before the excludes, which match names too, and again once grouped: grouping builds new nodes.
+    auto graph = build_graph(fleet.records, window);
+    name_external_nodes(graph, fleet.names);
+    graph = exclude_nodes(std::move(graph), filters, group_by, fleet.roles);
+    graph = drop_small_edges(group_graph(std::move(graph), group_by, fleet.roles), filters);
+    name_external_nodes(graph, fleet.names);
+    return graph;
+}
 
 Result<Fleet> load_fleet(const GraphOptions& options) {
     auto window = window_of(options.inputs);
@@ -80,16 +95,8 @@ Result<Fleet> load_fleet(const GraphOptions& options) {
     fleet.records = std::move(*records);
     name_containers(fleet.records);
     resolve_nat(fleet.records);
-    auto group_by = options.group_by == "host" ? GroupBy::host : options.group_by == "role" ? GroupBy::role
-                                                                                            : GroupBy::process;
-    // Each step hands its graph on: a fleet's graph is not copied. External addresses are named
-    // before the excludes, which match names too, and again once grouped: grouping builds new nodes.
-    auto names = HostNames::load();
-    auto graph = build_graph(fleet.records, *window);
-    name_external_nodes(graph, names);
-    graph = exclude_nodes(std::move(graph), options.filters, group_by, fleet.roles);
-    fleet.graph = drop_small_edges(group_graph(std::move(graph), group_by, fleet.roles), options.filters);
-    name_external_nodes(fleet.graph, names);
+    fleet.names = HostNames::load();
+    fleet.graph = fleet_graph(fleet, *window, options.group_by, options.filters);
     return fleet;
 }
 
@@ -220,6 +227,32 @@ Result<std::string> format_from(const std::string& output, const std::string& gi
                  ", or --format"};
 }
 
+// "--exclude db-*, --min-connections 100": the filters given, as typed.
+std::string filters_text(const Filters& filters) {
+    std::string text;
+    auto add = [&](const std::string& option) { text += (text.empty() ? "" : ", ") + option; };
+    for (const auto& pattern : filters.excludes) add("--exclude " + pattern);
+    if (filters.no_external) add("--no-external");
+    if (filters.min_connections > 0) add("--min-connections " + std::to_string(filters.min_connections));
+    return text;
+}
+
+// A target the filtered graph lacks may be one the filters left out: an empty
+// answer or "no such node" would then mislead, so the error says which it is.
+// Unknown either way: the unfiltered graph's error, whose suggestions are not
+// limited to what the filters kept.
+Error unresolved_target(const Fleet& fleet, const WalkArgs& args, const Error& filtered) {
+    auto filters = filters_text(args.graph.filters);
+    if (filters.empty()) return filtered;
+    auto whole = fleet_graph(fleet, fleet.graph.window, args.graph.group_by, Filters{});
+    auto target = resolve_target(whole, args.target, AddressBook(fleet.records.addresses), fleet.roles);
+    if (!target) return target.error();
+    std::string matched;
+    for (size_t n : target->nodes) matched += (matched.empty() ? "" : ", ") + whole.nodes[n].id;
+    return Error{"no node matches '" + args.target + "' once filtered (" + filters +
+                 "); without the filters it matches " + matched};
+}
+
 }  // namespace
 
 Status run_edges(const Inputs& in) {
@@ -331,7 +364,7 @@ Status run_walk(const WalkArgs& args) {
     if (!fleet) return fleet.error();
     const auto& graph = fleet->graph;
     auto target = resolve_target(graph, args.target, AddressBook(fleet->records.addresses), fleet->roles);
-    if (!target) return target.error();
+    if (!target) return unresolved_target(*fleet, args, target.error());
     auto direction = args.dependencies ? Direction::dependencies : Direction::dependents;
     auto reached = walk(graph, *target, direction, args.depth);
     std::stable_sort(reached.begin(), reached.end(), [&](const Reached& a, const Reached& b) {

@@ -363,3 +363,36 @@ TEST_CASE("an external address named in /etc/hosts is a target, a suggestion and
     REQUIRE(excluded.exit_code == 0);
     CHECK(node_ids(excluded) == std::vector<std::string>{"10.0.0.98", "c1/app"});
 }
+
+TEST_CASE("a target that only the filters leave out is named as such, not as unknown") {
+    TempDir dir;
+    auto dbs = write_small_fleet(dir);
+    auto error_of = [&](const std::string& target, std::vector<std::string> filters) {
+        auto r = walk("impact", target, dbs, std::move(filters));
+        CHECK(r.exit_code == 1);
+        CHECK(r.out.empty());
+        return r.err;
+    };
+    // db-01/postgres's edges carry 10, 8 and 4 connection attempts.
+    CHECK(error_of("db-01:5432", {"--min-connections", "100"}) ==
+          "depgraph: error: no node matches 'db-01:5432' once filtered (--min-connections 100); "
+          "without the filters it matches db-01/postgres\n");
+    CHECK(error_of("db-01", {"--exclude", "postgres", "--no-external"}) ==
+          "depgraph: error: no node matches 'db-01' once filtered (--exclude postgres, --no-external); "
+          "without the filters it matches db-01/postgres\n");
+    CHECK(error_of("198.18.0.77", {"--no-external"}) ==
+          "depgraph: error: no node matches '198.18.0.77' once filtered (--no-external); "
+          "without the filters it matches 198.18.0.77\n");
+    // A node the filters keep, for its other edges, but with none left on the port asked for.
+    CHECK(error_of("web-01/app:8080", {"--exclude", "nginx"}) ==
+          "depgraph: error: no node matches 'web-01/app:8080' once filtered (--exclude nginx); "
+          "without the filters it matches web-01/app\n");
+    // Unknown even without the filters: suggestions from the whole graph, not from what the filters left.
+    CHECK(error_of("db-1", {"--min-connections", "100"}) ==
+          "depgraph: error: no node matches 'db-1' in this window; closest matches: db-01, db, web-01\n");
+    // Still there once filtered: answered as usual.
+    auto kept = walk("impact", "db-01:5432", dbs, {"--min-connections", "9"});
+    REQUIRE(kept.exit_code == 0);
+    CHECK(listed(kept.json(), "dependents") ==
+          std::vector<std::string>{"web-01/app@1", "web-01/nginx@2", "203.0.113.5@3"});
+}
