@@ -72,13 +72,11 @@ struct Fleet {
 Graph fleet_graph(const Fleet& fleet, const Window& window, const std::string& grouping, const Filters& filters) {
     auto group_by = grouping == "host" ? GroupBy::host : grouping == "role" ? GroupBy::role : GroupBy::process;
     // Each step hands its graph on: a fleet's graph is not copied. External addresses are named
-    // before the excludes, which match names too, and again once grouped: grouping builds new nodes.
+    // before the excludes, which match names too.
     auto graph = build_graph(fleet.records, window);
     name_external_nodes(graph, fleet.names);
     graph = exclude_nodes(std::move(graph), filters, group_by, fleet.roles);
-    graph = drop_small_edges(group_graph(std::move(graph), group_by, fleet.roles), filters);
-    name_external_nodes(graph, fleet.names);
-    return graph;
+    return drop_small_edges(group_graph(std::move(graph), group_by, fleet.roles), filters);
 }
 
 Result<Fleet> load_fleet(const GraphOptions& options) {

@@ -132,7 +132,7 @@ void add_graph_options(CLI::App& cmd, GraphOptions& g) {
     cmd.add_option("--min-connections", g.filters.min_connections,
                    "leave out edges with fewer connection attempts")
         ->check(WholeNumberValidator(0, std::numeric_limits<int64_t>::max()));
-    cmd.add_option("--exclude", g.filters.excludes, "leave out nodes whose host, process or address match (glob)");
+    cmd.add_option("--exclude", g.filters.excludes, "leave out nodes whose id, host, process, address, hosts-file name or (grouped by role) role match (glob)");
     cmd.add_flag("--no-external", g.filters.no_external, "leave out addresses that no agent reports for");
     cmd.add_option("--layout-timeout", g.layout_timeout,
                    "seconds the Graphviz layout may run before it is stopped (svg, png)")

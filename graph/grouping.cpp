@@ -65,6 +65,7 @@ Graph group_graph(Graph graph, GroupBy group_by, const RoleRules& roles) {
         const auto& n = graph.nodes[i];
         if (n.kind == NodeKind::external) {
             group_of[i] = grouped.node(n.id, NodeKind::external, n.host, "");
+            grouped.nodes[group_of[i]].name = n.name;
             continue;
         }
         auto name = group_by == GroupBy::host ? n.host : roles.role_of(n.host);

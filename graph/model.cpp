@@ -81,6 +81,9 @@ void Graph::settle() {
     for (size_t i = 0; i < nodes.size(); i++) {
         index_[nodes[i].id] = i;
         if (nodes[i].members.empty() && nodes[i].kind != NodeKind::external) nodes[i].members.insert(nodes[i].host);
+        // A node's ports are those of the edges it has now: a filter that
+        // took a port's edges away takes the port off its label too.
+        nodes[i].ports.clear();
     }
     for (size_t i = 0; i < edges.size(); i++) {
         auto& e = edges[i];

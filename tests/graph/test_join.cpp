@@ -375,6 +375,29 @@ TEST_CASE("filters: --min-connections counts attempts after grouping, --exclude 
     CHECK(until["window"]["until"] == "2025-11-26T00:00:00Z");
 }
 
+// A node's label lists the ports of its edges in the graph drawn: a port
+// whose edges a filter took away used to stay on it.
+TEST_CASE("a service's ports are those of the edges left after the filters") {
+    TempDir dir;
+    {
+        HostDb server(dir.file("s.db"), "s-01");
+        server.address("198.18.0.2", kT0, kT0 + 600);
+        server.bucket(server.edge("in", "nginx", "198.18.0.2", "198.18.0.1", 80), kT0, {.accepts = 20});
+        server.bucket(server.edge("in", "nginx", "198.18.0.2", "198.18.0.1", 81), kT0, {.accepts = 2});
+        HostDb client(dir.file("c.db"), "c-01");
+        client.address("198.18.0.1", kT0, kT0 + 600);
+        client.bucket(client.edge("out", "curl", "198.18.0.1", "198.18.0.2", 80), kT0, {.connects = 20});
+        client.bucket(client.edge("out", "curl", "198.18.0.1", "198.18.0.2", 81), kT0, {.connects = 2});
+    }
+    std::vector<std::string> dbs{dir.file("s.db"), dir.file("c.db")};
+    CHECK(find_node(render_json(dbs), "s-01/nginx")["ports"] == json::array({80, 81}));
+    auto busy = render_json(dbs, {"--min-connections", "5"});
+    CHECK(busy["edges"].size() == 1);
+    CHECK(find_node(busy, "s-01/nginx")["ports"] == json::array({80}));
+    CHECK(find_node(render_json(dbs, {"--group-by", "role", "--min-connections", "5"}), "s")["ports"] ==
+          json::array({80}));
+}
+
 TEST_CASE("external addresses take their names from a hosts file, never from DNS") {
     auto names = depgraph::HostNames::parse(
         "# comment\n"
