@@ -2,11 +2,13 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdarg>
 #include <ctime>
+#include <vector>
 #include <cstdio>
 #include <filesystem>
 
@@ -161,7 +163,21 @@ Status Tracer::seed_listener(const dg_listener_key& key, const dg_listener& list
         errno != EEXIST) {
         return errno_error("failed to record a listener", errno);
     }
+    const uint8_t owns = 1;
+    if (bpf_map_update_elem(bpf_map__fd(skel_->bpf->maps.listener_owners), &listener.tgid, &owns, BPF_ANY) != 0) {
+        return errno_error("failed to record a listener's owner", errno);
+    }
     return ok_status();
+}
+
+void Tracer::forget_exited_listener_owners() {
+    int fd = bpf_map__fd(skel_->bpf->maps.listener_owners);
+    std::vector<uint32_t> exited;
+    uint32_t key = 0;
+    for (uint32_t* previous = nullptr; bpf_map_get_next_key(fd, previous, &key) == 0; previous = &key) {
+        if (kill(static_cast<pid_t>(key), 0) != 0 && errno == ESRCH) exited.push_back(key);
+    }
+    for (uint32_t tgid : exited) (void)bpf_map_delete_elem(fd, &tgid);
 }
 
 Status Tracer::note_traced_sockets() {

@@ -93,6 +93,16 @@ struct {
 	__type(value, struct dg_listener);
 } listeners SEC(".maps");
 
+/* The processes (tgid) that own a listener: an exec() by any other, nearly
+ * every exec, costs one lookup here and no walk of the listeners. The agent
+ * removes the processes that have exited at each flush. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, __u8);
+} listener_owners SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, DG_LOSS_COUNT);
@@ -373,9 +383,12 @@ static __always_inline void on_listen(const struct sock *sk)
 
 	if (!listener_from_sock(sk, &lk))
 		return;
+	static const __u8 owns = 1;
+
 	current_process(&l.owner);
 	l.tgid = bpf_get_current_pid_tgid() >> 32;
-	if (bpf_map_update_elem(&listeners, &lk, &l, BPF_ANY))
+	if (bpf_map_update_elem(&listeners, &lk, &l, BPF_ANY) ||
+	    bpf_map_update_elem(&listener_owners, &l.tgid, &owns, BPF_ANY))
 		count_loss(DG_LOSS_LISTENER_MAP_FULL);
 }
 
@@ -534,12 +547,15 @@ static long rename_listener(struct bpf_map *map, const struct dg_listener_key *k
 
 /* A process that listens and then runs another program keeps its listeners
  * under its new name, as /proc (and so the start-up snapshot) shows it. The
- * new name is set by the time this runs. Once per exec, over the listeners. */
+ * new name is set by the time this runs. A walk over the listeners, only for
+ * a process that owns one. */
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(sched_process_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
 	struct exec_rename exec = { .tgid = p->tgid };
 
+	if (!bpf_map_lookup_elem(&listener_owners, &exec.tgid))
+		return 0;
 	__builtin_memcpy(exec.comm, p->comm, DG_COMM_LEN);
 	bpf_for_each_map_elem(&listeners, rename_listener, &exec, 0);
 	return 0;
