@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <libmnl/libmnl.h>
 #include <linux/netfilter/nf_conntrack_common.h>
+#include <linux/netfilter/nf_conntrack_tcp.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_conntrack.h>
 #include <linux/netlink.h>
@@ -20,6 +21,7 @@ namespace {
 
 const std::string kDumpFailed = "conntrack dump failed";
 const std::string kEventsFailed = "conntrack events";
+const std::string kLookupFailed = "conntrack lookup failed";
 const std::string kMalformed = "malformed conntrack message";
 // is_conntrack_unavailable() matches this prefix: Error carries no code.
 const std::string kUnavailable = "conntrack over netlink is not available";
@@ -189,6 +191,21 @@ Result<uint32_t> parse_u32(const AttrTable& top, uint16_t type, const std::strin
     return ntohl(mnl_attr_get_u32(top[type]));
 }
 
+// The TCP state from CTA_PROTOINFO, which dumps and DESTROY events carry
+// (NEW events only when the state changed with them); 0 when absent.
+Result<uint8_t> parse_tcp_state(const AttrTable& top) {
+    if (!top[CTA_PROTOINFO]) return uint8_t{0};
+    auto info = parse_nest(top[CTA_PROTOINFO], CTA_PROTOINFO_MAX, "CTA_PROTOINFO: ");
+    if (!info) return info.error();
+    if (!(*info)[CTA_PROTOINFO_TCP]) return uint8_t{0};
+    auto tcp = parse_nest((*info)[CTA_PROTOINFO_TCP], CTA_PROTOINFO_TCP_MAX, "CTA_PROTOINFO_TCP: ");
+    if (!tcp) return tcp.error();
+    const nlattr* state = (*tcp)[CTA_PROTOINFO_TCP_STATE];
+    if (!state) return uint8_t{0};
+    if (auto bad = check_payload(state, MNL_TYPE_U8, sizeof(uint8_t), "CTA_PROTOINFO_TCP_STATE: ")) return *bad;
+    return mnl_attr_get_u8(state);
+}
+
 // Keeps the flows of one transport protocol (0: all).
 netlink::MessageHandler append_to(std::vector<ConntrackFlow>& out, uint8_t l4proto = 0) {
     return [&out, l4proto](const nlmsghdr* nlh) -> Status {
@@ -201,18 +218,42 @@ netlink::MessageHandler append_to(std::vector<ConntrackFlow>& out, uint8_t l4pro
 
 // ---------------------------------------------------------------- requests
 
-Status send_request(const mnl_socket* nl, uint8_t msg_type, uint16_t flags, uint32_t seq, const std::string& what) {
-    alignas(nlmsghdr) char buf[MNL_NLMSG_HDRLEN + MNL_ALIGN(sizeof(nfgenmsg))] = {};
+// The header of a ctnetlink request in `buf`; attributes may follow.
+nlmsghdr* put_request(char* buf, uint8_t msg_type, uint16_t flags, uint32_t seq, uint8_t family) {
     nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
     nlh->nlmsg_type = static_cast<uint16_t>(NFNL_SUBSYS_CTNETLINK << 8 | msg_type);
     nlh->nlmsg_flags = static_cast<uint16_t>(NLM_F_REQUEST | flags);
     nlh->nlmsg_seq = seq;
     auto* nfg = static_cast<nfgenmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(nfgenmsg)));
-    nfg->nfgen_family = AF_UNSPEC;  // both IPv4 and IPv6
+    nfg->nfgen_family = family;
     nfg->version = NFNETLINK_V0;
     nfg->res_id = 0;
+    return nlh;
+}
+
+// A request without attributes, for both IPv4 and IPv6.
+Status send_request(const mnl_socket* nl, uint8_t msg_type, uint16_t flags, uint32_t seq, const std::string& what) {
+    alignas(nlmsghdr) char buf[MNL_NLMSG_HDRLEN + MNL_ALIGN(sizeof(nfgenmsg))] = {};
+    nlmsghdr* nlh = put_request(buf, msg_type, flags, seq, AF_UNSPEC);
     if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) return errno_error(what + ": send request", errno);
     return ok_status();
+}
+
+// The original tuple of `flow`, as CTA_TUPLE_ORIG: what names an entry.
+void put_orig_tuple(nlmsghdr* nlh, const ConntrackFlow& flow) {
+    const bool v4 = flow.family == AF_INET;
+    const size_t len = v4 ? 4 : 16;
+    nlattr* tuple = mnl_attr_nest_start(nlh, CTA_TUPLE_ORIG);
+    nlattr* ip = mnl_attr_nest_start(nlh, CTA_TUPLE_IP);
+    mnl_attr_put(nlh, v4 ? CTA_IP_V4_SRC : CTA_IP_V6_SRC, len, flow.orig_src.data());
+    mnl_attr_put(nlh, v4 ? CTA_IP_V4_DST : CTA_IP_V6_DST, len, flow.orig_dst.data());
+    mnl_attr_nest_end(nlh, ip);
+    nlattr* proto = mnl_attr_nest_start(nlh, CTA_TUPLE_PROTO);
+    mnl_attr_put_u8(nlh, CTA_PROTO_NUM, flow.l4proto);
+    mnl_attr_put_u16(nlh, CTA_PROTO_SRC_PORT, htons(flow.orig_sport));
+    mnl_attr_put_u16(nlh, CTA_PROTO_DST_PORT, htons(flow.orig_dport));
+    mnl_attr_nest_end(nlh, proto);
+    mnl_attr_nest_end(nlh, tuple);
 }
 
 // Asks for the table's statistics, a one-message request that fails the
@@ -297,6 +338,10 @@ bool ConntrackFlow::snat() const {
     return reply_dst != orig_src || reply_dport != orig_sport;
 }
 
+bool ConntrackFlow::established() const { return (status & IPS_ASSURED) != 0; }
+
+bool ConntrackFlow::refused() const { return !established() && tcp_state == TCP_CONNTRACK_CLOSE; }
+
 bool is_conntrack_unavailable(const Error& error) { return error.message.rfind(kUnavailable, 0) == 0; }
 
 Result<ConntrackFlow> parse_conntrack_msg(const nlmsghdr* nlh) {
@@ -339,6 +384,8 @@ Result<ConntrackFlow> parse_conntrack_msg(const nlmsghdr* nlh) {
     if (!status) return status.error();
     auto id = parse_u32(top, CTA_ID, "CTA_ID");
     if (!id) return id.error();
+    auto tcp_state = parse_tcp_state(top);
+    if (!tcp_state) return tcp_state.error();
 
     flow.l4proto = orig->l4proto;
     flow.orig_src = orig->src;
@@ -351,6 +398,7 @@ Result<ConntrackFlow> parse_conntrack_msg(const nlmsghdr* nlh) {
     flow.reply_dport = reply->dport;
     flow.status = *status;
     flow.id = *id;
+    flow.tcp_state = *tcp_state;
     return flow;
 }
 
@@ -364,6 +412,23 @@ Result<std::vector<ConntrackFlow>> dump_conntrack(uint8_t l4proto) {
     if (!nl) return nl.error();
     if (auto st = probe(nl->get(), kDumpFailed); !st) return st.error();
     return dump_on(nl->get(), l4proto);
+}
+
+Result<ConntrackTable> ConntrackTable::open() {
+    auto nl = open_netfilter_socket(0, kLookupFailed);
+    if (!nl) return nl.error();
+    return ConntrackTable(std::move(*nl));
+}
+
+Result<std::optional<ConntrackFlow>> ConntrackTable::find(const ConntrackFlow& flow) {
+    alignas(nlmsghdr) char buf[kSmallReplyBytes] = {};
+    nlmsghdr* nlh = put_request(buf, IPCTNL_MSG_CT_GET, 0, ++seq_, static_cast<uint8_t>(flow.family));
+    put_orig_tuple(nlh, flow);
+    std::vector<ConntrackFlow> found;
+    auto answered = netlink::ask_one(nl_.get(), nlh, kLookupFailed, append_to(found));
+    if (!answered) return answered.error();
+    if (!*answered || found.size() != 1 || found[0].id != flow.id) return std::optional<ConntrackFlow>{};
+    return std::optional<ConntrackFlow>(std::move(found[0]));
 }
 
 ConntrackEvents::ConntrackEvents(netlink::MnlSocket events, netlink::MnlSocket dumps, const Options& options,

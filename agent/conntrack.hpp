@@ -40,6 +40,7 @@ struct ConntrackFlow {
     uint16_t reply_sport = 0;
     uint16_t reply_dport = 0;
     uint32_t status = 0;                   // IPS_* bits (linux/netfilter/nf_conntrack_common.h)
+    uint8_t tcp_state = 0;                 // TCP_CONNTRACK_* (linux/netfilter/nf_conntrack_tcp.h); 0 when not sent
     uint64_t id = 0;                       // CTA_ID (32 bits today): stable for the entry's life
     bool destroyed = false;                // a DESTROY event (IPCTNL_MSG_CT_DELETE)
 
@@ -53,6 +54,13 @@ struct ConntrackFlow {
     // by the kernel): the server saw reply_dst:reply_dport. The kernel's word
     // (IPS_SRC_NAT) with IPS_SRC_NAT_DONE, otherwise the tuples.
     bool snat() const;
+
+    // The handshake completed (IPS_ASSURED: its last ACK was seen).
+    bool established() const;
+    // A never-established flow that a RST ended: a DESTROY in state CLOSE.
+    // One whose SYN timed out is destroyed in SYN_SENT. A kernel that leaves
+    // the state out of DESTROY events counts no refusal.
+    bool refused() const;
 };
 
 // The conntrack table (IPv4 and IPv6) of the calling thread's network
@@ -119,6 +127,23 @@ private:
     uint64_t enobufs_ = 0;
     bool resync_needed_ = false;
     std::optional<std::chrono::steady_clock::time_point> last_resync_;
+};
+
+// Looks up single flows in one network namespace's table: the one of the
+// thread that opens it (the socket keeps it, so it may be used from any
+// thread). Events say when a flow begins and ends, not when its handshake
+// completes: this is how to ask.
+class ConntrackTable {
+public:
+    static Result<ConntrackTable> open();
+    // The table's entry for `flow` (by its original tuple) as it is now;
+    // nullopt when it is gone, or the tuple now belongs to another flow.
+    Result<std::optional<ConntrackFlow>> find(const ConntrackFlow& flow);
+
+private:
+    explicit ConntrackTable(netlink::MnlSocket nl) : nl_(std::move(nl)) {}
+    netlink::MnlSocket nl_;
+    uint32_t seq_ = 0;
 };
 
 // Decodes one conntrack message (IPCTNL_MSG_CT_NEW from a dump or a NEW

@@ -6,19 +6,18 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <cstdio>
+#include <cstdlib>
 
+#include "agent/netns.hpp"
 #include "common/address.hpp"
 #include "common/unique_fd.hpp"
 
 namespace depgraph {
 namespace {
-
-// Every state a socket with an owner can be in; TIME_WAIT sockets have none.
-constexpr uint32_t kOwnedStates = (1u << TCP_SYN_SENT) | (1u << TCP_SYN_RECV) | (1u << TCP_ESTABLISHED) |
-                                  (1u << TCP_FIN_WAIT1) | (1u << TCP_FIN_WAIT2) | (1u << TCP_CLOSE_WAIT) |
-                                  (1u << TCP_LAST_ACK) | (1u << TCP_CLOSING) | (1u << TCP_LISTEN);
 
 dg_process process_of(const ProcessIdentity& p) {
     dg_process out{};
@@ -83,88 +82,121 @@ bool ConntrackEdgeSource::KeyLess::operator()(const dg_edge_key& a, const dg_edg
 }
 
 void ConntrackEdgeSource::set_addresses(const std::vector<HostAddress>& addresses) {
-    addresses_.clear();
-    for (const auto& a : addresses) addresses_[a.netns].insert(a.addr);
+    const auto now = Clock::now();
+    for (auto& [netns, ns] : namespaces_) ns.addresses.clear();
+    for (const auto& a : addresses) namespaces_[a.netns].addresses.insert(a.addr);
+    for (auto& [netns, ns] : namespaces_) ns.addresses_read_at = now;
 }
 
 bool ConntrackEdgeSource::is_local(uint32_t netns, int family, const std::array<uint8_t, 16>& addr) const {
-    auto ns = addresses_.find(netns);
-    return ns != addresses_.end() && ns->second.count(format_address(family, addr.data())) > 0;
+    auto ns = namespaces_.find(netns);
+    return ns != namespaces_.end() && ns->second.addresses.count(format_address(family, addr.data())) > 0;
 }
 
-ConntrackEdgeSource::Tracked ConntrackEdgeSource::edges_of(uint32_t netns, const ConntrackFlow& flow) const {
-    Tracked t;
-    if (flow.l4proto != IPPROTO_TCP) return t;
+std::vector<dg_edge_key> ConntrackEdgeSource::edges_of(uint32_t netns, const ConntrackFlow& flow) const {
+    std::vector<dg_edge_key> edges;
     if (is_local(netns, flow.family, flow.orig_src)) {
-        t.edges.push_back(edge_key(netns, flow.family, flow.orig_src, flow.orig_dst, flow.orig_dport, DG_DIR_OUT));
-        t.owner_known = false;
-        t.local = flow.orig_src;
-        t.remote = flow.orig_dst;
-        t.local_port = flow.orig_sport;
-        t.remote_port = flow.orig_dport;
+        edges.push_back(edge_key(netns, flow.family, flow.orig_src, flow.orig_dst, flow.orig_dport, DG_DIR_OUT));
     }
     if (is_local(netns, flow.family, flow.reply_src)) {
-        t.edges.push_back(edge_key(netns, flow.family, flow.reply_src, flow.reply_dst, flow.reply_sport, DG_DIR_IN));
+        edges.push_back(edge_key(netns, flow.family, flow.reply_src, flow.reply_dst, flow.reply_sport, DG_DIR_IN));
     }
-    return t;
+    return edges;
 }
 
-void ConntrackEdgeSource::refresh_sockets(uint32_t netns, Clock::time_point now) {
-    Sockets& s = sockets_[netns];
-    if (s.taken && now - s.taken_at < kOwnerRefresh) return;
-    s.taken = true;
-    s.taken_at = now;
-    auto sockets = dump_tcp_sockets(kOwnedStates);
-    if (!sockets) return;  // the flows stay unattributed, as "?"
-    s.inode_of.clear();
-    s.listener_inode_of.clear();
-    for (const auto& sock : *sockets) {
-        if (sock.state == TCP_LISTEN) {
-            s.listener_inode_of.emplace(sock.local_port, sock.inode);
+// Listed at most once per batch of events (`now` is when the batch was
+// read): a burst of accepts on a new port is served by one dump, which for
+// listeners alone is cheap. False when this batch's is already taken.
+bool ConntrackEdgeSource::refresh_listeners(uint32_t netns, Clock::time_point now) {
+    Namespace& ns = namespaces_[netns];
+    if (ns.listeners_listed_at >= now) return false;
+    ns.listeners_listed_at = Clock::now();
+    auto listeners = dump_tcp_sockets(1u << TCP_LISTEN);
+    if (!listeners) return false;  // the flows stay unattributed, as "?"
+    ns.listener_inode_of.clear();
+    for (const auto& sock : *listeners) ns.listener_inode_of.emplace(sock.local_port, sock.inode);
+    return true;
+}
+
+// The inode of the socket behind one edge of `flow`; 0 when there is none
+// (any more), or it belongs to no process (TIME_WAIT).
+uint64_t ConntrackEdgeSource::socket_inode(uint32_t netns, const dg_edge_key& key, const ConntrackFlow& flow) {
+    Namespace& ns = namespaces_[netns];
+    if (key.direction == DG_DIR_IN) {
+        auto it = ns.listener_inode_of.find(key.service_port);
+        return it == ns.listener_inode_of.end() ? 0 : it->second;
+    }
+    if (!ns.sockets) return 0;
+    auto socket = ns.sockets->find(flow.family, flow.orig_src, flow.orig_sport, flow.orig_dst, flow.orig_dport);
+    return socket && *socket ? (*socket)->inode : 0;
+}
+
+// A short connection's socket is closed within a millisecond or so, and a
+// scan of all of /proc takes about that long: the file descriptors of the
+// processes that owned the last flows' sockets are read first, as they
+// usually own the next one.
+const ProcessIdentity* ConntrackEdgeSource::owner_of(uint64_t inode, Clock::time_point now) {
+    auto found = owners_.find(inode);
+    for (size_t i = 0; found == owners_.end() && i < recent_owners_.size(); i++) {
+        for (uint64_t held : socket_inodes_of(recent_owners_[i].pid)) owners_.try_emplace(held, recent_owners_[i]);
+        found = owners_.find(inode);
+    }
+    if (found == owners_.end() && owners_scanned_at_ < now) {
+        owners_scanned_at_ = Clock::now();  // once per batch of events
+        owners_.merge(socket_owners());
+        found = owners_.find(inode);
+    }
+    if (found == owners_.end()) return nullptr;
+    const ProcessIdentity& owner = found->second;
+    std::erase_if(recent_owners_, [&](const ProcessIdentity& p) { return p.pid == owner.pid; });
+    recent_owners_.insert(recent_owners_.begin(), owner);
+    if (recent_owners_.size() > kRecentOwners) recent_owners_.pop_back();
+    return &owner;
+}
+
+// Names the edges of `t` that have no process yet; true when all have one.
+bool ConntrackEdgeSource::name_edges(uint32_t netns, Tracked& t, Clock::time_point now) {
+    bool all_named = true;
+    for (auto& key : t.edges) {
+        if (key.process.comm[0] != '\0') continue;
+        const uint64_t inode = socket_inode(netns, key, t.flow);
+        const ProcessIdentity* owner = inode != 0 ? owner_of(inode, now) : nullptr;
+        if (owner) {
+            key.process = process_of(*owner);
         } else {
-            s.inode_of[{sock.family, sock.local, sock.local_port, sock.remote, sock.remote_port}] = sock.inode;
+            all_named = false;
         }
     }
-    owners_ = socket_owners();
+    return all_named;
 }
 
 void ConntrackEdgeSource::attribute(uint32_t netns, Tracked& t, Clock::time_point now) {
-    // Two tries: the snapshot as it is, then a fresh one if the rate limit allows.
-    for (int attempt = 0; attempt < 2; attempt++) {
-        if (attempt == 1) refresh_sockets(netns, now);
-        const Sockets& s = sockets_[netns];
-        bool all_known = true;
-        for (auto& key : t.edges) {
-            if (key.process.comm[0] != '\0') continue;
-            uint64_t inode = 0;
-            if (key.direction == DG_DIR_OUT) {
-                auto it = s.inode_of.find({key.family, t.local, t.local_port, t.remote, t.remote_port});
-                if (it != s.inode_of.end()) inode = it->second;
-            } else if (auto it = s.listener_inode_of.find(key.service_port); it != s.listener_inode_of.end()) {
-                inode = it->second;
-            }
-            auto owner = owners_.find(inode);
-            if (owner != owners_.end()) {
-                key.process = process_of(owner->second);
-            } else {
-                all_known = false;
-            }
-        }
-        if (all_known) {
-            t.owner_known = true;
-            return;
-        }
-    }
+    // A listener on a new port needs a new listing; an outgoing socket's
+    // lookup is exact, and asking again would not find a closed one.
+    if (!name_edges(netns, t, now) && refresh_listeners(netns, now)) name_edges(netns, t, now);
     // An incoming edge without an owner here is named from the agent's
     // listener table; only an outgoing one is worth retrying.
-    t.owner_known = true;
-    for (const auto& key : t.edges) t.owner_known &= !(key.direction == DG_DIR_OUT && key.process.comm[0] == '\0');
+    t.owner_known = std::none_of(t.edges.begin(), t.edges.end(), [](const dg_edge_key& key) {
+        return key.direction == DG_DIR_OUT && key.process.comm[0] == '\0';
+    });
 }
 
 void ConntrackEdgeSource::note_table_at_start(uint32_t netns, const std::vector<ConntrackFlow>& table) {
+    Namespace& ns = namespaces_[netns];
+    // Without them a flow's process is "?", and no flow is found
+    // established: each counts at its DESTROY.
+    if (!ns.sockets) {
+        if (auto sockets = TcpSocketLookup::open()) ns.sockets.emplace(std::move(*sockets));
+    }
+    if (!ns.table) {
+        if (auto table = ConntrackTable::open()) ns.table.emplace(std::move(*table));
+    }
     for (const auto& flow : table) {
-        Tracked t = edges_of(netns, flow);
+        if (flow.l4proto != IPPROTO_TCP) continue;
+        Tracked t;
+        t.edges = edges_of(netns, flow);
         if (t.edges.empty()) continue;
+        t.flow = flow;
         t.phase = Phase::ignored;
         FlowId id{netns, flow.id};
         for (const auto& key : t.edges) {
@@ -193,51 +225,95 @@ bool ConntrackEdgeSource::seed_open(uint32_t netns, const TcpSocket& socket, boo
     return true;
 }
 
+// A flow that began (its NEW, or found in a resync), read at `now`.
+void ConntrackEdgeSource::track(uint32_t netns, const ConntrackFlow& flow, Clock::time_point now) {
+    if (flow.l4proto != IPPROTO_TCP) return;
+    Tracked t;
+    t.flow = flow;
+    t.seen_at = now;
+    t.phase = Phase::undecided;
+    decide(netns, t, now);
+    if (t.phase == Phase::undecided || t.phase == Phase::pending) flows_.emplace(FlowId{netns, flow.id}, std::move(t));
+}
+
+// Undecided: ours when one of its addresses is now known; dropped as
+// another host's (forwarded) when the addresses were read after it came and
+// still name none; otherwise left for the next read. Once ours, a flow whose
+// DESTROY came meanwhile is counted as ended (and marked ignored: done).
+void ConntrackEdgeSource::decide(uint32_t netns, Tracked& t, Clock::time_point now) {
+    t.edges = edges_of(netns, t.flow);
+    if (t.edges.empty()) {
+        if (namespaces_[netns].addresses_read_at > t.seen_at) t.phase = Phase::ignored;
+        return;
+    }
+    t.phase = Phase::pending;
+    if (t.flow.destroyed) {
+        count_end(t, t.flow.established(), t.flow.refused());
+        t.phase = Phase::ignored;
+        return;
+    }
+    attribute(netns, t, now);
+}
+
+// Reads the namespace's addresses again, when some flow named none of them
+// and the last read is at least `min_age` old, then decides those flows.
+void ConntrackEdgeSource::decide_undecided(uint32_t netns, Clock::time_point now, Clock::duration min_age) {
+    auto first = flows_.lower_bound({netns, 0}), last = flows_.lower_bound({netns + 1, 0});
+    if (std::none_of(first, last, [](const auto& f) { return f.second.phase == Phase::undecided; })) return;
+    Namespace& ns = namespaces_[netns];
+    if (Clock::now() - ns.addresses_read_at < min_age) return;
+    auto addresses = try_local_addresses();
+    if (!addresses) return;  // unreadable: the flows wait for the next read
+    ns.addresses = {addresses->begin(), addresses->end()};
+    ns.addresses_read_at = Clock::now();
+    for (auto it = first; it != last;) {
+        if (it->second.phase == Phase::undecided) decide(netns, it->second, now);
+        it = it->second.phase == Phase::ignored ? flows_.erase(it) : std::next(it);
+    }
+}
+
 void ConntrackEdgeSource::note_events(uint32_t netns, const std::vector<ConntrackFlow>& flows, Clock::time_point now) {
     for (const auto& flow : flows) {
         FlowId id{netns, flow.id};
         auto known = flows_.find(id);
         if (!flow.destroyed) {
-            if (known != flows_.end()) continue;  // also in the table we dumped
-            Tracked t = edges_of(netns, flow);
-            if (t.edges.empty()) continue;  // forwarded, or not TCP
-            t.seen_at = now;
-            attribute(netns, t, now);
-            flows_.emplace(id, std::move(t));
+            if (known == flows_.end()) track(netns, flow, now);  // else also in the table we dumped
             continue;
         }
         if (known == flows_.end()) continue;  // began before we watched, or its NEW was lost
-        count_end(known->second, (flow.status & IPS_ASSURED) != 0);
+        if (known->second.phase == Phase::undecided) {
+            known->second.flow = flow;  // counted as ended once decided
+            continue;
+        }
+        count_end(known->second, flow.established(), flow.refused());
         flows_.erase(known);
     }
+    decide_undecided(netns, now, kAddressRefresh);
 }
 
 void ConntrackEdgeSource::note_resync(uint32_t netns, const std::vector<ConntrackFlow>& table, Clock::time_point now) {
     std::set<uint64_t> present;
     for (const auto& flow : table) {
         present.insert(flow.id);
-        if (flows_.count({netns, flow.id})) continue;
         // Began while events were lost: it still began.
-        Tracked t = edges_of(netns, flow);
-        if (t.edges.empty()) continue;
-        t.seen_at = now;
-        attribute(netns, t, now);
-        flows_.emplace(FlowId{netns, flow.id}, std::move(t));
+        if (!flows_.count({netns, flow.id})) track(netns, flow, now);
     }
+    decide_undecided(netns, now, Clock::duration::zero());
     // Ended while events were lost. Whether it was ever established is
     // unknown; nearly all are, and a refused one rarely lives long enough
     // to be tracked here.
     for (auto it = flows_.lower_bound({netns, 0}); it != flows_.end() && it->first.first == netns;) {
-        if (present.count(it->first.second)) {
+        if (present.count(it->first.second) || it->second.phase == Phase::undecided) {
             ++it;
             continue;
         }
-        count_end(it->second, true);
+        count_end(it->second, true, false);
         it = flows_.erase(it);
     }
 }
 
 void ConntrackEdgeSource::attribute_pending(uint32_t netns, Clock::time_point now) {
+    decide_undecided(netns, now, Clock::duration::zero());
     for (auto it = flows_.lower_bound({netns, 0}); it != flows_.end() && it->first.first == netns; ++it) {
         if (it->second.phase == Phase::pending && !it->second.owner_known) attribute(netns, it->second, now);
     }
@@ -245,8 +321,7 @@ void ConntrackEdgeSource::attribute_pending(uint32_t netns, Clock::time_point no
 
 void ConntrackEdgeSource::forget(uint32_t netns) {
     flows_.erase(flows_.lower_bound({netns, 0}), flows_.lower_bound({netns + 1, 0}));
-    sockets_.erase(netns);
-    addresses_.erase(netns);
+    namespaces_.erase(netns);
 }
 
 void ConntrackEdgeSource::count_settled(const Tracked& t) {
@@ -256,8 +331,9 @@ void ConntrackEdgeSource::count_settled(const Tracked& t) {
     }
 }
 
-void ConntrackEdgeSource::count_end(const Tracked& t, bool established) {
+void ConntrackEdgeSource::count_end(const Tracked& t, bool established, bool refused) {
     switch (t.phase) {
+    case Phase::undecided:
     case Phase::ignored:
         return;
     case Phase::pending:
@@ -270,26 +346,35 @@ void ConntrackEdgeSource::count_end(const Tracked& t, bool established) {
             if (key.direction != DG_DIR_OUT) continue;
             auto& c = counts_[key];
             c.failed += 1;
-            c.refused += 1;
+            c.refused += refused ? 1 : 0;
         }
         return;
     case Phase::counted:
-        for (const auto& key : t.edges) {
-            auto& c = counts_[key];
-            c.closes += 1;
-            if (!established && key.direction == DG_DIR_OUT) c.failed += 1;
-        }
+        for (const auto& key : t.edges) counts_[key].closes += 1;
         return;
     }
 }
 
-std::vector<EdgeSample> ConntrackEdgeSource::drain(Clock::time_point now, bool final) {
+// Whether the table holds `flow` established now. A flow it no longer
+// holds has ended: its DESTROY, still to be read, says how.
+bool ConntrackEdgeSource::established_now(uint32_t netns, const ConntrackFlow& flow) {
+    auto ns = namespaces_.find(netns);
+    if (ns == namespaces_.end() || !ns->second.table) return false;
+    auto found = ns->second.table->find(flow);
+    return found && *found && (*found)->established();
+}
+
+std::vector<EdgeSample> ConntrackEdgeSource::drain(Clock::time_point, bool) {
     for (auto& [id, t] : flows_) {
-        if (t.phase != Phase::pending || (!final && now - t.seen_at < kSettleAge)) continue;
+        if (t.phase != Phase::pending || !established_now(id.first, t.flow)) continue;
         count_settled(t);
         t.phase = Phase::counted;
     }
     start_sockets_.clear();  // the start-up snapshot is over
+    // Inodes of closed sockets, and processes that may have exited or
+    // exec()ed since: the next lookups find who is there now.
+    owners_.clear();
+    recent_owners_.clear();
     std::vector<EdgeSample> samples;
     samples.reserve(counts_.size());
     for (const auto& [key, c] : counts_) samples.push_back({key, c});

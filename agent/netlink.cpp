@@ -112,4 +112,25 @@ Result<bool> receive_dump(const mnl_socket* nl, uint32_t seq, const std::string&
     }
 }
 
+Result<bool> ask_one(const mnl_socket* nl, const nlmsghdr* request, const std::string& what,
+                     const MessageHandler& on_message) {
+    if (mnl_socket_sendto(nl, request, request->nlmsg_len) < 0) return errno_error(what + ": send request", errno);
+    alignas(nlmsghdr) char buf[8192];
+    ssize_t n;
+    do {
+        n = mnl_socket_recvfrom(nl, buf, sizeof buf);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return errno_error(what + ": receive", errno);
+    const auto* reply = reinterpret_cast<const nlmsghdr*>(buf);
+    if (static_cast<size_t>(n) >= NLMSG_SPACE(sizeof(nlmsgerr)) && reply->nlmsg_type == NLMSG_ERROR &&
+        reply->nlmsg_seq == request->nlmsg_seq &&
+        static_cast<const nlmsgerr*>(NLMSG_DATA(reply))->error == -ENOENT) {
+        return false;
+    }
+    auto batch = decode_batch(buf, static_cast<size_t>(n), request->nlmsg_seq, mnl_socket_get_portid(nl), what,
+                              on_message);
+    if (!batch) return batch.error();
+    return true;
+}
+
 }  // namespace depgraph::netlink

@@ -54,4 +54,10 @@ Result<MnlSocket> open_socket(int bus, int flags, const std::string& what);
 Result<bool> receive_dump(const mnl_socket* nl, uint32_t seq, const std::string& what,
                           const MessageHandler& on_message);
 
+// Sends a request that one message answers (a lookup, not a dump) and
+// hands that answer to `on_message`. False when the kernel answered that
+// there is no such thing (ENOENT).
+Result<bool> ask_one(const mnl_socket* nl, const nlmsghdr* request, const std::string& what,
+                     const MessageHandler& on_message);
+
 }  // namespace depgraph::netlink

@@ -71,20 +71,6 @@ std::string decode_octal_escapes(std::string_view text) {
     return out;
 }
 
-// Socket inodes held by one process; empty when it has none or has exited.
-std::vector<uint64_t> socket_inodes_of(pid_t pid) {
-    std::vector<uint64_t> inodes;
-    std::error_code ec;
-    fs::directory_iterator it(fs::path("/proc") / std::to_string(pid) / "fd", ec);
-    for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
-        std::error_code link_ec;
-        fs::path target = fs::read_symlink(it->path(), link_ec);
-        if (link_ec) continue;  // the fd was closed meanwhile
-        if (auto inode = parse_socket_link(target.native())) inodes.push_back(*inode);
-    }
-    return inodes;
-}
-
 std::optional<ProcessIdentity> identity_of(pid_t pid, CgroupPaths& cgroups) {
     const std::string dir = "/proc/" + std::to_string(pid);
     auto comm = read_proc_file(dir + "/comm");
@@ -110,6 +96,19 @@ std::optional<uint64_t> inode_of(const std::string& path) {
 }
 
 }  // namespace
+
+std::vector<uint64_t> socket_inodes_of(pid_t pid) {
+    std::vector<uint64_t> inodes;
+    std::error_code ec;
+    fs::directory_iterator it(fs::path("/proc") / std::to_string(pid) / "fd", ec);
+    for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
+        std::error_code link_ec;
+        fs::path target = fs::read_symlink(it->path(), link_ec);
+        if (link_ec) continue;  // the fd was closed meanwhile
+        if (auto inode = parse_socket_link(target.native())) inodes.push_back(*inode);
+    }
+    return inodes;
+}
 
 std::vector<pid_t> list_processes() {
     std::vector<pid_t> pids;

@@ -17,15 +17,22 @@
 namespace depgraph {
 
 struct ProcessIdentity {
-    pid_t pid = 0;       // the thread-group id
     std::string comm;    // /proc/TGID/comm: the thread-group leader's name, at most 15 chars
     std::string cgroup;  // cgroup v2 path relative to the cgroup2 mount, "" for the root
     uint64_t cgroup_id = 0;  // cgroup v2 id (the directory's inode), as bpf_get_current_cgroup_id() returns
+    // The thread-group id where the socket was found: the programs rename its
+    // listeners when it execs, and the conntrack source looks for its next
+    // sockets there. Never part of an edge.
+    pid_t pid = 0;
 };
 
 // Scans /proc once: every socket inode held open by any process.
 // Processes that vanish during the scan are skipped, not errors.
 std::unordered_map<uint64_t, ProcessIdentity> socket_owners();
+// The socket inodes one process holds open; empty when it has none or has
+// exited. Far cheaper than socket_owners() for a caller that knows who is
+// likely to own the socket it looks for.
+std::vector<uint64_t> socket_inodes_of(pid_t pid);
 
 // cgroup v2 id <-> path. The mount is found from /proc/self/mountinfo
 // (pure v2: /sys/fs/cgroup; hybrid: /sys/fs/cgroup/unified).

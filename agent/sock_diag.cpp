@@ -23,6 +23,7 @@ namespace {
 constexpr int kDumpAttempts = 3;
 
 const std::string kDumpFailed = "sock_diag dump failed";
+const std::string kLookupFailed = "sock_diag lookup failed";
 
 Error dump_error(const std::string& detail) { return Error{kDumpFailed + ": " + detail}; }
 
@@ -66,16 +67,23 @@ void normalise_v4_mapped(TcpSocket& s) {
     unmap_v4(s.remote);
 }
 
-Status send_dump_request(const mnl_socket* nl, uint8_t family, uint32_t state_mask, uint32_t seq) {
-    alignas(nlmsghdr) char buf[NLMSG_SPACE(sizeof(inet_diag_req_v2))] = {};
+// A TCP request in `buf`, sized NLMSG_SPACE(sizeof(inet_diag_req_v2)).
+inet_diag_req_v2* put_request(char* buf, uint16_t flags, uint32_t seq, uint8_t family, uint32_t state_mask) {
     nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
     nlh->nlmsg_type = SOCK_DIAG_BY_FAMILY;
-    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    nlh->nlmsg_flags = static_cast<uint16_t>(NLM_F_REQUEST | flags);
     nlh->nlmsg_seq = seq;
     auto* req = static_cast<inet_diag_req_v2*>(mnl_nlmsg_put_extra_header(nlh, sizeof(inet_diag_req_v2)));
     req->sdiag_family = family;
     req->sdiag_protocol = IPPROTO_TCP;
     req->idiag_states = state_mask;
+    return req;
+}
+
+Status send_dump_request(const mnl_socket* nl, uint8_t family, uint32_t state_mask, uint32_t seq) {
+    alignas(nlmsghdr) char buf[NLMSG_SPACE(sizeof(inet_diag_req_v2))] = {};
+    put_request(buf, NLM_F_DUMP, seq, family, state_mask);
+    const auto* nlh = reinterpret_cast<const nlmsghdr*>(buf);
     if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) return errno_error(kDumpFailed + ": send request", errno);
     return ok_status();
 }
@@ -126,6 +134,32 @@ Result<TcpSocket> parse_inet_diag_msg(const nlmsghdr* nlh) {
 Result<bool> parse_inet_diag_batch(const void* buf, size_t len, uint32_t seq, uint32_t portid,
                                    std::vector<TcpSocket>& out) {
     return netlink::decode_dump_batch(buf, len, seq, portid, kDumpFailed, append_to(out));
+}
+
+Result<TcpSocketLookup> TcpSocketLookup::open() {
+    auto nl = netlink::open_socket(NETLINK_SOCK_DIAG, 0, kLookupFailed);
+    if (!nl) return nl.error();
+    return TcpSocketLookup(std::move(*nl));
+}
+
+Result<std::optional<TcpSocket>> TcpSocketLookup::find(int family, const std::array<uint8_t, 16>& local,
+                                                       uint16_t local_port, const std::array<uint8_t, 16>& remote,
+                                                       uint16_t remote_port) {
+    alignas(nlmsghdr) char buf[NLMSG_SPACE(sizeof(inet_diag_req_v2))] = {};
+    auto* req = put_request(buf, 0, ++seq_, static_cast<uint8_t>(family), ~0u);
+    const size_t len = family == AF_INET ? 4 : 16;
+    std::memcpy(req->id.idiag_src, local.data(), len);
+    std::memcpy(req->id.idiag_dst, remote.data(), len);
+    req->id.idiag_sport = htons(local_port);
+    req->id.idiag_dport = htons(remote_port);
+    // Any socket of that 4-tuple, not one particular incarnation of it.
+    req->id.idiag_cookie[0] = req->id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+    std::vector<TcpSocket> found;
+    auto answered = netlink::ask_one(nl_.get(), reinterpret_cast<const nlmsghdr*>(buf), kLookupFailed,
+                                     append_to(found));
+    if (!answered) return answered.error();
+    if (!*answered || found.size() != 1) return std::optional<TcpSocket>{};
+    return std::optional<TcpSocket>(found[0]);
 }
 
 Result<std::vector<TcpSocket>> dump_tcp_sockets(uint32_t state_mask) {

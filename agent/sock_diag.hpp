@@ -8,8 +8,10 @@
 #include <cstdint>
 #include <netinet/tcp.h>
 #include <string>
+#include <optional>
 #include <vector>
 
+#include "agent/netlink.hpp"
 #include "common/result.hpp"
 
 struct nlmsghdr;
@@ -38,6 +40,25 @@ inline constexpr uint8_t kTimeWaitTimer = 3;
 // All TCP sockets (IPv4 and IPv6) of the calling thread's network namespace
 // whose state is in `state_mask` (bit 1 << TCP_xxx).
 Result<std::vector<TcpSocket>> dump_tcp_sockets(uint32_t state_mask);
+
+// Looks up single TCP sockets by their two ends in one network namespace:
+// the one of the thread that opens it (the netlink socket keeps it, so it
+// may be used from any thread). The kernel answers from a hash lookup, where
+// a dump walks the whole table of every namespace: far quicker when the
+// caller wants a few sockets among many.
+class TcpSocketLookup {
+public:
+    static Result<TcpSocketLookup> open();
+    // The socket with this local and remote address and port (network
+    // order; IPv4 in the first 4 bytes); nullopt when there is none.
+    Result<std::optional<TcpSocket>> find(int family, const std::array<uint8_t, 16>& local, uint16_t local_port,
+                                          const std::array<uint8_t, 16>& remote, uint16_t remote_port);
+
+private:
+    explicit TcpSocketLookup(netlink::MnlSocket nl) : nl_(std::move(nl)) {}
+    netlink::MnlSocket nl_;
+    uint32_t seq_ = 0;
+};
 
 // Decodes one SOCK_DIAG_BY_FAMILY reply. Exposed for unit tests; `nlh` must
 // point at nlh->nlmsg_len readable bytes (the caller checks the framing).

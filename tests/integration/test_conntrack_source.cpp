@@ -9,7 +9,9 @@
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <sstream>
+#include <vector>
 
 #include "store/database.hpp"
 #include "tests/integration/agent_fixture.hpp"
@@ -53,6 +55,49 @@ EdgeTotals totals(Database& db, const std::string& where) {
     int64_t* fields[] = {&t.rows, &t.connects, &t.failed, &t.refused, &t.accepts, &t.closes, &t.open};
     for (int i = 0; i < 7; i++) *fields[i] = stmt->column_int(i);
     return t;
+}
+
+// Waits, up to 20 s, until `done` holds.
+bool wait_until(const std::function<bool()>& done) {
+    for (int i = 0; i < 200; i++) {
+        if (done()) return true;
+        usleep(100000);
+    }
+    return done();
+}
+
+// The counters of `where` in `db`, read while its agent writes to it.
+EdgeTotals totals_now(const std::string& db, const std::string& where) {
+    auto d = Database::open_read_only(db);
+    REQUIRE(d.ok());
+    return totals(*d, where);
+}
+
+// A client "dg-burster" in `ns` that opens `n` connections to addr:port
+// back to back and keeps them all open until `release` is signalled (or,
+// without one, for `hold_us`), then closes them. Exit code as dial()'s.
+ChildProcess burst(TestNetns& ns, const std::string& addr, uint16_t port, int n, useconds_t hold_us,
+                   Signal* release = nullptr) {
+    return ChildProcess::fork_in(ns.path(), "dg-burster", [=] {
+        auto target = socket_address(addr, port);
+        std::vector<int> fds;
+        int made = 0;
+        for (int i = 0; i < n; i++) {
+            fds.push_back(socket(target.family(), SOCK_STREAM, 0));
+            made += connect(fds.back(), target.get(), target.length) == 0;
+        }
+        if (release) {
+            release->wait(60000);
+        } else {
+            usleep(hold_us);
+        }
+        for (int fd : fds) close(fd);
+        return made == n ? 0 : made == 0 ? 1 : 2;
+    });
+}
+
+void sysctl(TestNetns& ns, const std::string& setting) {
+    run_command({"ip", "netns", "exec", ns.name(), "sysctl", "-qw", setting});
 }
 
 std::string read_file(const std::string& path) {
@@ -130,6 +175,101 @@ TEST_CASE("--source conntrack: exact counts, processes from sockets, and the sou
     }
     // The agents' own probe connection over loopback is never an edge.
     for (auto* db : {&*c, &*s}) CHECK(count(*db, "SELECT count(*) FROM edges WHERE remote_addr = '127.0.0.1'") == 0);
+}
+
+TEST_CASE("--source conntrack: a connect that times out is a failure, never a connect or a close") {
+    TestNetns client, server;
+    TestNetns::link(client, "198.18.0.1/24", server, "198.18.0.2/24");
+    track_connections(client);
+    track_connections(server);
+    server.nft("add rule inet track input tcp dport 7000 drop");  // SYNs go unanswered
+    sysctl(client, "net.ipv4.tcp_syn_retries=1");  // connect() gives up after about 3 s
+    // conntrack forgets the unanswered flow this long after its last SYN.
+    sysctl(client, "net.netfilter.nf_conntrack_tcp_timeout_syn_sent=2");
+
+    TempDir dir;
+    auto agent = start_agent(client, "client", dir.db("client"), {"--source", "conntrack"});
+    const std::string edge = "direction = 'out' AND remote_addr = '198.18.0.2' AND port = 7000";
+    auto first = dial(client, "198.18.0.2", 7000, 1), second = dial(client, "198.18.0.2", 7000, 1);
+    REQUIRE(first.wait_exit(20000) == 1);
+    REQUIRE(second.wait_exit(20000) == 1);
+    REQUIRE(wait_until([&] { return totals_now(dir.db("client"), edge).failed == 2; }));
+    REQUIRE(agent.stop(SIGINT) == 0);
+
+    auto c = Database::open_read_only(dir.db("client"));
+    REQUIRE(c.ok());
+    auto out = totals(*c, edge);
+    CHECK(out.rows == 1);
+    CHECK(out.connects == 0);
+    CHECK(out.failed == 2);
+    CHECK(out.refused == 0);  // no RST came: it timed out
+    CHECK(out.closes == 0);
+    CHECK(out.open == 0);
+    CHECK(count(*c, "SELECT count(*) FROM edge_buckets WHERE open > 0") == 0);  // not even while it was pending
+}
+
+TEST_CASE("--source conntrack: connections from an address added after the agent started are counted") {
+    TestNetns client, server;
+    auto [client_if, server_if] = TestNetns::link(client, "198.18.0.1/24", server, "198.18.0.2/24");
+    track_connections(client);
+    track_connections(server);
+    auto listener = ChildProcess::fork_in(server.path(), "dg-server", [] { return accept_and_close(kServicePort); });
+
+    TempDir dir;
+    auto agent = start_agent(client, "client", dir.db("client"), {"--source", "conntrack"});
+    // Stopped, the agent reads neither the new address nor the events
+    // until all of them have happened: it learns of the address from them.
+    REQUIRE(kill(agent.pid(), SIGSTOP) == 0);
+    client.ip({"addr", "add", "198.18.1.1/24", "dev", client_if});
+    server.ip({"addr", "add", "198.18.1.2/24", "dev", server_if});
+    Signal release;
+    auto held = burst(client, "198.18.1.2", kServicePort, kConnections, 0, &release);
+    int refused_exit = dial(client, "198.18.1.2", kClosedPort, kRefused).wait_exit(20000);
+    REQUIRE(kill(agent.pid(), SIGCONT) == 0);
+    REQUIRE(refused_exit == 1);
+    const std::string edge = "direction = 'out' AND local_addr = '198.18.1.1' AND remote_addr = '198.18.1.2' AND "
+                             "port = 8080";
+    // Held open until counted, so that the agent can still find their owner.
+    REQUIRE(wait_until([&] { return totals_now(dir.db("client"), edge).connects == kConnections; }));
+    release.send();
+    REQUIRE(held.wait_exit(20000) == 0);
+    REQUIRE(agent.stop(SIGINT) == 0);
+
+    auto c = Database::open_read_only(dir.db("client"));
+    REQUIRE(c.ok());
+    auto out = totals(*c, edge + " AND process = 'dg-burster'");
+    CHECK(out.rows == 1);
+    CHECK(out.connects == kConnections);
+    CHECK(out.failed == 0);
+    auto refused = totals(*c, "direction = 'out' AND process = '?' AND local_addr = '198.18.1.1' AND port = 9090");
+    CHECK(refused.rows == 1);
+    CHECK(refused.failed == kRefused);
+    CHECK(refused.refused == kRefused);
+    CHECK(refused.connects == 0);
+    CHECK(count(*c, "SELECT count(*) FROM edges") == 2);
+    CHECK(count(*c, "SELECT count(*) FROM losses WHERE value > 0") == 0);
+}
+
+TEST_CASE("--source conntrack: a burst of connections that close before the next flush is named") {
+    TestNetns client, server;
+    TestNetns::link(client, "198.18.0.1/24", server, "198.18.0.2/24");
+    track_connections(client);
+    auto listener = ChildProcess::fork_in(server.path(), "dg-server", [] { return accept_and_close(kServicePort); });
+
+    TempDir dir;
+    auto agent = start_agent(client, "client", dir.db("client"), {"--source", "conntrack"});
+    constexpr int kBurst = 50;
+    // All opened within a few milliseconds, all gone 50 ms later: no flush
+    // comes in between (mostly), so each must be named as its NEW is read.
+    REQUIRE(burst(client, "198.18.0.2", kServicePort, kBurst, 50000).wait_exit(20000) == 0);
+    const std::string edge = "direction = 'out' AND remote_addr = '198.18.0.2' AND port = 8080";
+    REQUIRE(wait_until([&] { return totals_now(dir.db("client"), edge).connects == kBurst; }));
+    REQUIRE(agent.stop(SIGINT) == 0);
+
+    auto c = Database::open_read_only(dir.db("client"));
+    REQUIRE(c.ok());
+    CHECK(totals(*c, edge + " AND process = 'dg-burster'").connects == kBurst);
+    CHECK(totals(*c, edge + " AND process = '?'").rows == 0);
 }
 
 TEST_CASE("--source conntrack without a rule that uses conntrack: one line saying so, and a clean exit") {
