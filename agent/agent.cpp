@@ -98,7 +98,7 @@ public:
 
     // `final`: the last flush of the run, when nothing may stay pending.
     Status flush(int64_t now, bool final = false) {
-        auto samples = drain(final);
+        auto samples = drain();
         if (!samples) return samples.error();
         // Listed once per flush: every pass below (listeners, addresses,
         // conntrack) walks the same namespaces without rescanning /proc.
@@ -278,7 +278,7 @@ private:
         return ok_status();
     }
 
-    Result<std::vector<EdgeSample>> drain(bool final) {
+    Result<std::vector<EdgeSample>> drain() {
         if (tracer_) {
             tracer_->forget_exited_listener_owners();
             return tracer_->drain();
@@ -286,7 +286,7 @@ private:
         read_conntrack_events();  // what is queued happened before this flush
         const auto now = ConntrackEdgeSource::Clock::now();
         for (const auto& w : ct_watches_) in_namespace(w, [&] { conntrack_edges_->attribute_pending(w.netns, now); });
-        return conntrack_edges_->drain(now, final);
+        return conntrack_edges_->drain();
     }
 
     // Addresses that cannot be read are taken as unchanged, not as gone: a

@@ -364,7 +364,7 @@ bool ConntrackEdgeSource::established_now(uint32_t netns, const ConntrackFlow& f
     return found && *found && (*found)->established();
 }
 
-std::vector<EdgeSample> ConntrackEdgeSource::drain(Clock::time_point, bool) {
+std::vector<EdgeSample> ConntrackEdgeSource::drain() {
     for (auto& [id, t] : flows_) {
         if (t.phase != Phase::pending || !established_now(id.first, t.flow)) continue;
         count_settled(t);

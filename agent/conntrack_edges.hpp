@@ -110,8 +110,8 @@ public:
     void forget(uint32_t netns);
 
     // What was counted since the last drain. Every pending flow is looked
-    // up in its table, so the last drain (`final`) needs nothing more.
-    std::vector<EdgeSample> drain(Clock::time_point now, bool final);
+    // up in its table, so the last drain of a run needs nothing more.
+    std::vector<EdgeSample> drain();
 
 private:
     enum class Phase { undecided, pending, counted, ignored };
