@@ -532,35 +532,6 @@ static __always_inline void on_closed(const struct sock *sk, int oldstate)
 	}
 }
 
-struct exec_rename {
-	__u32 tgid;
-	char comm[DG_COMM_LEN];
-};
-
-static long rename_listener(struct bpf_map *map, const struct dg_listener_key *key, struct dg_listener *l,
-			    struct exec_rename *exec)
-{
-	if (l->tgid == exec->tgid)
-		__builtin_memcpy(l->owner.comm, exec->comm, DG_COMM_LEN);
-	return 0;
-}
-
-/* A process that listens and then runs another program keeps its listeners
- * under its new name, as /proc (and so the start-up snapshot) shows it. The
- * new name is set by the time this runs. A walk over the listeners, only for
- * a process that owns one. */
-SEC("tp_btf/sched_process_exec")
-int BPF_PROG(sched_process_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
-{
-	struct exec_rename exec = { .tgid = p->tgid };
-
-	if (!bpf_map_lookup_elem(&listener_owners, &exec.tgid))
-		return 0;
-	__builtin_memcpy(exec.comm, p->comm, DG_COMM_LEN);
-	bpf_for_each_map_elem(&listeners, rename_listener, &exec, 0);
-	return 0;
-}
-
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate, const int newstate)
 {
@@ -581,5 +552,37 @@ int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate, con
 	else if (newstate == TCP_CLOSE)
 		on_closed(sk, oldstate);
 	/* Other transitions (FIN_WAIT, CLOSE_WAIT, ...) carry nothing we count. */
+	return 0;
+}
+
+struct exec_rename {
+	__u32 tgid;
+	char comm[DG_COMM_LEN];
+};
+
+static long rename_listener(struct bpf_map *map, const struct dg_listener_key *key, struct dg_listener *l,
+			    struct exec_rename *exec)
+{
+	if (l->tgid == exec->tgid)
+		__builtin_memcpy(l->owner.comm, exec->comm, DG_COMM_LEN);
+	return 0;
+}
+
+/* Defined after inet_sock_set_state, so attached after it: the first link
+ * the agent holds is the one that traces connections (its tests wait for it).
+ *
+ * A process that listens and then runs another program keeps its listeners
+ * under its new name, as /proc (and so the start-up snapshot) shows it. The
+ * new name is set by the time this runs. A walk over the listeners, only for
+ * a process that owns one. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(sched_process_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct exec_rename exec = { .tgid = p->tgid };
+
+	if (!bpf_map_lookup_elem(&listener_owners, &exec.tgid))
+		return 0;
+	__builtin_memcpy(exec.comm, p->comm, DG_COMM_LEN);
+	bpf_for_each_map_elem(&listeners, rename_listener, &exec, 0);
 	return 0;
 }
