@@ -143,33 +143,6 @@ inline ChildProcess dial(TestNetns& ns, const std::string& addr, uint16_t port, 
     });
 }
 
-// A child of the cgroup v2 root for a test's process, standing in for a
-// systemd unit or a container; removed (once empty) when the test ends.
-class TestCgroup {
-public:
-    explicit TestCgroup(const std::string& name) : path_("/" + name) {
-        std::ifstream mountinfo("/proc/self/mountinfo");
-        std::stringstream text;
-        text << mountinfo.rdbuf();
-        auto mount = parse_cgroup2_mount(text.str());
-        REQUIRE(mount);
-        dir_ = *mount + path_;
-        REQUIRE(::mkdir(dir_.c_str(), 0755) == 0);
-    }
-    ~TestCgroup() { ::rmdir(dir_.c_str()); }
-    TestCgroup(const TestCgroup&) = delete;
-    TestCgroup& operator=(const TestCgroup&) = delete;
-
-    // As the agent records it: relative to the cgroup2 mount.
-    const std::string& path() const { return path_; }
-    // Moves the calling process in (call it in the child that should run there).
-    void enter() const { std::ofstream(dir_ + "/cgroup.procs") << ::getpid() << std::flush; }
-
-private:
-    std::string path_;
-    std::string dir_;
-};
-
 // Runs the agent as the user nobody, with `args`, from a copy in `dir` that
 // nobody may execute: the build tree can sit under /root (mode 700). `dir`
 // is opened to everyone, so the agent could create its database there.

@@ -37,14 +37,18 @@ private:
 };
 
 // Runs a command to completion, optionally inside a network namespace and
-// as another user, and collects what it wrote.
+// as another user, and collects what it wrote. Like a forked child, the
+// command is killed when the test process dies; one still running after
+// `timeout_ms` is killed, and `err` ends with a line that says so.
 struct CommandOutput {
-    int exit_code = -1;  // -1: killed by a signal
+    int exit_code = -1;  // -1: killed by a signal, or timed out
+    bool timed_out = false;
     std::string out;
     std::string err;
 };
+constexpr int kCommandTimeoutMs = 30000;
 CommandOutput run_captured(const std::vector<std::string>& argv, const std::string& netns_path = "",
-                           uid_t uid = 0);
+                           uid_t uid = 0, int timeout_ms = kCommandTimeoutMs);
 
 // A one-byte-per-message pipe between a test and its child: "go", "done".
 class Signal {

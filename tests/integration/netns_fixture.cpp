@@ -2,10 +2,12 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,9 +16,14 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <optional>
+#include <sstream>
 #include <tuple>
 #include <stdexcept>
 #include <utility>
+
+#include "agent/process_table.hpp"
 
 extern char** environ;
 
@@ -27,12 +34,15 @@ namespace {
 constexpr const char* kNetnsDir = "/run/netns/";
 constexpr const char* kNamePrefix = "depgraph-test-";
 
-// Paths the signal handler removes: fixed storage, since a handler may not
+// What the signal handler removes: fixed storage, since a handler may not
 // allocate. A slot is claimed with `used` after its path is written.
+enum class Kind { netns, cgroup };
 constexpr size_t kSlots = 64;
+constexpr size_t kPathSize = 128;
 struct Slot {
     std::atomic<bool> used{false};
-    char path[128] = {};
+    Kind kind = Kind::netns;
+    char path[kPathSize] = {};
 };
 std::array<Slot, kSlots> g_slots;
 
@@ -45,9 +55,36 @@ bool remove_netns_path(const char* path) {
     return unlink(path) == 0 || errno == ENOENT;
 }
 
+// Kills what still runs in the cgroup (cgroup.kill, Linux 5.14), then
+// removes it. The processes leave it as they die, not at once, so rmdir is
+// tried for up to 2 s. Only async-signal-safe calls.
+constexpr char kCgroupKill[] = "/cgroup.kill";
+bool remove_cgroup_dir(const char* dir) {
+    char kill_file[kPathSize + sizeof kCgroupKill];
+    size_t n = strnlen(dir, kPathSize - 1);
+    memcpy(kill_file, dir, n);
+    memcpy(kill_file + n, kCgroupKill, sizeof kCgroupKill);
+    int fd = open(kill_file, O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)!write(fd, "1", 1);
+        (void)close(fd);
+    }
+    for (int i = 0; i < 200; i++) {
+        if (rmdir(dir) == 0 || errno == ENOENT) return true;
+        if (errno != EBUSY) return false;
+        const timespec ten_ms{0, 10'000'000};
+        (void)nanosleep(&ten_ms, nullptr);
+    }
+    return false;
+}
+
+bool remove_slot_path(const Slot& slot) {
+    return slot.kind == Kind::netns ? remove_netns_path(slot.path) : remove_cgroup_dir(slot.path);
+}
+
 void on_fatal_signal(int sig) {
     for (Slot& slot : g_slots) {
-        if (slot.used.load()) (void)remove_netns_path(slot.path);
+        if (slot.used.load()) (void)remove_slot_path(slot);
     }
     // Hand over to whoever was there before (Catch2 reports the failure,
     // then re-raises with the default action).
@@ -57,7 +94,7 @@ void on_fatal_signal(int sig) {
     (void)raise(sig);
 }
 
-// Called for every namespace, not once: Catch2 installs its own handlers
+// Called for every namespace and cgroup, not once: Catch2 installs its own handlers
 // around each test case and puts back what it found afterwards, which
 // removes ours.
 void install_signal_handlers() {
@@ -73,49 +110,69 @@ void install_signal_handlers() {
     }
 }
 
-int claim_slot(const std::string& path) {
+int claim_slot(Kind kind, const std::string& path) {
+    if (path.size() >= kPathSize) throw std::runtime_error("path too long for the cleanup table: " + path);
     for (size_t i = 0; i < kSlots; ++i) {
         bool expected = false;
-        if (g_slots[i].used.load() || path.size() >= sizeof g_slots[i].path) continue;
+        if (g_slots[i].used.load()) continue;
+        g_slots[i].kind = kind;
         std::snprintf(g_slots[i].path, sizeof g_slots[i].path, "%s", path.c_str());
         if (g_slots[i].used.compare_exchange_strong(expected, true)) return static_cast<int>(i);
     }
-    throw std::runtime_error("too many TestNetns alive at once");
+    throw std::runtime_error("too many test namespaces and cgroups alive at once");
 }
 
-// depgraph-test-<pid>-<n>: the pid of the test process that made it.
+void release_slot(int slot) { g_slots[static_cast<size_t>(slot)].used.store(false); }
+
+// depgraph-test-<pid>[-...]: the pid of the test process that made it.
 pid_t creator_of(const std::string& name) {
     if (name.rfind(kNamePrefix, 0) != 0) return 0;
     const char* digits = name.c_str() + std::strlen(kNamePrefix);
     char* end = nullptr;
     long pid = std::strtol(digits, &end, 10);
-    if (end == digits || *end != '-' || pid <= 0) return 0;
+    if (end == digits || (*end != '-' && *end != '\0') || pid <= 0) return 0;
     return static_cast<pid_t>(pid);
 }
 
-// Namespaces left behind by test processes killed with SIGKILL (no handler
-// runs for that): their creator is gone.
-void remove_stale_namespaces() {
-    DIR* dir = opendir(kNetnsDir);
-    if (dir == nullptr) return;  // no namespace was ever added
+// The entries of `dir` that test processes killed with SIGKILL (no handler
+// runs for that) left behind: their creator is gone.
+std::vector<std::string> stale_entries(const std::string& dir) {
     std::vector<std::string> stale;
-    while (const dirent* entry = readdir(dir)) {
+    DIR* listing = opendir(dir.c_str());
+    if (listing == nullptr) return stale;  // no namespace was ever added; no cgroup2 mount
+    while (const dirent* entry = readdir(listing)) {
         pid_t pid = creator_of(entry->d_name);
-        if (pid > 0 && kill(pid, 0) != 0 && errno == ESRCH) stale.push_back(entry->d_name);
+        if (pid > 0 && kill(pid, 0) != 0 && errno == ESRCH) stale.push_back(dir + entry->d_name);
     }
-    (void)closedir(dir);
-    for (const std::string& name : stale) {
-        std::string path = kNetnsDir + name;
+    (void)closedir(listing);
+    return stale;
+}
+
+// The cgroup2 mount with a trailing slash, or "" when there is none.
+const std::string& cgroup2_root() {
+    static const std::string root = [] {
+        std::ifstream mountinfo("/proc/self/mountinfo");
+        std::stringstream text;
+        text << mountinfo.rdbuf();
+        auto mount = parse_cgroup2_mount(text.str());
+        return mount ? *mount + "/" : std::string();
+    }();
+    return root;
+}
+
+// Namespaces and cgroups of test processes that no longer exist.
+void remove_stale_entries() {
+    for (const std::string& path : stale_entries(kNetnsDir)) {
         if (!remove_netns_path(path.c_str())) {
             std::fprintf(stderr, "warning: cannot remove stale %s: %s\n", path.c_str(), std::strerror(errno));
         }
     }
-}
-
-std::string describe(const std::vector<std::string>& argv) {
-    std::string text;
-    for (const auto& arg : argv) text += (text.empty() ? "" : " ") + arg;
-    return text;
+    if (cgroup2_root().empty()) return;
+    for (const std::string& dir : stale_entries(cgroup2_root())) {
+        if (!remove_cgroup_dir(dir.c_str())) {
+            std::fprintf(stderr, "warning: cannot remove stale cgroup %s: %s\n", dir.c_str(), std::strerror(errno));
+        }
+    }
 }
 
 }  // namespace
@@ -126,6 +183,12 @@ bool can_run_as_root(const char* test_name) {
     return false;
 }
 
+std::string describe_command(const std::vector<std::string>& argv) {
+    std::string text;
+    for (const auto& arg : argv) text += (text.empty() ? "" : " ") + arg;
+    return text;
+}
+
 void run_command(const std::vector<std::string>& argv) {
     std::vector<char*> args;
     for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
@@ -133,13 +196,13 @@ void run_command(const std::vector<std::string>& argv) {
 
     pid_t pid = 0;
     int err = posix_spawnp(&pid, args[0], nullptr, nullptr, args.data(), environ);
-    if (err != 0) throw std::runtime_error("cannot run " + describe(argv) + ": " + std::strerror(err));
+    if (err != 0) throw std::runtime_error("cannot run " + describe_command(argv) + ": " + std::strerror(err));
     int status = 0;
     while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR) throw std::runtime_error("waitpid for " + describe(argv) + ": " + std::strerror(errno));
+        if (errno != EINTR) throw std::runtime_error("waitpid for " + describe_command(argv) + ": " + std::strerror(errno));
     }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        throw std::runtime_error(describe(argv) + " failed (wait status " + std::to_string(status) + ")");
+        throw std::runtime_error(describe_command(argv) + " failed (wait status " + std::to_string(status) + ")");
     }
 }
 
@@ -167,16 +230,16 @@ TestNetns::TestNetns() {
     static std::atomic<int> counter{0};
     name_ = kNamePrefix + std::to_string(getpid()) + "-" + std::to_string(counter++);
     install_signal_handlers();
-    remove_stale_namespaces();
+    remove_stale_entries();
     // Claimed before the namespace exists, so that there is no moment when it
     // exists and a signal would not remove it.
-    slot_ = claim_slot(path());
+    slot_ = claim_slot(Kind::netns, path());
     try {
         run_command({"ip", "netns", "add", name_});
         ip({"link", "set", "lo", "up"});
     } catch (...) {
         (void)remove_netns_path(path().c_str());
-        g_slots[static_cast<size_t>(slot_)].used.store(false);
+        release_slot(slot_);
         throw;
     }
 }
@@ -185,7 +248,7 @@ TestNetns::~TestNetns() {
     if (!remove_netns_path(path().c_str())) {
         std::fprintf(stderr, "warning: cannot remove %s: %s\n", path().c_str(), std::strerror(errno));
     }
-    g_slots[static_cast<size_t>(slot_)].used.store(false);
+    release_slot(slot_);
 }
 
 std::string TestNetns::path() const { return kNetnsDir + name_; }
@@ -213,6 +276,33 @@ std::pair<std::string, std::string> TestNetns::link(TestNetns& a, const std::str
         ns->ip({"link", "set", dev, "up"});
     }
     return names;
+}
+
+TestCgroup::TestCgroup(const std::string& label)
+    : name_(kNamePrefix + std::to_string(getpid()) + "-" + label), path_("/" + name_) {
+    if (cgroup2_root().empty()) throw std::runtime_error("no cgroup2 file system is mounted");
+    dir_ = cgroup2_root() + name_;
+    install_signal_handlers();
+    remove_stale_entries();
+    slot_ = claim_slot(Kind::cgroup, dir_);
+    if (::mkdir(dir_.c_str(), 0755) != 0) {
+        int err = errno;
+        release_slot(slot_);
+        throw std::runtime_error("cannot create cgroup " + dir_ + ": " + std::strerror(err));
+    }
+}
+
+TestCgroup::~TestCgroup() {
+    if (!remove_cgroup_dir(dir_.c_str())) {
+        std::fprintf(stderr, "warning: cannot remove cgroup %s: %s\n", dir_.c_str(), std::strerror(errno));
+    }
+    release_slot(slot_);
+}
+
+void TestCgroup::enter() const {
+    std::ofstream procs(dir_ + "/cgroup.procs");
+    procs << getpid() << std::flush;
+    if (!procs) std::fprintf(stderr, "child: cannot move into cgroup %s\n", dir_.c_str());
 }
 
 }  // namespace depgraph::test

@@ -1,6 +1,7 @@
-// Network namespaces for integration tests: each test makes the "hosts" it
-// needs, with lo up and veth links on 198.18.0.0/15, and they are removed
-// whatever happens to the test (see TestNetns).
+// Network namespaces and cgroups for integration tests: each test makes the
+// "hosts" it needs, with lo up and veth links on 198.18.0.0/15, and the
+// cgroups its "containers" run in; they are removed whatever happens to the
+// test (see TestNetns).
 #pragma once
 
 #include <sys/socket.h>
@@ -22,6 +23,9 @@ bool can_run_as_root(const char* test_name);
 // Runs a program (found in PATH) with these arguments and waits for it; no
 // shell. Throws std::runtime_error naming the command when it fails.
 void run_command(const std::vector<std::string>& argv);
+
+// The command line, as an error message shows it.
+std::string describe_command(const std::vector<std::string>& argv);
 
 // An address for bind()/connect(): "198.18.0.1" or "::1" (IPv6 when the text
 // has a colon). Throws std::invalid_argument on text that is neither.
@@ -67,6 +71,32 @@ public:
 private:
     std::string name_;
     int slot_ = -1;  // in the signal handler's table of names to remove
+};
+
+// A child of the cgroup v2 root, `depgraph-test-<pid>-<label>`, standing in
+// for a systemd unit or a container. It is removed as a TestNetns is: by the
+// destructor, by the signal handler, and for SIGKILL by the next test run,
+// which also removes the test cgroups of processes that no longer exist;
+// each time after killing what still runs in it. Throws std::runtime_error
+// when it cannot be made.
+class TestCgroup {
+public:
+    explicit TestCgroup(const std::string& label);
+    ~TestCgroup();
+    TestCgroup(const TestCgroup&) = delete;
+    TestCgroup& operator=(const TestCgroup&) = delete;
+
+    // depgraph-test-<pid>-<label>
+    const std::string& name() const { return name_; }
+    // As the agent records it: relative to the cgroup2 mount, "/NAME".
+    const std::string& path() const { return path_; }
+    // Moves the calling process in (call it in the child that should run there).
+    void enter() const;
+
+private:
+    std::string name_, path_;
+    std::string dir_;  // the absolute directory
+    int slot_ = -1;
 };
 
 }  // namespace depgraph::test

@@ -151,7 +151,7 @@ TEST_CASE("two agents in two namespaces record exact connection counts") {
     // The server runs in a cgroup of its own (a stand-in for a systemd unit
     // or a container), which its edges must carry. Declared before the
     // server, so it is removed after the server is gone.
-    TestCgroup unit("depgraph-test-" + std::to_string(getpid()));
+    TestCgroup unit("unit");
     const std::string& cgroup = unit.path();
 
     auto server = ChildProcess::fork_in(host_b.path(), "dg-server", [&] {

@@ -24,8 +24,8 @@ TEST_CASE("--scope host: connections between containers are drawn between the co
     REQUIRE(stat(web.path().c_str(), &web_ns) == 0);
 
     // The server runs in a cgroup of its own, as a container's processes do.
-    std::string container = "depgraph-test-" + std::to_string(getpid()) + "-db";
-    TestCgroup unit(container);
+    TestCgroup unit("db");
+    const std::string& container = unit.name();
     auto server = ChildProcess::fork_in(db.path(), "dg-server", [&] {
         unit.enter();
         return accept_and_close(9000);
