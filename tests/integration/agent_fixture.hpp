@@ -11,14 +11,16 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
+#include <functional>
+#include <iterator>
 #include <string>
 #include <vector>
 
-#include "agent/process_table.hpp"
+#include "depgraph.skel.h"
 #include "store/database.hpp"
 #include "tests/integration/child_process.hpp"
 #include "tests/integration/netns_fixture.hpp"
@@ -66,15 +68,55 @@ inline ChildProcess launch_agent(TestNetns& ns, const std::string& host, const s
                                  });
 }
 
+// Polls `condition` every 20 ms until it holds; false when it still does
+// not after `timeout_ms`. For what a test cannot be told directly (a row the
+// agent writes, a line it logs).
+inline bool eventually(const std::function<bool()>& condition, int timeout_ms) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (!condition()) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        usleep(20000);
+    }
+    return true;
+}
+
+// count(sql) over the database at `path`; -1 while the agent has not created it yet.
+inline int64_t count_in(const std::string& path, const std::string& sql) {
+    auto db = Database::open_read_only(path);
+    return db.ok() ? count(*db, sql) : -1;
+}
+
+// Waits until count(sql) over the database at `path` reaches `expected`
+// (what the agent has written by then); REQUIREs that it does within
+// `timeout_ms`, and says what it saw when not.
+inline void wait_for_count(const std::string& path, const std::string& sql, int64_t expected,
+                           int timeout_ms = 20000) {
+    int64_t seen = -1;
+    bool reached = eventually([&] { return (seen = count_in(path, sql)) >= expected; }, timeout_ms);
+    INFO(sql << ": " << seen << " after " << timeout_ms << " ms, waiting for " << expected);
+    REQUIRE(reached);
+}
+
+// Waits until the running agent has committed a flush with a time of at
+// least `unix_s` (a scheduled flush records its tick, on the UTC second).
+inline void wait_for_flush_at(const std::string& path, int64_t unix_s, int timeout_ms = 20000) {
+    wait_for_count(path, "SELECT coalesce(max(last_report_at), -1) FROM agent_runs WHERE stopped_at IS NULL",
+                   unix_s, timeout_ms);
+}
+
 // Waits until the agent writing to `db` has attached, snapshotted and
 // written its first flush.
 inline void wait_first_flush(const std::string& db) {
-    auto flushed = [&] {
-        auto d = Database::open_read_only(db);
-        return d.ok() && count(*d, "SELECT count(*) FROM host_addresses") > 0;
-    };
-    for (int i = 0; i < 100 && !flushed(); i++) usleep(100000);
-    REQUIRE(flushed());
+    wait_for_count(db, "SELECT count(*) FROM host_addresses", 1);
+}
+
+// How many times `text` occurs in the file at `path` (a log).
+inline size_t occurrences_in(const std::string& path, const std::string& text) {
+    std::ifstream in(path);
+    std::string said((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    size_t n = 0;
+    for (auto at = said.find(text); at != std::string::npos; at = said.find(text, at + 1)) n++;
+    return n;
 }
 
 // launch_agent, then wait_first_flush.
@@ -94,15 +136,20 @@ inline void run_agent_once(TestNetns& ns, const std::string& host, const std::st
     REQUIRE(once.exit_code == 0);
 }
 
-// Waits until the agent with this pid holds a BPF link, that is, until its
-// programs are attached; false after at least 10 s without one.
+// Waits until the agent with this pid holds a BPF link for each of its
+// programs, that is, until they are all attached (the skeleton attaches one
+// after the other: the first link alone is not enough to count every
+// connection); false after at least 10 s without them.
 inline bool wait_attached(pid_t agent) {
     namespace fs = std::filesystem;
+    constexpr size_t kLinks = sizeof(depgraph_bpf::links) / sizeof(bpf_link*);
     for (int i = 0; i < 100000; i++) {
         std::error_code ec;
+        size_t links = 0;
         for (const auto& fd : fs::directory_iterator("/proc/" + std::to_string(agent) + "/fd", ec)) {
-            if (fs::read_symlink(fd.path(), ec).string() == "anon_inode:bpf_link") return true;
+            links += fs::read_symlink(fd.path(), ec).string() == "anon_inode:bpf_link";
         }
+        if (links >= kLinks) return true;
         usleep(100);
     }
     return false;

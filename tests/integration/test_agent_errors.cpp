@@ -182,14 +182,11 @@ TEST_CASE("a second agent on the same database is refused, and the lock goes whe
 
     // Counted once, by the first agent alone.
     REQUIRE(dial(ns, "127.0.0.1", kPort, 10).wait_exit(10000) == 0);
-    auto connects = [&] {
-        auto db = Database::open_read_only(path);
-        REQUIRE(db.ok());
-        return count(*db, "SELECT coalesce(sum(connects), 0) FROM edge_buckets");
-    };
-    for (int i = 0; i < 30 && connects() < 10; i++) usleep(100000);
-    usleep(1500000);  // one more flush, for anything counted late
-    CHECK(connects() == 10);
+    const std::string connects = "SELECT coalesce(sum(connects), 0) FROM edge_buckets";
+    wait_for_count(path, connects, 10);
+    // One more flush, for anything counted late.
+    wait_for_flush_at(path, count_in(path, "SELECT max(last_report_at) FROM agent_runs WHERE stopped_at IS NULL") + 1);
+    CHECK(count_in(path, connects) == 10);
     REQUIRE(first.stop(SIGKILL) == -1);
     // The kernel released the lock with the killed process: a new agent runs.
     auto third = run_agent({"--db", path, "--once", "--scope", "netns", "--hostname", "host"}, 0, ns.path());

@@ -37,12 +37,7 @@ TEST_CASE("--scope host: connections between containers are drawn between the co
     auto agent = ChildProcess::exec_in("/proc/self/ns/net", {std::getenv("DEPGRAPH_AGENT"), "--db", path,
                                                               "--scope", "host", "--hostname", "box",
                                                               "--flush-interval", "1s"});
-    auto flushed = [&] {
-        auto d = Database::open_read_only(path);
-        return d.ok() && count(*d, "SELECT count(*) FROM host_addresses WHERE addr = '198.18.7.2'") > 0;
-    };
-    for (int i = 0; i < 100 && !flushed(); i++) usleep(100000);
-    REQUIRE(flushed());
+    wait_for_count(path, "SELECT count(*) FROM host_addresses WHERE addr = '198.18.7.2'", 1);
 
     Signal done;
     auto client = ChildProcess::fork_in(web.path(), "dg-client", [&] {
@@ -58,7 +53,12 @@ TEST_CASE("--scope host: connections between containers are drawn between the co
         return made == kConnections ? 0 : 1;
     });
     REQUIRE(done.wait(20000));
-    usleep(2200000);  // two flushes: the client's namespace and its address are seen
+    // The agent finds a namespace through its processes: the web one's
+    // address is known once a flush after the client started has run.
+    wait_for_count(path,
+                   "SELECT count(*) FROM host_addresses WHERE addr = '198.18.7.1' AND netns = " +
+                       std::to_string(web_ns.st_ino),
+                   1);
     REQUIRE(agent.stop(SIGINT) == 0);
 
     auto rendered = run_captured({std::getenv("DEPGRAPH"), "render", "--db", path, "-o", "-", "--format", "json"});

@@ -21,6 +21,12 @@ namespace {
 
 constexpr int kConnections = 6;
 
+// The client's connections to the VIP as conntrack translated them, in link_with_vip.
+const std::string kFlowsToServer =
+    "SELECT coalesce(sum(flows), 0) FROM nat_translations WHERE client_addr = '198.18.0.1' AND "
+    "nat_addr = '198.18.0.1' AND dialled_addr = '198.18.5.5' AND dialled_port = 80 AND "
+    "server_addr = '198.18.0.2' AND server_port = 8080";
+
 // `depgraph render --format json` over these databases.
 nlohmann::json render_json(const std::vector<std::string>& dbs) {
     std::vector<std::string> argv{std::getenv("DEPGRAPH"), "render", "-o", "-", "--format", "json"};
@@ -59,7 +65,9 @@ TEST_CASE("a DNAT rule on the client: the agent records the dialled VIP and the 
     auto agent_server = start_agent(server, "server", db_server);
 
     REQUIRE(dial(client, "198.18.5.5", 80, kConnections).wait_exit(20000) == 0);
-    usleep(300000);  // the last DESTROY events
+    // conntrack's events reach the agent on its own time, and a stop does not
+    // read those still queued: wait until a flush has written every flow.
+    wait_for_count(db_client, kFlowsToServer, kConnections);
     REQUIRE(agent_client.stop(SIGINT) == 0);
     REQUIRE(agent_server.stop(SIGINT) == 0);
 
@@ -71,9 +79,7 @@ TEST_CASE("a DNAT rule on the client: the agent records the dialled VIP and the 
     CHECK(count(*c, "SELECT sum(connects) FROM edges JOIN edge_buckets USING (edge_id) WHERE direction = 'out' "
                     "AND process = 'dg-dialler' AND remote_addr = '198.18.5.5' AND port = 80") == kConnections);
     // conntrack's view: each of those connections went to the server.
-    CHECK(count(*c, "SELECT sum(flows) FROM nat_translations WHERE client_addr = '198.18.0.1' AND "
-                    "nat_addr = '198.18.0.1' AND dialled_addr = '198.18.5.5' AND dialled_port = 80 AND "
-                    "server_addr = '198.18.0.2' AND server_port = 8080") == kConnections);
+    CHECK(count(*c, kFlowsToServer) == kConnections);
     CHECK(count(*c, "SELECT count(*) FROM nat_translations WHERE server_addr != '198.18.0.2'") == 0);
     CHECK(count(*c, "SELECT coalesce(sum(value), 0) FROM losses WHERE counter = 'conntrack_enobufs'") == 0);
     // The server saw the real client on its real port.
@@ -126,7 +132,12 @@ TEST_CASE("masquerade on a router: the router's agent records who was behind its
     auto agent_server = start_agent(server, "server", dir.db("server"));
 
     REQUIRE(dial(client, "198.18.2.1", 8080, kConnections).wait_exit(20000) == 0);
-    usleep(300000);
+    const std::string masqueraded =
+        "SELECT coalesce(sum(flows), 0) FROM nat_translations WHERE client_addr = '198.18.1.1' AND "
+        "nat_addr = '198.18.2.254' AND dialled_addr = '198.18.2.1' AND dialled_port = 8080 AND "
+        "server_addr = '198.18.2.1' AND server_port = 8080";
+    // As above: the router's conntrack events, written by a flush.
+    wait_for_count(dir.db("router"), masqueraded, kConnections);
     for (auto* agent : {&agent_client, &agent_router, &agent_server}) REQUIRE(agent->stop(SIGINT) == 0);
 
     auto c = Database::open_read_only(dir.db("client"));
@@ -139,9 +150,7 @@ TEST_CASE("masquerade on a router: the router's agent records who was behind its
     CHECK(count(*s, "SELECT sum(accepts) FROM edges JOIN edge_buckets USING (edge_id) WHERE direction = 'in' "
                     "AND remote_addr = '198.18.2.254' AND port = 8080") == kConnections);
     // ... and the router knows whose connections those were.
-    CHECK(count(*r, "SELECT sum(flows) FROM nat_translations WHERE client_addr = '198.18.1.1' AND "
-                    "nat_addr = '198.18.2.254' AND dialled_addr = '198.18.2.1' AND dialled_port = 8080 AND "
-                    "server_addr = '198.18.2.1' AND server_port = 8080") == kConnections);
+    CHECK(count(*r, masqueraded) == kConnections);
     // A router forwards; it has no sockets of its own in these connections.
     CHECK(count(*r, "SELECT count(*) FROM edges") == 0);
 
@@ -171,7 +180,10 @@ TEST_CASE("a burst that overflows a small netlink buffer is counted, resynchroni
     int burst_exit = burst.wait_exit(60000);
     REQUIRE(kill(agent.pid(), SIGCONT) == 0);
     REQUIRE(burst_exit == 0);
-    usleep(2500000);  // resynchronisation, then a flush
+    // Closed connections stay in the conntrack table (TIME_WAIT) long after
+    // the burst, so the resynchronising dump still finds every one of them:
+    // wait until a flush after the resynchronisation has written them.
+    wait_for_count(dir.db("client"), kFlowsToServer, kBurst, 30000);
     REQUIRE(agent.stop(SIGINT) == 0);
 
     auto c = Database::open_read_only(dir.db("client"));
@@ -179,8 +191,5 @@ TEST_CASE("a burst that overflows a small netlink buffer is counted, resynchroni
     CHECK(count(*c, "SELECT sum(value) FROM losses WHERE counter = 'conntrack_enobufs'") > 0);
     CHECK(count(*c, "SELECT sum(connects) FROM edges JOIN edge_buckets USING (edge_id) WHERE direction = 'out' "
                     "AND remote_addr = '198.18.5.5' AND port = 80") == kBurst);
-    // Closed connections stay in the conntrack table (TIME_WAIT) long after
-    // the burst, so the resynchronising dump still finds every one of them.
-    CHECK(count(*c, "SELECT sum(flows) FROM nat_translations WHERE dialled_addr = '198.18.5.5' AND "
-                    "server_addr = '198.18.0.2' AND server_port = 8080") == kBurst);
+    CHECK(count(*c, kFlowsToServer) == kBurst);
 }
