@@ -178,16 +178,18 @@ Signal::~Signal() {
     ::close(fds_[1]);
 }
 
-void Signal::send() {
-    char c = 1;
-    if (::write(fds_[1], &c, 1) != 1) std::perror("signal write");
+// One message is one write of 8 bytes: a pipe never splits a write that
+// small (PIPE_BUF), so a read gets a message whole.
+void Signal::send(int64_t value) {
+    if (::write(fds_[1], &value, sizeof value) != sizeof value) std::perror("signal write");
 }
 
-bool Signal::wait(int timeout_ms) {
+std::optional<int64_t> Signal::receive(int timeout_ms) {
     pollfd p{fds_[0], POLLIN, 0};
-    if (poll(&p, 1, timeout_ms) != 1) return false;
-    char c;
-    return ::read(fds_[0], &c, 1) == 1;
+    if (poll(&p, 1, timeout_ms) != 1) return std::nullopt;
+    int64_t value = 0;
+    if (::read(fds_[0], &value, sizeof value) != sizeof value) return std::nullopt;
+    return value;
 }
 
 }  // namespace depgraph::test

@@ -5,7 +5,9 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,14 +52,17 @@ constexpr int kCommandTimeoutMs = 30000;
 CommandOutput run_captured(const std::vector<std::string>& argv, const std::string& netns_path = "",
                            uid_t uid = 0, int timeout_ms = kCommandTimeoutMs);
 
-// A one-byte-per-message pipe between a test and its child: "go", "done".
+// A pipe between a test and its child: "go", "done", or a number the child
+// reports ("I made 1,234 connections").
 class Signal {
 public:
     Signal();
     ~Signal();
-    void send();
+    void send(int64_t value = 0);
     // false when nothing arrived within `timeout_ms`.
-    bool wait(int timeout_ms);
+    bool wait(int timeout_ms) { return receive(timeout_ms).has_value(); }
+    // The value sent; nullopt when nothing arrived within `timeout_ms`.
+    std::optional<int64_t> receive(int timeout_ms);
 
 private:
     int fds_[2] = {-1, -1};

@@ -408,9 +408,14 @@ TEST_CASE("a connection's lifetime is its time open, also for one that was open 
     REQUIRE(ready.wait(10000));
     auto agent_started = std::chrono::steady_clock::now();
     auto agent = start_agent(host, "host", db);
+    auto go_sent = std::chrono::steady_clock::now();
     go.send();
     REQUIRE(done.wait(30000));
     auto old_closed = std::chrono::steady_clock::now();
+    // The new connection was opened after `go` and closed before `done`: its
+    // lifetime is at most that (plus a tick, for the jiffies), however long
+    // a loaded machine let the peer oversleep.
+    const int64_t fresh_at_most = std::chrono::nanoseconds(old_closed - go_sent).count() + kTickNs;
     REQUIRE(agent.stop(SIGINT) == 0);
 
     auto d = Database::open_read_only(db);
@@ -420,7 +425,7 @@ TEST_CASE("a connection's lifetime is its time open, also for one that was open 
         auto fresh = totals(*d, direction, "dg-peer", "127.0.0.1", "127.0.0.1", kNewPort);
         CHECK(fresh.closes == 1);
         CHECK(fresh.lifetime_ns >= kHoldMs * 1'000'000 - kTickNs);
-        CHECK(fresh.lifetime_ns <= kHoldMs * 1'000'000 + 500'000'000);
+        CHECK(fresh.lifetime_ns <= fresh_at_most);
         // Seeded at the agent's start: counted from then, on the precise clock.
         auto old = totals(*d, direction, "dg-peer", "127.0.0.1", "127.0.0.1", kOldPort);
         CHECK(old.closes == 1);
@@ -483,30 +488,28 @@ TEST_CASE("sixteen edges taking turns in an eight-entry cache: every count exact
 
 namespace {
 
-// Another process that holds the database's write lock (BEGIN IMMEDIATE) for
-// `hold_ms` from when `locked` fires, as a backup or an sqlite3 shell can.
-ChildProcess hold_write_lock(const std::string& db, Signal& locked, int hold_ms) {
-    return ChildProcess::fork_in("/proc/self/ns/net", "dg-locker", [&db, &locked, hold_ms] {
+// Another process that holds the database's write lock (BEGIN IMMEDIATE), as
+// a backup or an sqlite3 shell can: from when `locked` fires until `release`
+// arrives.
+ChildProcess hold_write_lock(const std::string& db, Signal& locked, Signal& release) {
+    return ChildProcess::fork_in("/proc/self/ns/net", "dg-locker", [&db, &locked, &release] {
         auto d = Database::open_for_write(db);
         if (!d || !d->exec("BEGIN IMMEDIATE")) return 2;
         locked.send();
-        usleep(static_cast<useconds_t>(hold_ms) * 1000);
-        return 0;
+        return release.wait(120000) ? 0 : 3;
     });
-}
-
-size_t occurrences(const std::string& text, const std::string& what) {
-    size_t n = 0;
-    for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) n++;
-    return n;
 }
 
 }  // namespace
 
 // The agent's busy timeout is 5 s: a lock held longer used to end the agent
-// and lose the counts it had drained.
+// and lose the counts it had drained. Each lock here is held until the agent
+// says the database is locked, which it does once a write has waited out the
+// busy timeout: longer than that by construction, however slow the machine.
 TEST_CASE("a database locked by another writer for longer than the busy timeout loses no counts") {
     constexpr uint16_t kPort = 8084;
+    constexpr int kSaidWithinMs = 30000;  // the busy timeout, and then some
+    const std::string kLocked = "is locked by another writer", kWritable = "is writable again";
     TestNetns host;
     TempDir dir;
     std::string db = dir.db("host"), log = (dir.path / "agent.err").string();
@@ -517,24 +520,33 @@ TEST_CASE("a database locked by another writer for longer than the busy timeout 
         REQUIRE(d.ok());
         return totals(*d, "out", "dg-dialler", "127.0.0.1", "127.0.0.1", kPort).connects;
     };
+    auto said = [&](const std::string& text, size_t times) {
+        return eventually([&] { return occurrences_in(log, text) >= times; }, kSaidWithinMs);
+    };
 
     {  // while running: the counts wait in memory and land once the lock is gone
-        Signal locked;
-        auto locker = hold_write_lock(db, locked, 8000);
+        Signal locked, release;
+        auto locker = hold_write_lock(db, locked, release);
         REQUIRE(locked.wait(5000));
         REQUIRE(dial(host, "127.0.0.1", kPort, 5).wait_exit(10000) == 0);
-        REQUIRE(locker.wait_exit(15000) == 0);
-        for (int i = 0; i < 100 && connects() < 5; i++) usleep(100000);
+        REQUIRE(said(kLocked, 1));
+        release.send();
+        REQUIRE(locker.wait_exit(5000) == 0);
+        // Said once the kept counts are written: the agent is no longer waiting for the lock.
+        REQUIRE(said(kWritable, 1));
         CHECK(connects() == 5);
         CHECK(kill(agent.pid(), 0) == 0);
     }
     {  // at stop: the last flush waits for the lock instead of giving up
-        Signal locked;
-        auto locker = hold_write_lock(db, locked, 7000);
+        Signal locked, release;
+        auto locker = hold_write_lock(db, locked, release);
         REQUIRE(locked.wait(5000));
         REQUIRE(dial(host, "127.0.0.1", kPort, 3).wait_exit(10000) == 0);
-        REQUIRE(agent.stop(SIGTERM) == 0);
+        REQUIRE(kill(agent.pid(), SIGTERM) == 0);
+        REQUIRE(said(kLocked, 2));
+        release.send();
         REQUIRE(locker.wait_exit(5000) == 0);
+        REQUIRE(agent.wait_exit(20000) == 0);
     }
     CHECK(connects() == 8);
     auto d = Database::open_read_only(db);
@@ -542,43 +554,57 @@ TEST_CASE("a database locked by another writer for longer than the busy timeout 
     CHECK(count(*d, "SELECT coalesce(sum(value), 0) FROM losses") == 0);
     CHECK(count(*d, "SELECT count(*) FROM agent_runs WHERE stopped_at IS NOT NULL") == 1);
     std::ifstream in(log);
-    std::string said((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    INFO(said);
+    INFO(std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()));
     // Once per time the lock outlasted the busy timeout, not once per flush.
-    CHECK(occurrences(said, "is locked by another writer") == 2);
-    CHECK(occurrences(said, "error") == 0);
+    CHECK(occurrences_in(log, kLocked) == 2);
+    CHECK(occurrences_in(log, kWritable) == 2);
+    CHECK(occurrences_in(log, "error") == 0);
 }
 
 // A stop just after a bucket boundary used to write its counts into the
-// bucket before, over that bucket's open gauge.
+// bucket before, over that bucket's open gauge. "Just after" is within the
+// boundary's own second: each round waits for the scheduled flush at a
+// boundary T, connects and stops. A round whose stop came later than T's
+// second proves less, and one that came past the next boundary nothing (a
+// scheduled flush may have taken the counts): on a busy machine, try again.
 TEST_CASE("the last flush on stop writes into the bucket it falls in") {
     constexpr uint16_t kPort = 8085;
-    constexpr int64_t kBucket = 10;
+    constexpr int64_t kBucket = 2;  // short, so that a round lasts little; a multiple of the 1 s flush
+    constexpr int kRounds = 5;
     TestNetns host;
     TempDir dir;
-    std::string db = dir.db("host");
     auto server = ChildProcess::fork_in(host.path(), "dg-server", [] { return accept_and_close(kPort); });
-    auto agent = start_agent(host, "host", db, {"--bucket", std::to_string(kBucket) + "s"});
-    // To 0.1 s past the next boundary T: the scheduled flush at T has run.
-    auto now = std::chrono::system_clock::now().time_since_epoch();
-    auto boundary = (std::chrono::duration_cast<std::chrono::seconds>(now).count() / kBucket + 1) * kBucket;
-    std::this_thread::sleep_for(std::chrono::seconds(boundary) + std::chrono::milliseconds(100) - now);
-    REQUIRE(dial(host, "127.0.0.1", kPort, 3).wait_exit(5000) == 0);
-    REQUIRE(agent.stop(SIGTERM) == 0);
-    INFO("the stop came " << std::chrono::duration_cast<std::chrono::milliseconds>(
-                                 std::chrono::system_clock::now().time_since_epoch() - std::chrono::seconds(boundary))
-                                 .count()
-                          << " ms after the boundary");
-    auto d = Database::open_read_only(db);
-    REQUIRE(d.ok());
-    auto rows = d->prepare(
-        "SELECT bucket_start, connects FROM edges JOIN edge_buckets USING (edge_id) "
-        "WHERE direction = 'out' AND port = ? ORDER BY bucket_start");
-    REQUIRE(rows.ok());
-    rows->bind(1, int64_t{kPort});
-    std::vector<std::pair<int64_t, int64_t>> buckets;
-    while (*rows->step()) buckets.emplace_back(rows->column_int(0), rows->column_int(1));
-    CHECK(buckets == std::vector<std::pair<int64_t, int64_t>>{{boundary, 3}});
+    bool stopped_in_boundary_second = false;
+    std::string stops;  // each round's stop, in seconds after its boundary
+    for (int round = 0; round < kRounds && !stopped_in_boundary_second; round++) {
+        std::string db = dir.db("host-" + std::to_string(round));
+        auto agent = start_agent(host, "host", db, {"--bucket", std::to_string(kBucket) + "s"});
+        auto now = std::chrono::duration_cast<std::chrono::seconds>(
+            std::chrono::system_clock::now().time_since_epoch()).count();
+        const int64_t boundary = (now / kBucket + 1) * kBucket;
+        wait_for_flush_at(db, boundary);
+        REQUIRE(dial(host, "127.0.0.1", kPort, 3).wait_exit(5000) == 0);
+        REQUIRE(agent.stop(SIGTERM) == 0);
+
+        auto d = Database::open_read_only(db);
+        REQUIRE(d.ok());
+        // The stop's time, as the agent took it for its last flush.
+        const int64_t stopped_at = count(*d, "SELECT stopped_at FROM agent_runs");
+        stops += " " + std::to_string(stopped_at - boundary);
+        INFO("the stop came in second " << stopped_at - boundary << " after the boundary");
+        if (stopped_at >= boundary + kBucket) continue;
+        auto rows = d->prepare(
+            "SELECT bucket_start, connects FROM edges JOIN edge_buckets USING (edge_id) "
+            "WHERE direction = 'out' AND port = ? ORDER BY bucket_start");
+        REQUIRE(rows.ok());
+        rows->bind(1, int64_t{kPort});
+        std::vector<std::pair<int64_t, int64_t>> buckets;
+        while (*rows->step()) buckets.emplace_back(rows->column_int(0), rows->column_int(1));
+        CHECK(buckets == std::vector<std::pair<int64_t, int64_t>>{{boundary, 3}});
+        stopped_in_boundary_second = stopped_at == boundary;
+    }
+    INFO("the stops came in these seconds after their boundaries:" << stops);
+    CHECK(stopped_in_boundary_second);
 }
 
 // A connection open when one agent stops and closed before the next starts:
@@ -645,6 +671,7 @@ TEST_CASE("connections that close while the agent starts are not left open") {
             if (!go.wait(30000)) return 3;
             // Linger 0: no TIME_WAIT, so the ephemeral ports last.
             linger rst{1, 0};
+            int64_t made = 0;
             while (!stop.wait(0)) {
                 int fd = connect_to("127.0.0.1", kPort);
                 int accepted = fd < 0 ? -1 : accept(ls, nullptr, nullptr);
@@ -652,9 +679,10 @@ TEST_CASE("connections that close while the agent starts are not left open") {
                 setsockopt(fd, SOL_SOCKET, SO_LINGER, &rst, sizeof rst);
                 close(fd);
                 close(accepted);
+                made++;
             }
             close(ls);
-            done.send();
+            done.send(made);
             pause();
             return 0;
         });
@@ -663,17 +691,20 @@ TEST_CASE("connections that close while the agent starts are not left open") {
         go.send();
         wait_first_flush(db);
         stop.send();
-        REQUIRE(done.wait(10000));
+        auto made = done.receive(10000);
+        REQUIRE(made);
+        REQUIRE(*made > 0);
         REQUIRE(agent.stop(SIGTERM) == 0);
 
         auto d = Database::open_read_only(db);
         REQUIRE(d.ok());
+        // Every connection was made after the programs attached: each is counted.
         auto out = totals(*d, "out", "dg-peer", "127.0.0.1", "127.0.0.1", kPort);
         auto in = totals(*d, "in", "dg-peer", "127.0.0.1", "127.0.0.1", kPort);
-        CHECK(out.connects > 0);
-        CHECK(out.closes == out.connects);
-        CHECK(in.accepts == out.connects);
-        CHECK(in.closes == out.connects);
+        CHECK(out.connects == *made);
+        CHECK(out.closes == *made);
+        CHECK(in.accepts == *made);
+        CHECK(in.closes == *made);
         CHECK(out.open == 0);
         CHECK(in.open == 0);
         CHECK(count(*d, "SELECT coalesce(sum(value), 0) FROM losses") == 0);
