@@ -568,8 +568,8 @@ static long rename_listener(struct bpf_map *map, const struct dg_listener_key *k
 	return 0;
 }
 
-/* Defined after inet_sock_set_state, so attached after it: the first link
- * the agent holds is the one that traces connections (its tests wait for it).
+/* Defined after inet_sock_set_state, so attached after it: connections are
+ * traced from the agent's first link on.
  *
  * A process that listens and then runs another program keeps its listeners
  * under its new name, as /proc (and so the start-up snapshot) shows it. The
