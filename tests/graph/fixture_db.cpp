@@ -1,8 +1,10 @@
 #include "tests/graph/fixture_db.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "store/rollup.hpp"
+#include "store/rows.hpp"
 
 namespace depgraph::fixture {
 namespace {
@@ -26,7 +28,7 @@ void run_or_throw(Statement& stmt) {
 }  // namespace
 
 HostDb::HostDb(const std::string& path, std::string host)
-    : db_(open_or_throw(path)), host_(std::move(host)), statements_(7) {}
+    : db_(open_or_throw(path)), host_(std::move(host)), statements_(8) {}
 
 Statement& HostDb::statement(int which, std::string_view sql) {
     auto& slot = statements_[static_cast<size_t>(which)];
@@ -100,6 +102,17 @@ void HostDb::loss(const std::string& run_id, int64_t bucket_start, const std::st
     run_or_throw(stmt);
 }
 
+void HostDb::translation(int64_t bucket_start, const std::string& client, const std::string& nat,
+                         const std::string& dialled, const std::string& server, int port, int64_t flows,
+                         int64_t open) {
+    auto& stmt = statement(7,
+        "INSERT INTO nat_translations (host, netns, bucket_start, bucket_seconds, client_addr, nat_addr, "
+        "dialled_addr, dialled_port, server_addr, server_port, flows, open) VALUES (?, ?, ?, 60, ?, ?, ?, ?, ?, ?, ?, ?)");
+    stmt.bind(1, host_).bind(2, kRootNetns).bind(3, bucket_start).bind(4, client).bind(5, nat).bind(6, dialled);
+    stmt.bind(7, int64_t{port}).bind(8, server).bind(9, int64_t{port}).bind(10, flows).bind(11, open);
+    run_or_throw(stmt);
+}
+
 void HostDb::begin() {
     if (auto s = db_.exec("BEGIN"); !s) throw std::runtime_error(s.error().message);
 }
@@ -107,6 +120,23 @@ void HostDb::begin() {
 void HostDb::commit() {
     refresh_totals();
     if (auto s = db_.exec("COMMIT"); !s) throw std::runtime_error(s.error().message);
+}
+
+std::vector<std::string> table_rows(const std::string& path, const std::string& table) {
+    auto db = Database::open_read_only(path);
+    if (!db) throw std::runtime_error(db.error().message);
+    // The column names first, to quote each column in SQL: quote() keeps NULL apart from 'NULL' and 0 from '0'.
+    std::string columns;
+    auto s = for_each_row(*db, "SELECT name FROM pragma_table_info('" + table + "')", [&](const Statement& row) {
+        columns += (columns.empty() ? "quote(" : " || ' ' || quote(") + row.column_text(0) + ")";
+    });
+    if (!s || columns.empty()) throw std::runtime_error("cannot read the columns of " + table + " in " + path);
+    std::vector<std::string> rows;
+    s = for_each_row(*db, "SELECT " + columns + " FROM " + table,
+                     [&](const Statement& row) { rows.push_back(row.column_text(0)); });
+    if (!s) throw std::runtime_error(s.error().message);
+    std::sort(rows.begin(), rows.end());
+    return rows;
 }
 
 }  // namespace depgraph::fixture

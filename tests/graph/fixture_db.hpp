@@ -43,6 +43,9 @@ public:
     // A new bucket, also added to its day's row of edge_days as the agent does.
     void bucket(int64_t edge_id, int64_t bucket_start, const Bucket& counts, int64_t bucket_seconds = 60);
     void loss(const std::string& run_id, int64_t bucket_start, const std::string& counter, int64_t value);
+    // What conntrack saw in a bucket: `client` dialled `dialled`:port and reached `server`:port, seen from `nat`.
+    void translation(int64_t bucket_start, const std::string& client, const std::string& nat,
+                     const std::string& dialled, const std::string& server, int port, int64_t flows, int64_t open = 0);
     // Wraps many inserts in one transaction (the fleet generator writes millions).
     void begin();
     void commit();
@@ -59,5 +62,9 @@ private:
     std::vector<std::optional<Statement>> statements_;
     std::set<int64_t> touched_;  // edges whose buckets changed since their totals were refreshed
 };
+
+// Every row of `table` in `path`, its columns quoted as SQL writes them and
+// joined by spaces, sorted: for comparing what two files hold.
+std::vector<std::string> table_rows(const std::string& path, const std::string& table);
 
 }  // namespace depgraph::fixture

@@ -15,21 +15,20 @@ using nlohmann::json;
 
 namespace {
 
-json edges_of(const std::vector<std::string>& dbs) {
-    std::vector<std::string> args{"edges", "--format", "json"};
-    for (const auto& a : db_args(dbs)) args.push_back(a);
-    auto r = run_depgraph(args);
+// What `command` prints as JSON about `dbs`.
+json json_of(std::vector<std::string> command, const std::vector<std::string>& dbs) {
+    command.push_back("--format");
+    command.push_back("json");
+    for (const auto& a : db_args(dbs)) command.push_back(a);
+    auto r = run_depgraph(command);
+    INFO(r.err);
     REQUIRE(r.exit_code == 0);
     return r.json();
 }
 
-json graph_of(const std::vector<std::string>& dbs) {
-    std::vector<std::string> args{"render", "-o", "-", "--format", "json"};
-    for (const auto& a : db_args(dbs)) args.push_back(a);
-    auto r = run_depgraph(args);
-    REQUIRE(r.exit_code == 0);
-    return r.json();
-}
+json edges_of(const std::vector<std::string>& dbs) { return json_of({"edges"}, dbs); }
+json graph_of(const std::vector<std::string>& dbs) { return json_of({"render", "-o", "-"}, dbs); }
+json hosts_of(const std::vector<std::string>& dbs) { return json_of({"hosts"}, dbs); }
 
 CliResult merge(const std::string& output, const std::vector<std::string>& inputs) {
     std::vector<std::string> args{"merge", "-o", output};
@@ -67,9 +66,7 @@ TEST_CASE("merging the same databases again, or one twice, doubles nothing") {
     CHECK(edges_of({dir.file("again.db")}) == once);
     // reading a merged file next to one of its inputs counts each edge once too
     CHECK(edges_of({dir.file("fleet.db"), dbs[0]}) == once);
-    auto hosts = run_depgraph({"hosts", "--format", "json", "--db", dir.file("again.db")});
-    REQUIRE(hosts.exit_code == 0);
-    CHECK(hosts.json().size() == 5);
+    CHECK(hosts_of({dir.file("again.db")}).size() == 5);
 }
 
 TEST_CASE("hosts over several files counts each edge, run and loss once, as hosts on their merge does") {
@@ -105,12 +102,7 @@ TEST_CASE("hosts over several files counts each edge, run and loss once, as host
     REQUIRE(merge(dir.file("fleet.db"), {dir.file("early.db"), dir.file("old.db")}).exit_code == 0);
     std::vector<std::string> files{dir.file("fleet.db"), dir.file("live.db"), dir.file("new.db")};
 
-    std::vector<std::string> args{"hosts", "--format", "json"};
-    for (const auto& a : db_args(files)) args.push_back(a);
-    auto r = run_depgraph(args);
-    INFO(r.err);
-    REQUIRE(r.exit_code == 0);
-    auto hosts = r.json();
+    auto hosts = hosts_of(files);
     REQUIRE(hosts.size() == 2);
     auto at = [](int64_t t) { return depgraph::format_iso8601(t); };
     CHECK(hosts[0]["host"] == "h-01");
@@ -128,7 +120,52 @@ TEST_CASE("hosts over several files counts each edge, run and loss once, as host
     CHECK(hosts[1]["last_report_at"] == at(kT0 + 600));
 
     REQUIRE(merge(dir.file("all.db"), files).exit_code == 0);
-    CHECK(run_depgraph({"hosts", "--format", "json", "--db", dir.file("all.db")}).json() == hosts);
+    CHECK(hosts_of({dir.file("all.db")}) == hosts);
+}
+
+// A copy of a host's file taken mid-run (early.db) and the file as the run ended (live.db): the copy's run
+// has no stop and an earlier last report, its address an earlier last_seen, its bucket's NAT translation
+// fewer flows so far. Whichever order they come in, and a file merged with itself, give live.db again:
+// each row once, with the later of its times and the larger of its counts.
+TEST_CASE("a host's file merged with an older copy of itself, in either order, or with itself, is the newer file") {
+    TempDir dir;
+    auto live = dir.file("live.db"), early = dir.file("early.db");
+    for (auto [path, now] : {std::pair{live, kT0 + 600}, {early, kT0 + 300}}) {
+        HostDb h(path, "h-01");
+        h.run("run-1", kT0, path == live ? now : 0, now);
+        h.address("198.18.7.1", kT0, now);
+        h.loss("run-1", kT0 + 60, "ring_lost", 2);
+        h.translation(kT0 + 60, "198.18.7.1", "198.18.7.1", "198.18.5.5", "198.18.7.2", 80, path == live ? 5 : 3, 1);
+        h.bucket(h.edge("out", "curl", "198.18.7.1", "198.18.5.5", 80), kT0 + 60, {.connects = 5});
+    }
+    const char* kTables[] = {"agent_runs", "host_addresses", "losses", "nat_translations"};
+    auto at = [](int64_t t) { return depgraph::format_iso8601(t); };
+    json run = {{"run_id", "run-1"}, {"version", "0.1.0"}, {"started_at", at(kT0)}, {"stopped_at", at(kT0 + 600)},
+                {"last_report_at", at(kT0 + 600)}};
+    json host = {{"host", "h-01"}, {"edges", 1}, {"losses", {{"ring_lost", 2}}}, {"last_report_at", at(kT0 + 600)},
+                 {"runs", json::array({run})}};
+    const json expected = json::array({host});
+    CHECK(hosts_of({live}) == expected);
+    for (const char* table : kTables) CHECK(table_rows(live, table).size() == 1);
+    CHECK(table_rows(live, "nat_translations")[0].ends_with(" 80 '198.18.7.2' 80 5 1"));  // 5 flows, 1 open
+
+    int n = 0;
+    for (const auto& inputs : {std::vector{live, early}, {early, live}, {live, live}}) {
+        auto merged = dir.file("merged-" + std::to_string(n++) + ".db");
+        INFO(merged);
+        REQUIRE(merge(merged, inputs).exit_code == 0);
+        for (const char* table : kTables) {
+            INFO(table);
+            CHECK(table_rows(merged, table) == table_rows(live, table));
+        }
+        CHECK(hosts_of({merged}) == expected);
+        // hosts on the files themselves combines them as the merge does
+        CHECK(hosts_of(inputs) == expected);
+    }
+    // the merged file merged again with one of its parts
+    REQUIRE(merge(dir.file("again.db"), {dir.file("merged-0.db"), early}).exit_code == 0);
+    for (const char* table : kTables) CHECK(table_rows(dir.file("again.db"), table) == table_rows(live, table));
+    CHECK(hosts_of({dir.file("merged-0.db"), early}) == expected);
 }
 
 TEST_CASE("merge says what its output holds and what the merge added, not the rows it read") {
