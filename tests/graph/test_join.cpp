@@ -24,6 +24,20 @@ json render_json(const std::vector<std::string>& dbs, std::vector<std::string> e
     return r.json();
 }
 
+// cli-01/app (198.18.9.1) calling srv-01/svc (198.18.9.2) on port 80 in the bucket at kT0, as each side
+// counted it; srv-01's agent recorded its address from `server_address_since`.
+std::vector<std::string> write_call(const TempDir& dir, const Bucket& client_counted, const Bucket& server_counted,
+                                    int64_t server_address_since = kT0) {
+    std::vector<std::string> dbs{dir.file("cli-01.db"), dir.file("srv-01.db")};
+    HostDb client(dbs[0], "cli-01");
+    client.address("198.18.9.1", kT0, kT0 + 3600);
+    client.bucket(client.edge("out", "app", "198.18.9.1", "198.18.9.2", 80), kT0, client_counted);
+    HostDb server(dbs[1], "srv-01");
+    server.address("198.18.9.2", server_address_since, kT0 + 3600);
+    server.bucket(server.edge("in", "svc", "198.18.9.2", "198.18.9.1", 80), kT0, server_counted);
+    return dbs;
+}
+
 }  // namespace
 
 TEST_CASE("the join matches each outgoing half with the host that owned the address and accepted") {
@@ -81,6 +95,53 @@ TEST_CASE("halves that disagree keep the larger count and are marked") {
     auto batch = find_edge(g, "batch-01/(unknown)", "db-01/postgres");
     CHECK(batch["connections"] == 4);
     CHECK(batch["disputed"] == true);
+}
+
+// The service's agent was down for most of the minute: it counted 4 of the client's 10 connections, but
+// those it saw moved more bytes than the client's agent counted (which closed before its own stop).
+TEST_CASE("halves that disagree keep the larger of each count: connections from one side, bytes from the other") {
+    TempDir dir;
+    auto g = render_json(write_call(dir, {.connects = 10, .bytes_sent = 100, .bytes_received = 200},
+                                    {.accepts = 4, .bytes_sent = 5000, .bytes_received = 1000}));
+    REQUIRE(g["edges"].size() == 1);
+    auto e = find_edge(g, "cli-01/app", "srv-01/svc");
+    CHECK(e["connections"] == 10);
+    CHECK(e["bytes_sent"] == 1000);
+    CHECK(e["bytes_received"] == 5000);
+    CHECK(e["disputed"] == true);
+}
+
+// A loopback edge's address need not be one the agent records (Debian names
+// the host 127.0.1.1 in /etc/hosts): loopback alone keeps it inside the host.
+TEST_CASE("a loopback edge to an address the host never recorded stays inside the host") {
+    TempDir dir;
+    {
+        HostDb h(dir.file("h.db"), "web-01");
+        h.address("198.18.9.5", kT0, kT0 + 3600);
+        h.address("127.0.0.1", kT0, kT0 + 3600);
+        h.bucket(h.edge("out", "app", "127.0.1.1", "127.0.1.1", 8080, true), kT0, {.connects = 3});
+        h.bucket(h.edge("in", "api", "127.0.1.1", "127.0.1.1", 8080, true), kT0, {.accepts = 3});
+    }
+    auto g = render_json({dir.file("h.db")});
+    REQUIRE(g["edges"].size() == 1);
+    auto e = find_edge(g, "web-01/app", "web-01/api");
+    CHECK(e["connections"] == 3);
+    CHECK(e["disputed"] == false);
+    CHECK(g["nodes"].size() == 2);
+    CHECK(find_node(g, "127.0.1.1").is_null());
+}
+
+// The agent stamps an address when it flushes, an edge at its bucket's
+// bounds: a service's address first recorded 200 s after the end of the
+// bucket its first connection came in owns it then all the same.
+TEST_CASE("an address recorded up to a flush interval after an edge's bucket still owns it") {
+    TempDir dir;
+    auto g = render_json(write_call(dir, {.connects = 2}, {.accepts = 2}, kT0 + 60 + 200));
+    REQUIRE(g["edges"].size() == 1);
+    auto e = find_edge(g, "cli-01/app", "srv-01/svc");
+    CHECK(e["connections"] == 2);
+    CHECK(e["disputed"] == false);
+    CHECK(find_node(g, "198.18.9.2").is_null());
 }
 
 TEST_CASE("addresses no agent owns become external nodes, as clients and as services") {
@@ -338,9 +399,13 @@ TEST_CASE("group-by host and role fold nodes and sum their edges") {
 TEST_CASE("a roles file assigns roles by glob, first match first") {
     TempDir dir;
     auto dbs = write_small_fleet(dir);
-    std::ofstream(dir.file("roles")) << "# role rules\nweb-0[12]  frontend\ndb-*  storage\ncache-*  storage\n";
+    // web-01, db-01 and cache-01 match a rule before the catch-all that batch-01 matches first.
+    std::ofstream(dir.file("roles")) << "# role rules\nweb-0[12]  frontend\ndb-*  storage\ncache-*  storage\n"
+                                        "*-01  other\n";
     auto g = render_json(dbs, {"--group-by", "role", "--roles", dir.file("roles")});
     CHECK(find_node(g, "frontend")["members"] == 2);
+    CHECK(find_node(g, "other")["members"] == 1);
+    CHECK(find_edge(g, "other", "storage")["connections"] == 4);  // batch-01's calls to db-01
     CHECK(find_node(g, "storage")["members"] == 2);
     CHECK(find_node(g, "storage")["ports"] == json::array({5432, 6379}));
     CHECK(find_edge(g, "frontend", "storage")["port"] == 5432);  // edges stay per port
@@ -369,6 +434,11 @@ TEST_CASE("filters: --min-connections counts attempts after grouping, --exclude 
     CHECK(find_node(no_db, "cache-01/redis").is_null());
     CHECK(find_node(no_db, "web-02/app").is_null());  // it only called db-01
     CHECK(no_db["edges"].size() == 3);
+    // a node's id: web-02/app is neither a host nor a process name
+    auto no_web2 = render_json(dbs, {"--exclude", "web-02/app"});
+    CHECK(find_node(no_web2, "web-02/app").is_null());
+    CHECK(no_web2["nodes"].size() == 8);
+    CHECK(no_web2["edges"].size() == 7);
 
     auto until = render_json(dbs, {"--until", "2025-11-26T00:00:00Z"});
     CHECK(until["edges"].empty());
