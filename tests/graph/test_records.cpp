@@ -270,3 +270,52 @@ TEST_CASE("edges from two files come once each, in identity order: the larger co
     REQUIRE(merge_databases(dir.file("ab.db"), {a_path, b_path}));
     CHECK(lines_of({dir.file("ab.db")}) == lines);
 }
+
+// An agent whose database was replaced: the old file holds an edge's minute
+// at kT0, the new one the next minute. Their spans touch, and share no
+// bucket: they add up. A copy that also holds the other's minute shares a
+// bucket with it: the larger count. Either way as their merge has it.
+TEST_CASE("one edge in two files: spans that touch add up, spans that share a bucket take the larger") {
+    TempDir dir;
+    auto write = [&](const std::string& name, std::vector<std::pair<int64_t, int64_t>> buckets) {
+        HostDb h(dir.file(name), "h-01");
+        auto edge = h.edge("out", "app", "198.18.9.1", "198.18.9.2", 80);
+        for (auto [start, connects] : buckets) h.bucket(edge, start, {.connects = connects});
+        return dir.file(name);
+    };
+    auto first = write("first.db", {{kT0, 3}});
+    auto next = write("next.db", {{kT0 + 60, 5}});
+    auto both = write("both.db", {{kT0, 3}, {kT0 + 60, 5}});
+    auto connects = [](const std::vector<std::string>& paths) {
+        auto records = load_records(paths, Window{});
+        REQUIRE(records);
+        REQUIRE(records->edges.size() == 1);
+        const auto& e = records->edges[0];
+        CHECK(e.first_seen == kT0);
+        CHECK(e.last_seen == kT0 + 120);
+        return e.connects;
+    };
+    // each order: the later minute's file read second, then first
+    CHECK(connects({first, next}) == 8);
+    CHECK(connects({next, first}) == 8);
+    CHECK(connects({first, both}) == 8);
+    CHECK(connects({both, next}) == 8);
+    REQUIRE(merge_databases(dir.file("merged.db"), {first, next, both}));
+    CHECK(connects({dir.file("merged.db")}) == 8);
+}
+
+TEST_CASE("a record split by weights gives each part its share, and the remainder to the heaviest") {
+    EdgeRecord e;
+    e.connects = 10;
+    e.bytes_sent = 100;
+    e.open = 2;
+    // 10 * 1/3 = 3 and 10 * 2/3 = 6, 1 left over: the heavier part, the second, takes it.
+    auto parts = split_record(e, {1, 2});
+    REQUIRE(parts.size() == 2);
+    CHECK(parts[0].connects == 3);
+    CHECK(parts[1].connects == 7);
+    CHECK(parts[0].bytes_sent == 33);
+    CHECK(parts[1].bytes_sent == 67);
+    CHECK(parts[0].open == 0);
+    CHECK(parts[1].open == 2);
+}
