@@ -99,15 +99,16 @@ TEST_CASE("edges as a table escapes control characters in process names") {
     TempDir dir;
     {
         HostDb host(dir.file("h.db"), "evil\x1b[31mhost");
-        auto e = host.edge("out", "a\nb\x07", "198.18.0.1", "198.18.0.9", 80);
+        auto e = host.edge("out", "a\nb\x07\x7f", "198.18.0.1", "198.18.0.9", 80);
         host.bucket(e, kT0, {.connects = 1});
     }
     auto r = run_depgraph({"edges", "--db", dir.file("h.db")});
     REQUIRE(r.exit_code == 0);
     CHECK(r.out.find('\x1b') == std::string::npos);
     CHECK(r.out.find('\x07') == std::string::npos);
+    CHECK(r.out.find('\x7f') == std::string::npos);
     CHECK(r.out.find("evil\\x1b[31mhost") != std::string::npos);
-    CHECK(r.out.find("a\\nb\\x07") != std::string::npos);
+    CHECK(r.out.find("a\\nb\\x07\\x7f") != std::string::npos);
     CHECK(r.out.rfind("HOST", 0) == 0);
 }
 
