@@ -2,13 +2,20 @@
 // --exclude patterns name nodes.
 #include <catch2/catch.hpp>
 
+#include <tuple>
+
 #include "tests/graph/fixture_db.hpp"
 #include "tests/graph/small_fleet.hpp"
+#include "tests/graph/svg.hpp"
 
 using namespace depgraph::fixture;
 using nlohmann::json;
 
 namespace {
+
+// cache-01/redis and, in the small fleet, what depends on it, sorted.
+const std::vector<std::string> kCacheAndDependents{"198.18.0.77", "203.0.113.5", "cache-01/redis", "web-01/app",
+                                                   "web-01/nginx"};
 
 CliResult walk(const std::string& command, const std::string& target, const std::vector<std::string>& dbs,
                std::vector<std::string> extra = {}, const std::string& format = "json") {
@@ -63,6 +70,33 @@ TEST_CASE("impact of a service port lists its clients, then their clients, with 
     CHECK(nginx["port"] == 8080);
     CHECK(nginx["via"] == "web-01/app");
     CHECK(nginx["connections"] == 40);
+}
+
+// c-01/app calls s-01/a twice and s-01/b nine times: it depends on s-01 through both, and the busier one is
+// the evidence shown.
+TEST_CASE("a dependent reached through two edges at one depth shows the busier one") {
+    TempDir dir;
+    std::vector<std::string> dbs{dir.file("c-01.db"), dir.file("s-01.db")};
+    {
+        HostDb client(dbs[0], "c-01");
+        client.address("198.18.8.1", kT0, kT0 + 3600);
+        HostDb server(dbs[1], "s-01");
+        server.address("198.18.8.2", kT0, kT0 + 3600);
+        for (auto [process, port, n] : {std::tuple{"a", 7000, 2}, {"b", 7001, 9}}) {
+            client.bucket(client.edge("out", "app", "198.18.8.1", "198.18.8.2", port), kT0, {.connects = n});
+            server.bucket(server.edge("in", process, "198.18.8.2", "198.18.8.1", port), kT0, {.accepts = n});
+        }
+    }
+    auto r = walk("impact", "s-01", dbs);
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    auto doc = r.json();
+    CHECK(doc["matched"] == json::array({"s-01/a", "s-01/b"}));
+    REQUIRE(listed(doc, "dependents") == std::vector<std::string>{"c-01/app@1"});
+    const auto& app = doc["dependents"][0];
+    CHECK(app["via"] == "s-01/b");
+    CHECK(app["port"] == 7001);
+    CHECK(app["connections"] == 9);
 }
 
 TEST_CASE("impact --depth stops the walk; a port narrows only the first hop") {
@@ -133,8 +167,14 @@ TEST_CASE("impact defaults to the last 30 days, as a table") {
     auto table = run_depgraph({"impact", "db-01", "--since", "2025-11-01", "--db", dir.file("db-01.db"), "--db",
                                dir.file("web-01.db")});
     REQUIRE(table.exit_code == 0);
-    CHECK(table.out.rfind("DEPTH  NODE", 0) == 0);
-    CHECK(table.out.find("web-01/app") != std::string::npos);
+    // Without web-02's and batch-01's files, their addresses are external clients.
+    CHECK(table.out ==
+          "DEPTH  NODE          CALLS           PORT  CONNECTIONS  FAILED  FIRST_SEEN            LAST_SEEN\n"
+          "1      198.18.0.12   db-01/postgres  5432  6            0       2025-11-26T00:00:00Z  2025-11-26T00:01:00Z\n"
+          "1      198.18.0.13   db-01/postgres  5432  4            0       2025-11-26T00:00:00Z  2025-11-26T00:01:00Z\n"
+          "1      web-01/app    db-01/postgres  5432  10           0       2025-11-26T00:00:00Z  2025-11-26T00:01:00Z\n"
+          "2      web-01/nginx  web-01/app      8080  40           0       2025-11-26T00:00:00Z  2025-11-26T00:01:00Z\n"
+          "3      203.0.113.5   web-01/nginx    80    40           0       2025-11-26T00:00:00Z  2025-11-26T00:01:00Z\n");
 }
 
 TEST_CASE("impact with --until alone looks at the 30 days before it") {
@@ -160,9 +200,22 @@ TEST_CASE("impact as svg and dot draws the subgraph with the target highlighted"
     CHECK(dot.out.find("redis") != std::string::npos);
     CHECK(dot.out.find("nginx") != std::string::npos);
     CHECK(dot.out.find("postgres") == std::string::npos);  // not a dependent
-    auto svg = walk("impact", "cache-01", dbs, {}, "svg");
-    REQUIRE(svg.exit_code == 0);
-    CHECK(svg.out.find("<svg") != std::string::npos);
+    auto drawn = walk("impact", "cache-01", dbs, {}, "svg");
+    REQUIRE(drawn.exit_code == 0);
+    auto svg = parse_svg(drawn.out);
+    CHECK(svg.nodes() == kCacheAndDependents);
+    CHECK(svg.has_text("depgraph impact of cache-01: 2025-11-01T00:00:00Z to now"));
+    for (const auto& node : kCacheAndDependents) {
+        INFO(node);
+        const auto& shape = svg.find("node", node).shape;
+        if (node == "cache-01/redis") {
+            CHECK(shape.at("fill") == "gold");
+            CHECK(shape.at("stroke-width") == "3");
+        } else {
+            CHECK(shape.at("fill") != "gold");
+            CHECK(shape.count("stroke-width") == 0);
+        }
+    }
 }
 
 TEST_CASE("without --format, impact writes what the output file's extension names") {
@@ -174,11 +227,12 @@ TEST_CASE("without --format, impact writes what the output file's extension name
         return run_depgraph(args);
     };
     REQUIRE(impact_to("impact.svg").exit_code == 0);
-    CHECK(read_file(dir.file("impact.svg")).find("<svg") != std::string::npos);
+    CHECK(parse_svg(read_file(dir.file("impact.svg"))).nodes() == kCacheAndDependents);
     REQUIRE(impact_to("impact.gv").exit_code == 0);
     CHECK(read_file(dir.file("impact.gv")).rfind("digraph", 0) == 0);
     REQUIRE(impact_to("impact.json").exit_code == 0);
-    CHECK(json::parse(read_file(dir.file("impact.json")))["dependents"].size() > 0);
+    CHECK(listed(json::parse(read_file(dir.file("impact.json"))), "dependents") ==
+          std::vector<std::string>{"198.18.0.77@1", "web-01/app@1", "web-01/nginx@2", "203.0.113.5@3"});
     REQUIRE(impact_to("impact.txt").exit_code == 0);
     CHECK(read_file(dir.file("impact.txt")).rfind("DEPTH", 0) == 0);
     auto png = impact_to("impact.png");  // impact draws svg or dot only
