@@ -125,8 +125,9 @@ TEST_CASE("hosts over several files counts each edge, run and loss once, as host
 
 // A copy of a host's file taken mid-run (early.db) and the file as the run ended (live.db): the copy's run
 // has no stop and an earlier last report, its address an earlier last_seen, its bucket's NAT translation
-// fewer flows so far. Whichever order they come in, and a file merged with itself, give live.db again:
-// each row once, with the later of its times and the larger of its counts.
+// fewer flows so far (3 of the 5 that went to 198.18.7.2; the one to 198.18.7.3 came later). Whichever order
+// they come in, and a file merged with itself, give live.db again: each row once, with the later of its times
+// and the larger of its counts.
 TEST_CASE("a host's file merged with an older copy of itself, in either order, or with itself, is the newer file") {
     TempDir dir;
     auto live = dir.file("live.db"), early = dir.file("early.db");
@@ -136,7 +137,9 @@ TEST_CASE("a host's file merged with an older copy of itself, in either order, o
         h.address("198.18.7.1", kT0, now);
         h.loss("run-1", kT0 + 60, "ring_lost", 2);
         h.translation(kT0 + 60, "198.18.7.1", "198.18.7.1", "198.18.5.5", "198.18.7.2", 80, path == live ? 5 : 3, 1);
-        h.bucket(h.edge("out", "curl", "198.18.7.1", "198.18.5.5", 80), kT0 + 60, {.connects = 5});
+        if (path == live) h.translation(kT0 + 60, "198.18.7.1", "198.18.7.1", "198.18.5.5", "198.18.7.3", 80, 1);
+        h.bucket(h.edge("out", "curl", "198.18.7.1", "198.18.5.5", 80), kT0 + 60,
+                 {.connects = path == live ? 6 : 4});
     }
     const char* kTables[] = {"agent_runs", "host_addresses", "losses", "nat_translations"};
     auto at = [](int64_t t) { return depgraph::format_iso8601(t); };
@@ -146,8 +149,13 @@ TEST_CASE("a host's file merged with an older copy of itself, in either order, o
                  {"runs", json::array({run})}};
     const json expected = json::array({host});
     CHECK(hosts_of({live}) == expected);
-    for (const char* table : kTables) CHECK(table_rows(live, table).size() == 1);
-    CHECK(table_rows(live, "nat_translations")[0].ends_with(" 80 '198.18.7.2' 80 5 1"));  // 5 flows, 1 open
+    auto translations = table_rows(live, "nat_translations");
+    REQUIRE(translations.size() == 2);
+    CHECK(translations[0].ends_with(" 80 '198.18.7.2' 80 5 1"));  // 5 flows, 1 open
+    // The 6 connections to 198.18.5.5:80 went 5 to one server and 1 to the other.
+    const json graph = graph_of({live});
+    CHECK(find_edge(graph, "h-01/curl", "198.18.7.2")["connections"] == 5);
+    CHECK(find_edge(graph, "h-01/curl", "198.18.7.3")["connections"] == 1);
 
     int n = 0;
     for (const auto& inputs : {std::vector{live, early}, {early, live}, {live, live}}) {
@@ -159,8 +167,10 @@ TEST_CASE("a host's file merged with an older copy of itself, in either order, o
             CHECK(table_rows(merged, table) == table_rows(live, table));
         }
         CHECK(hosts_of({merged}) == expected);
-        // hosts on the files themselves combines them as the merge does
+        // hosts and render on the files themselves combine them as the merge does
         CHECK(hosts_of(inputs) == expected);
+        CHECK(graph_of(inputs) == graph);
+        CHECK(graph_of({merged}) == graph);
     }
     // the merged file merged again with one of its parts
     REQUIRE(merge(dir.file("again.db"), {dir.file("merged-0.db"), early}).exit_code == 0);
