@@ -21,6 +21,7 @@
 #include "agent/conntrack.hpp"
 #include "agent/conntrack_edges.hpp"
 #include "agent/edge_store.hpp"
+#include "agent/listener_table.hpp"
 #include "agent/netns.hpp"
 #include "agent/process_table.hpp"
 #include "agent/sock_diag.hpp"
@@ -209,34 +210,10 @@ public:
     }
 
 private:
-    // Listeners are keyed as the programs key them; the padding is zero.
-    struct ListenerOrder {
-        bool operator()(const dg_listener_key& a, const dg_listener_key& b) const {
-            return std::memcmp(&a, &b, sizeof a) < 0;
-        }
-    };
-
-    static dg_listener_key listener_key(uint32_t netns, int family, const uint8_t* addr, uint16_t port) {
-        dg_listener_key key{};
-        std::memcpy(key.addr, addr, sizeof key.addr);
-        key.netns_ino = netns;
-        key.port = port;
-        key.family = static_cast<uint8_t>(family);
-        return key;
-    }
-
     // The name of the listener a connection accepted on (addr, port) came
-    // through, found as the programs find it (listener_of in depgraph.bpf.c):
-    // the one on that address, else the wildcard's, else for IPv4 a
-    // dual-stack one on ::. Null when the port has no listener there.
+    // through; null when the port has no listener there.
     const std::string* listener_name(uint32_t netns, int family, const uint8_t* addr, uint16_t port) const {
-        static const uint8_t kWildcard[16] = {};
-        for (auto key : {listener_key(netns, family, addr, port), listener_key(netns, family, kWildcard, port)}) {
-            if (auto found = listeners_.find(key); found != listeners_.end()) return &found->second;
-        }
-        if (family != AF_INET) return nullptr;
-        auto dual_stack = listeners_.find(listener_key(netns, AF_INET6, kWildcard, port));
-        return dual_stack == listeners_.end() ? nullptr : &dual_stack->second;
+        return listeners_.find(netns, family, addr, port);
     }
 
     // Another process holding the write lock past the busy timeout is
@@ -374,7 +351,7 @@ private:
             listeners_.try_emplace(key, kUnknownProcess);
             return;
         }
-        listeners_[key] = owner->second.comm;
+        listeners_.set(key, owner->second.comm);
         if (tracer_) {
             dg_listener listener{};
             listener.owner = to_bpf_process(owner->second);
@@ -625,7 +602,7 @@ private:
     std::string host_;
     uint32_t own_netns_;
     CgroupPaths cgroups_;
-    std::map<dg_listener_key, std::string, ListenerOrder> listeners_;
+    ListenerTable<std::string> listeners_;
     std::map<EdgeIdentity, int64_t> open_;  // open connections per edge, across flushes
     std::vector<EdgeIdentity> was_open_;    // open at an earlier run's last flush; until this run's first
     LossCounters reported_losses_{};

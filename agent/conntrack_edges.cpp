@@ -113,8 +113,10 @@ bool ConntrackEdgeSource::refresh_listeners(uint32_t netns, Clock::time_point no
     ns.listeners_listed_at = Clock::now();
     auto listeners = dump_tcp_sockets(1u << TCP_LISTEN);
     if (!listeners) return false;  // the flows stay unattributed, as "?"
-    ns.listener_inode_of.clear();
-    for (const auto& sock : *listeners) ns.listener_inode_of.emplace(sock.local_port, sock.inode);
+    ns.listener_inodes.clear();
+    for (const auto& sock : *listeners) {
+        ns.listener_inodes.try_emplace(listener_key(netns, sock.family, sock.local.data(), sock.local_port), sock.inode);
+    }
     return true;
 }
 
@@ -123,8 +125,8 @@ bool ConntrackEdgeSource::refresh_listeners(uint32_t netns, Clock::time_point no
 uint64_t ConntrackEdgeSource::socket_inode(uint32_t netns, const dg_edge_key& key, const ConntrackFlow& flow) {
     Namespace& ns = namespaces_[netns];
     if (key.direction == DG_DIR_IN) {
-        auto it = ns.listener_inode_of.find(key.service_port);
-        return it == ns.listener_inode_of.end() ? 0 : it->second;
+        const uint64_t* inode = ns.listener_inodes.find(netns, key.family, key.local_addr, key.service_port);
+        return inode ? *inode : 0;
     }
     if (!ns.sockets) return 0;
     auto socket = ns.sockets->find(flow.family, flow.orig_src, flow.orig_sport, flow.orig_dst, flow.orig_dport);

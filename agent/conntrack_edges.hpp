@@ -60,6 +60,7 @@
 
 #include "agent/conntrack.hpp"
 #include "agent/edge_store.hpp"
+#include "agent/listener_table.hpp"
 #include "agent/process_table.hpp"
 #include "agent/sock_diag.hpp"
 #include "agent/tracer.hpp"
@@ -129,7 +130,7 @@ private:
     struct Namespace {
         std::set<std::string> addresses;
         Clock::time_point addresses_read_at{};
-        std::map<uint16_t, uint64_t> listener_inode_of;  // by port
+        ListenerTable<uint64_t> listener_inodes;  // socket inodes
         Clock::time_point listeners_listed_at{};
         std::optional<TcpSocketLookup> sockets;
         std::optional<ConntrackTable> table;

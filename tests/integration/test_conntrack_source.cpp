@@ -296,3 +296,36 @@ TEST_CASE("with --source ebpf, a failed BPF load points to --source conntrack") 
     CHECK(out.exit_code == 1);
     CHECK(out.err.find("(or use --source conntrack)\n") != std::string::npos);
 }
+
+// Two programs on one port on different addresses: each accept is named
+// after the listener on its local address, as the eBPF source names it. The
+// conntrack source used to key listeners by port alone, and gave the first
+// one listed all of the port's accepts.
+TEST_CASE("--source conntrack: two listeners on one port on different addresses each get their own accepts") {
+    constexpr uint16_t kPort = 8088;
+    TestNetns host;
+    host.ip({"addr", "add", "198.18.0.2/32", "dev", "lo"});
+    track_connections(host);
+    TempDir dir;
+    Signal sidecar_listening, appsrv_listening;
+    auto sidecar = ChildProcess::fork_in(host.path(), "dg-sidecar",
+                                         [&] { return accept_and_close(kPort, "127.0.0.1", &sidecar_listening); });
+    auto appsrv = ChildProcess::fork_in(host.path(), "dg-appsrv",
+                                        [&] { return accept_and_close(kPort, "198.18.0.2", &appsrv_listening); });
+    REQUIRE(sidecar_listening.wait(5000));
+    REQUIRE(appsrv_listening.wait(5000));
+    std::string db = dir.db("host");
+    auto agent = start_agent(host, "host", db, {"--source", "conntrack"});
+
+    REQUIRE(dial(host, "127.0.0.1", kPort, 4, kHoldUs).wait_exit(20000) == 0);
+    REQUIRE(dial(host, "198.18.0.2", kPort, 2, kHoldUs).wait_exit(20000) == 0);
+    auto accepted = [&] { return totals_now(db, "direction = 'in'").accepts; };
+    CHECK(wait_until([&] { return accepted() == 6; }));
+    REQUIRE(agent.stop(SIGINT) == 0);
+
+    auto d = Database::open_read_only(db);
+    REQUIRE(d.ok());
+    CHECK(totals(*d, "direction = 'in' AND process = 'dg-sidecar' AND local_addr = '127.0.0.1'").accepts == 4);
+    CHECK(totals(*d, "direction = 'in' AND process = 'dg-appsrv' AND local_addr = '198.18.0.2'").accepts == 2);
+    CHECK(totals(*d, "direction = 'in'").accepts == 6);
+}
