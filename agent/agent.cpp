@@ -256,10 +256,7 @@ private:
     }
 
     Result<std::vector<EdgeSample>> drain() {
-        if (tracer_) {
-            tracer_->forget_exited_listener_owners();
-            return tracer_->drain();
-        }
+        if (tracer_) return tracer_->drain();
         read_conntrack_events();  // what is queued happened before this flush
         const auto now = ConntrackEdgeSource::Clock::now();
         for (const auto& w : ct_watches_) in_namespace(w, [&] { conntrack_edges_->attribute_pending(w.netns, now); });

@@ -2,7 +2,6 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -168,16 +167,6 @@ Status Tracer::seed_listener(const dg_listener_key& key, const dg_listener& list
         return errno_error("failed to record a listener's owner", errno);
     }
     return ok_status();
-}
-
-void Tracer::forget_exited_listener_owners() {
-    int fd = bpf_map__fd(skel_->bpf->maps.listener_owners);
-    std::vector<uint32_t> exited;
-    uint32_t key = 0;
-    for (uint32_t* previous = nullptr; bpf_map_get_next_key(fd, previous, &key) == 0; previous = &key) {
-        if (kill(static_cast<pid_t>(key), 0) != 0 && errno == ESRCH) exited.push_back(key);
-    }
-    for (uint32_t tgid : exited) (void)bpf_map_delete_elem(fd, &tgid);
 }
 
 Status Tracer::note_traced_sockets() {

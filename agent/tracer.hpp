@@ -38,9 +38,6 @@ public:
 
     // A listener that existed before tracing; one the programs saw themselves wins.
     Status seed_listener(const dg_listener_key& key, const dg_listener& listener);
-    // Keeps the programs' list of the processes that own listeners to those
-    // still running (a pid re-used in between costs an exec one walk, no more).
-    void forget_exited_listener_owners();
     // Reads which sockets the programs keep in slots. Call it after taking
     // the sock_diag dumps and before seeding their connections.
     Status note_traced_sockets();

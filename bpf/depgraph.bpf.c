@@ -94,8 +94,8 @@ struct {
 } listeners SEC(".maps");
 
 /* The processes (tgid) that own a listener: an exec() by any other, nearly
- * every exec, costs one lookup here and no walk of the listeners. The agent
- * removes the processes that have exited at each flush. */
+ * every exec, costs one lookup here and no walk of the listeners. A process
+ * leaves it when its last thread exits (sched_process_exit). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 8192);
@@ -584,5 +584,17 @@ int BPF_PROG(sched_process_exec, struct task_struct *p, pid_t old_pid, struct li
 		return 0;
 	__builtin_memcpy(exec.comm, p->comm, DG_COMM_LEN);
 	bpf_for_each_map_elem(&listeners, rename_listener, &exec, 0);
+	return 0;
+}
+
+/* The last thread of a process that owned a listener is gone: its pid may
+ * be re-used by one that does not. Its listeners go with their sockets. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(sched_process_exit, struct task_struct *p)
+{
+	__u32 tgid = p->tgid;
+
+	if (p->signal->live.counter == 0)
+		bpf_map_delete_elem(&listener_owners, &tgid);
 	return 0;
 }
