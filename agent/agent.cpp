@@ -210,12 +210,6 @@ public:
     }
 
 private:
-    // The name of the listener a connection accepted on (addr, port) came
-    // through; null when the port has no listener there.
-    const std::string* listener_name(uint32_t netns, int family, const uint8_t* addr, uint16_t port) const {
-        return listeners_.find(netns, family, addr, port);
-    }
-
     // Another process holding the write lock past the busy timeout is
     // transient (a backup, an sqlite3 shell): the flush stays in memory, in
     // order, and is written at the next flush. Flushes of one bucket are
@@ -368,7 +362,7 @@ private:
         // server's. Anything else stays outgoing, as the connecting side
         // most often is; taking it as incoming would make a service of
         // the local, usually ephemeral, port.
-        const std::string* listener = listener_name(netns, s.family, s.local.data(), s.local_port);
+        const std::string* listener = listeners_.find(netns, s.family, s.local.data(), s.local_port);
         bool incoming = listener != nullptr ||
                         (!ephemeral.contains(s.local_port) && ephemeral.contains(s.remote_port));
         info.edge.direction = incoming ? DG_DIR_IN : DG_DIR_OUT;
@@ -426,7 +420,7 @@ private:
             listeners_refreshed = true;
             refresh_listeners();
         }
-        const std::string* found = listener_name(key.netns_ino, key.family, key.local_addr, key.service_port);
+        const std::string* found = listeners_.find(key.netns_ino, key.family, key.local_addr, key.service_port);
         e.process = found ? *found : kUnknownProcess;
         return e;
     }

@@ -235,6 +235,7 @@ void ConntrackEdgeSource::track(uint32_t netns, const ConntrackFlow& flow, Clock
     t.seen_at = now;
     t.phase = Phase::undecided;
     decide(netns, t, now);
+    if (t.phase == Phase::undecided) namespaces_[netns].undecided.insert(flow.id);
     if (t.phase == Phase::undecided || t.phase == Phase::pending) flows_.emplace(FlowId{netns, flow.id}, std::move(t));
 }
 
@@ -260,17 +261,18 @@ void ConntrackEdgeSource::decide(uint32_t netns, Tracked& t, Clock::time_point n
 // Reads the namespace's addresses again, when some flow named none of them
 // and the last read is at least `min_age` old, then decides those flows.
 void ConntrackEdgeSource::decide_undecided(uint32_t netns, Clock::time_point now, Clock::duration min_age) {
-    auto first = flows_.lower_bound({netns, 0}), last = flows_.lower_bound({netns + 1, 0});
-    if (std::none_of(first, last, [](const auto& f) { return f.second.phase == Phase::undecided; })) return;
     Namespace& ns = namespaces_[netns];
-    if (Clock::now() - ns.addresses_read_at < min_age) return;
+    if (ns.undecided.empty() || Clock::now() - ns.addresses_read_at < min_age) return;
     auto addresses = try_local_addresses();
     if (!addresses) return;  // unreadable: the flows wait for the next read
     ns.addresses = {addresses->begin(), addresses->end()};
     ns.addresses_read_at = Clock::now();
-    for (auto it = first; it != last;) {
-        if (it->second.phase == Phase::undecided) decide(netns, it->second, now);
-        it = it->second.phase == Phase::ignored ? flows_.erase(it) : std::next(it);
+    for (auto id = ns.undecided.begin(); id != ns.undecided.end();) {
+        auto flow = flows_.find({netns, *id});
+        decide(netns, flow->second, now);
+        const Phase phase = flow->second.phase;
+        if (phase == Phase::ignored) flows_.erase(flow);
+        id = phase == Phase::undecided ? std::next(id) : ns.undecided.erase(id);
     }
 }
 

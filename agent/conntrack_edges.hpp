@@ -134,6 +134,7 @@ private:
         Clock::time_point listeners_listed_at{};
         std::optional<TcpSocketLookup> sockets;
         std::optional<ConntrackTable> table;
+        std::set<uint64_t> undecided;  // conntrack ids of its flows in Phase::undecided
     };
 
     void track(uint32_t netns, const ConntrackFlow& flow, Clock::time_point now);

@@ -7,7 +7,6 @@
 #include <cerrno>
 #include <cstdarg>
 #include <ctime>
-#include <vector>
 #include <cstdio>
 #include <filesystem>
 

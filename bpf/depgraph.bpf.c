@@ -349,7 +349,7 @@ static __always_inline int listener_from_sock(const struct sock *sk, struct dg_l
 /* The owner of the listener an accepted connection came through: the one on
  * its local address, else the one on the wildcard; an IPv4 connection can
  * also come through a dual-stack listener on ::. */
-static __always_inline struct dg_listener *find_listener(const struct dg_edge_key *edge)
+static __always_inline struct dg_process *listener_of(const struct dg_edge_key *edge)
 {
 	struct dg_listener_key lk = {};
 	struct dg_listener *l;
@@ -359,32 +359,25 @@ static __always_inline struct dg_listener *find_listener(const struct dg_edge_ke
 	lk.family = edge->family;
 	__builtin_memcpy(lk.addr, edge->local_addr, 16);
 	l = bpf_map_lookup_elem(&listeners, &lk);
-	if (l)
-		return l;
-	__builtin_memset(lk.addr, 0, 16);
-	l = bpf_map_lookup_elem(&listeners, &lk);
-	if (l || lk.family != DG_AF_INET)
-		return l;
-	lk.family = DG_AF_INET6;
-	return bpf_map_lookup_elem(&listeners, &lk);
-}
-
-static __always_inline struct dg_process *listener_of(const struct dg_edge_key *edge)
-{
-	struct dg_listener *l = find_listener(edge);
-
+	if (!l) {
+		__builtin_memset(lk.addr, 0, 16);
+		l = bpf_map_lookup_elem(&listeners, &lk);
+	}
+	if (!l && lk.family == DG_AF_INET) {
+		lk.family = DG_AF_INET6;
+		l = bpf_map_lookup_elem(&listeners, &lk);
+	}
 	return l ? &l->owner : 0;
 }
 
 static __always_inline void on_listen(const struct sock *sk)
 {
+	static const __u8 owns = 1;
 	struct dg_listener_key lk = {};
 	struct dg_listener l = {};
 
 	if (!listener_from_sock(sk, &lk))
 		return;
-	static const __u8 owns = 1;
-
 	current_process(&l.owner);
 	l.tgid = bpf_get_current_pid_tgid() >> 32;
 	if (bpf_map_update_elem(&listeners, &lk, &l, BPF_ANY) ||

@@ -66,10 +66,9 @@ std::string closest_matches(const Graph& graph, const std::string& name, const R
 }
 
 // "db-01 serves ports 5432, 6432": what a name that exists offers instead of the port asked for.
-std::string ports_served(const std::vector<std::set<int>>& served, const std::vector<size_t>& nodes,
-                         const std::string& name) {
+std::string ports_served(const Graph& graph, const std::vector<size_t>& nodes, const std::string& name) {
     std::set<int> ports;
-    for (size_t n : nodes) ports.insert(served[n].begin(), served[n].end());
+    for (size_t n : nodes) ports.insert(graph.nodes[n].ports.begin(), graph.nodes[n].ports.end());
     if (ports.empty()) return name + " serves no port";
     std::string list;
     for (int port : ports) list += (list.empty() ? "" : ", ") + std::to_string(port);
@@ -95,16 +94,12 @@ Result<Target> resolve_target(const Graph& graph, const std::string& text, const
         // Last: /etc/hosts may also name a fleet host's address, and then the host is meant.
         [&](const Node& n) { return !n.name.empty() && n.name == name; },
     };
-    // The ports each node's edges come in on. Not Node::ports: a filter that removed all of a
-    // port's edges leaves the port there, and the target would be matched with no dependents.
-    std::vector<std::set<int>> served(graph.nodes.size());
-    for (const auto& e : graph.edges) served[e.target].insert(e.port);
     auto named = [&](std::optional<int> wanted_port) {
         std::vector<size_t> nodes;
         for (const auto& meaning : meanings) {
             for (size_t i = 0; i < graph.nodes.size(); i++) {
                 const auto& n = graph.nodes[i];
-                if (meaning(n) && (!wanted_port || served[i].count(*wanted_port))) nodes.push_back(i);
+                if (meaning(n) && (!wanted_port || n.ports.count(*wanted_port))) nodes.push_back(i);
             }
             if (!nodes.empty()) break;
         }
@@ -113,7 +108,7 @@ Result<Target> resolve_target(const Graph& graph, const std::string& text, const
     if (auto nodes = named(port); !nodes.empty()) return Target{std::move(nodes), port};
     std::string unknown = "no node matches '" + text + "' in this window; ";
     if (auto without_port = port ? named(std::nullopt) : std::vector<size_t>{}; !without_port.empty()) {
-        return Error{unknown + ports_served(served, without_port, name)};
+        return Error{unknown + ports_served(graph, without_port, name)};
     }
     return Error{unknown + closest_matches(graph, name, roles)};
 }

@@ -279,12 +279,6 @@ std::set<std::string_view> AddressBook::owners(std::string_view addr, int64_t fr
     return hosts;
 }
 
-std::set<std::string_view> AddressBook::owners(std::string_view addr) const {
-    std::set<std::string_view> hosts;
-    for (const auto& a : records_of(addr)) hosts.insert(a.host);
-    return hosts;
-}
-
 int64_t AddressBook::time_owned(std::string_view addr, std::string_view host, int64_t from, int64_t to) const {
     int64_t seconds = 0;
     for (const auto& a : records_of(addr)) {

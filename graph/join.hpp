@@ -17,13 +17,12 @@ namespace depgraph {
 // (it was down, or nothing listened on the port).
 inline constexpr const char* kUnknownProcess = "(unknown)";
 
-// Which agent hosts owned an address: all of them ever, or those whose record
-// overlaps [from, to]. The hosts are views of the records' text.
+// Which agent hosts owned an address: those whose record overlaps [from, to].
+// The hosts are views of the records' text.
 class AddressBook {
 public:
     explicit AddressBook(const std::vector<AddressRecord>& addresses);
     std::set<std::string_view> owners(std::string_view addr, int64_t from, int64_t to) const;
-    std::set<std::string_view> owners(std::string_view addr) const;
     // How many seconds of [from, to] `host` owned `addr`.
     int64_t time_owned(std::string_view addr, std::string_view host, int64_t from, int64_t to) const;
 
