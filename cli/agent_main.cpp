@@ -2,6 +2,8 @@
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
+
+#include <algorithm>
 #include <cstdio>
 
 #include "agent/agent.hpp"
@@ -56,11 +58,17 @@ int main(int argc, char** argv) {
                    "no bytes, and closes only when conntrack forgets a connection)")
         ->check(CLI::IsMember({"ebpf", "conntrack"}))
         ->capture_default_str();
-    app.add_option("--hostname", options.hostname, "name to record for this host (default: the system's hostname)");
+    app.add_option("--hostname", options.hostname, "name to record for this host (default: the system's hostname)")
+        ->check([](const std::string& name) {
+            if (name.empty()) return std::string("expected a name, not an empty string");
+            bool control = std::any_of(name.begin(), name.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; });
+            return control ? std::string("a host name has no control characters") : std::string();
+        });
     app.add_flag("--once", options.once, "take one snapshot, write it and exit");
     app.add_option("--netlink-buffer", options.netlink_buffer_bytes,
-                   "receive buffer for conntrack events, in bytes; a busy NAT gateway wants more (losses are "
-                   "counted and resynchronised either way)")
+                   "receive buffer for conntrack events, in bytes or with a unit (8M is 8 MiB); a busy NAT "
+                   "gateway wants more (losses are counted and resynchronised either way)")
+        ->transform(CLI::AsSizeValue(false))
         ->check(CLI::Range(size_t{4096}, size_t{1} << 30))
         ->capture_default_str();
     app.add_flag("-v,--verbose", options.verbose, "log what the agent and libbpf do");

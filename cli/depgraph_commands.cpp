@@ -54,11 +54,6 @@ json window_json(const Window& w) {
     return {{"since", time_or_null(w.since, w.bounded_since())}, {"until", time_or_null(w.until, w.bounded_until())}};
 }
 
-std::string window_text(const Window& w) {
-    return (w.bounded_since() ? format_iso8601(w.since) : std::string("the beginning")) + " to " +
-           (w.bounded_until() ? format_iso8601(w.until) : std::string("now"));
-}
-
 // What the graphs are built from, the graph with its filters and grouping
 // applied, and what resolving targets needs.
 struct Fleet {
@@ -317,7 +312,8 @@ Status run_hosts(const Inputs& in) {
         std::string first = h.host;
         for (const auto& r : h.runs) {
             rows.push_back({first, format_iso8601(r.started_at),
-                            r.stopped_at ? format_iso8601(*r.stopped_at) : "-", format_iso8601(r.last_report_at),
+                            // No stop recorded: still running, or it died; its last report says since when.
+                            r.stopped_at ? format_iso8601(*r.stopped_at) : "not recorded", format_iso8601(r.last_report_at),
                             r.version, first.empty() ? "" : std::to_string(h.edges),
                             first.empty() ? "" : (losses.empty() ? "-" : losses)});
             first.clear();
@@ -330,6 +326,7 @@ Status run_hosts(const Inputs& in) {
 }
 
 Status run_merge(const std::string& output, const std::vector<std::string>& inputs) {
+    if (output == "-") return Error{"merge writes a database file, not standard output: give -o a file name"};
     auto summary = merge_databases(output, inputs);
     if (!summary) return summary.error();
     auto counted = [](int64_t n, const char* what) { return std::to_string(n) + " " + what + (n == 1 ? "" : "s"); };
@@ -344,8 +341,17 @@ Status run_render(const RenderArgs& args) {
     if (auto s = check_output_spares_inputs(args.output, args.graph.inputs); !s) return s;
     auto format = format_from(args.output, args.graph.inputs.format, kRenderFormats);
     if (!format) return format.error();
+    if (*format == "png" && args.output == "-" && isatty(STDOUT_FILENO)) {
+        return Error{"not writing a PNG image to the terminal: give -o a file name, or pipe it"};
+    }
     auto fleet = load_fleet(args.graph);
     if (!fleet) return fleet.error();
+    // Still drawn (a script may expect the file), but a picture of nothing is rarely what was meant.
+    if (fleet->graph.nodes.empty()) {
+        auto filters = filters_text(args.graph.filters);
+        std::cerr << "depgraph: warning: the graph is empty from " << window_text(fleet->graph.window)
+                  << (filters.empty() ? "" : " with " + filters) << '\n';
+    }
     auto options = render_options(args.graph, "depgraph: " + window_text(fleet->graph.window));
     options.layout = args.layout;
     auto bytes = draw(fleet->graph, *format, options);
@@ -383,15 +389,25 @@ Status run_walk(const WalkArgs& args) {
         if (!bytes) return bytes.error();
         return write_output(args.output, *bytes);
     }
+    // A neighbour one level closer: the node called (impact) or calling (deps).
+    auto neighbour = [&](const Edge& e) { return graph.nodes[args.dependencies ? e.source : e.target].id; };
+    const char* neighbour_key = args.dependencies ? "from" : "calls";
     if (format == "json") {
         json list = json::array();
         for (const auto& r : reached) {
             const auto& n = graph.nodes[r.node];
-            const auto& via = graph.edges[r.via];
+            // The busiest edge's evidence first, as the table's first row for this node; then every edge.
+            json edges = json::array();
+            for (size_t i : r.edges) {
+                const auto& e = graph.edges[i];
+                json edge = {{neighbour_key, neighbour(e)}, {"port", e.port}, {"via", e.via}};
+                edge.update(traffic_json(e.traffic));
+                edges.push_back(std::move(edge));
+            }
             json row = {{"node", n.id}, {"kind", to_string(n.kind)}, {"host", n.host}, {"process", n.process},
-                        {"depth", r.depth}, {"port", via.port},
-                        {"via", graph.nodes[args.dependencies ? via.source : via.target].id}};
-            row.update(traffic_json(via.traffic));
+                        {"depth", r.depth}};
+            row.update(edges[0]);
+            row["edges"] = std::move(edges);
             list.push_back(std::move(row));
         }
         json targets = json::array();
@@ -400,15 +416,35 @@ Status run_walk(const WalkArgs& args) {
                     {list_name, list}};
         return write_output(args.output, doc.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
     }
+    // The table says what the target matched and when: under --group-by role a host
+    // stands for its whole role, and an empty table alone reads like a broken command.
+    std::string matched;
+    for (size_t i = 0; i < target->nodes.size(); i++) {
+        const auto& n = graph.nodes[target->nodes[i]];
+        if (i == 5) {
+            matched += " and " + std::to_string(target->nodes.size() - i) + " more";
+            break;
+        }
+        matched += (i ? ", " : "") + n.id + (n.members.size() > 1 ? " of " + std::to_string(n.members.size()) + " hosts" : "");
+    }
+    std::string subject = printable(args.target + " (" + matched + ")"), window = window_text(graph.window);
+    if (reached.empty()) {
+        return write_output(args.output, (args.dependencies ? subject + " depends on nothing, "
+                                                            : "Nothing depends on " + subject + ", ") +
+                                             window + ".\n");
+    }
     std::vector<std::vector<std::string>> rows;
     for (const auto& r : reached) {
-        const auto& via = graph.edges[r.via];
-        rows.push_back({std::to_string(r.depth), graph.nodes[r.node].id,
-                        graph.nodes[args.dependencies ? via.source : via.target].id, std::to_string(via.port),
-                        std::to_string(via.traffic.connections), std::to_string(via.traffic.failed),
-                        format_iso8601(via.traffic.first_seen), format_iso8601(via.traffic.last_seen)});
+        for (size_t i : r.edges) {
+            const auto& e = graph.edges[i];
+            rows.push_back({std::to_string(r.depth), graph.nodes[r.node].id, neighbour(e), std::to_string(e.port),
+                            std::to_string(e.traffic.connections), std::to_string(e.traffic.failed),
+                            format_iso8601(e.traffic.first_seen), format_iso8601(e.traffic.last_seen)});
+        }
     }
     std::ostringstream table;
+    table << (args.dependencies ? "What " + subject + " depends on, " : "Who depends on " + subject + ", ") << window
+          << ":\n";
     print_table(table, {"DEPTH", "NODE", args.dependencies ? "FROM" : "CALLS", "PORT", "CONNECTIONS", "FAILED",
                         "FIRST_SEEN", "LAST_SEEN"}, rows);
     return write_output(args.output, table.str());

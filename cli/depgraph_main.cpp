@@ -20,6 +20,8 @@
 #include "cli/depgraph_commands.hpp"
 #include "cli/depgraph_output.hpp"
 #include "cli/path_validator.hpp"
+#include "common/time.hpp"
+#include "graph/grouping.hpp"
 #include "version.h"
 
 namespace depgraph {
@@ -80,27 +82,51 @@ private:
     std::thread thread_;
 };
 
-void add_inputs(CLI::App& cmd, Inputs& in, const std::string& default_since) {
-    cmd.add_option("--db", in.dbs, "agent or merged database (repeatable)")
+// --since and --until are checked as they are parsed, so that a bad one is
+// a usage error like any other; "" too, which would otherwise mean "not given".
+struct TimePointValidator : CLI::Validator {
+    TimePointValidator() {
+        name_ = "TIME";
+        func_ = [](const std::string& text) {
+            auto point = parse_time_point(text, unix_now());
+            return point ? std::string() : point.error().message;
+        };
+    }
+};
+
+// --db: one path each time it is given, so that `--db fleet.db TARGET` leaves the target alone.
+void add_db_option(CLI::App& cmd, Inputs& in) {
+    cmd.add_option("--db", in.dbs, "agent or merged database (repeat for several)")
         ->check(PathValidator())
+        ->allow_extra_args(false)
         ->capture_default_str();
+}
+
+void add_inputs(CLI::App& cmd, Inputs& in, const std::string& default_since) {
+    add_db_option(cmd, in);
+    const std::string zones = "; ISO 8601 without an offset is UTC, and a date alone is its midnight";
     cmd.add_option("--since", in.since,
                    "start of the window: a duration back from now (7d) or ISO 8601 (default: " +
-                       (default_since.empty() ? std::string("everything") : default_since + " before --until") + ")");
-    cmd.add_option("--until", in.until, "end of the window: a duration back from now or ISO 8601 (default: now)");
+                       (default_since.empty() ? std::string("everything") : default_since + " before --until") + ")" +
+                       zones)
+        ->check(TimePointValidator());
+    cmd.add_option("--until", in.until, "end of the window: a duration back from now or ISO 8601 (default: now)")
+        ->check(TimePointValidator());
     in.default_since = default_since;
 }
 
 // --format of a command that prints to standard output, `formats` the first by default.
 void add_format(CLI::App& cmd, Inputs& in, const std::vector<std::string>& formats) {
-    cmd.add_option("--format", in.format, "output format")->check(CLI::IsMember(formats))->default_val(formats[0]);
+    cmd.add_option("--format", in.format, "output format")
+        ->transform(CLI::IsMember(formats, CLI::ignore_case))
+        ->default_val(formats[0]);
 }
 
 // --format of a command that writes a file (-o): absent, the file's extension says.
 void add_file_format(CLI::App& cmd, Inputs& in, const std::vector<std::string>& formats) {
     cmd.add_option("--format", in.format, "output format (default: from the output file's extension, else " +
                                               formats[0] + ")")
-        ->check(CLI::IsMember(formats));
+        ->transform(CLI::IsMember(formats, CLI::ignore_case));
 }
 
 // A count given on the command line, for an int unless told otherwise.
@@ -130,9 +156,13 @@ void add_graph_options(CLI::App& cmd, GraphOptions& g) {
     cmd.add_option("--roles", g.roles_file, "file of 'PATTERN ROLE' lines (default: hostname without its number)")
         ->check(PathValidator());
     cmd.add_option("--min-connections", g.filters.min_connections,
-                   "leave out edges with fewer connection attempts")
+                   "leave out edges with fewer connection attempts (default: 0, none left out)")
         ->check(WholeNumberValidator(0, std::numeric_limits<int64_t>::max()));
-    cmd.add_option("--exclude", g.filters.excludes, "leave out nodes whose id, host, process, address, hosts-file name or (grouped by role) role match (glob)");
+    cmd.add_option("--exclude", g.filters.excludes,
+                   "leave out nodes whose id, host, process, address, hosts-file name or (grouped by role) role "
+                   "match this glob (repeat for several)")
+        ->allow_extra_args(false)
+        ->check([](const std::string& pattern) { return glob_problem(pattern); });
     cmd.add_flag("--no-external", g.filters.no_external, "leave out addresses that no agent reports for");
     cmd.add_option("--layout-timeout", g.layout_timeout,
                    "seconds the Graphviz layout may run before it is stopped (svg, png)")
@@ -144,25 +174,20 @@ int run(int argc, char** argv) {
     CLI::App app{"depgraph: the fleet's TCP dependency graph, from depgraph-agent databases"};
     app.set_version_flag("--version", std::string("depgraph ") + DEPGRAPH_VERSION);
     app.require_subcommand(1);
-    app.footer("Examples:\n"
-               "  depgraph merge -o fleet.db hosts/*.db\n"
-               "  depgraph render --db fleet.db -o fleet.svg\n"
-               "  depgraph impact db-01:5432 --db fleet.db\n"
-               "Run 'depgraph SUBCOMMAND --help' for a subcommand's options.");
     std::function<Status()> command;
 
     Inputs edges_in;
     auto* edges = app.add_subcommand("edges", "list the recorded edges, counters summed over the window");
     add_inputs(*edges, edges_in, "");
     add_format(*edges, edges_in, {"table", "json"});
+    edges->footer("Example:\n  depgraph edges --db /var/lib/depgraph/depgraph.db --since 1h");
     edges->callback([&] { command = [&] { return run_edges(edges_in); }; });
 
     Inputs hosts_in;
     auto* hosts = app.add_subcommand("hosts", "each host's agent runs, loss counters and last report");
-    hosts->add_option("--db", hosts_in.dbs, "agent or merged database (repeatable)")
-        ->check(PathValidator())
-        ->capture_default_str();
+    add_db_option(*hosts, hosts_in);
     add_format(*hosts, hosts_in, {"table", "json"});
+    hosts->footer("Example:\n  depgraph hosts --db fleet.db");
     hosts->callback([&] { command = [&] { return run_hosts(hosts_in); }; });
 
     std::string merge_output;
@@ -172,6 +197,7 @@ int run(int argc, char** argv) {
         ->check(PathValidator())
         ->required();
     merge->add_option("inputs", merge_inputs, "databases to merge")->check(PathValidator())->required();
+    merge->footer("Example:\n  depgraph merge -o fleet.db hosts/*.db");
     merge->callback([&] {
         command = [&] {
             ProgressLine progress("merging " + std::to_string(merge_inputs.size()) + " databases into " + merge_output);
@@ -189,6 +215,8 @@ int run(int argc, char** argv) {
     add_file_format(*render, render_args.graph.inputs, kRenderFormats);
     render->add_option("--layout", render_args.layout, "Graphviz engine (default: chosen by the graph's size and shape)")
         ->check(CLI::IsMember({"dot", "sfdp", "neato"}));
+    render->footer("Examples:\n  depgraph render --db fleet.db -o fleet.svg\n"
+                   "  depgraph render --db fleet.db --group-by role --since 7d -o roles.png");
     render->callback([&] {
         command = [&] {
             ProgressLine progress("rendering " + (render_args.output == "-" ? std::string("to standard output")
@@ -214,9 +242,32 @@ int run(int argc, char** argv) {
         cmd->add_option("-o,--output", walk_args->output, "output file, '-' for standard output")
             ->check(PathValidator())
             ->capture_default_str();
+        cmd->footer(walk_args->dependencies ? "Example:\n  depgraph deps app-01/python3 --db fleet.db"
+                                            : "Examples:\n  depgraph impact db-01:5432 --db fleet.db\n"
+                                              "  depgraph impact db-01 --db fleet.db --depth 1 --format json");
         cmd->callback([&command, walk_args] { command = [walk_args] { return run_walk(*walk_args); }; });
     }
 
+    // Written after the subcommands, which would each inherit it.
+    app.footer("Examples:\n"
+               "  depgraph merge -o fleet.db hosts/*.db\n"
+               "  depgraph render --db fleet.db -o fleet.svg\n"
+               "  depgraph impact db-01:5432 --db fleet.db\n"
+               "Run 'depgraph SUBCOMMAND --help' for a subcommand's options.");
+    // CLI11 would call a mistyped subcommand a missing one.
+    if (argc > 1 && argv[1][0] != '-') {
+        std::string names;
+        bool known = false;
+        for (const auto* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+            known = known || sub->get_name() == argv[1];
+            names += (names.empty() ? "" : ", ") + sub->get_name();
+        }
+        if (!known) {
+            std::cerr << "depgraph: error: unknown subcommand '" << printable(argv[1]) << "': use one of " << names
+                      << '\n';
+            return 2;
+        }
+    }
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

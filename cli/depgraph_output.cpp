@@ -41,16 +41,20 @@ void print_table(std::ostream& out, const std::vector<std::string>& header,
         auto& escaped = cells.emplace_back();
         for (const auto& cell : row) escaped.push_back(printable(cell));
     }
-    // Width in bytes overcounts multi-byte characters; alignment is a courtesy, not a contract.
+    // Width in characters (cells are valid UTF-8 once printable): a wide
+    // character (CJK) still takes two columns, so alignment is a courtesy, not a contract.
+    auto columns = [](const std::string& cell) {
+        return static_cast<size_t>(std::count_if(cell.begin(), cell.end(), [](char c) { return (c & 0xC0) != 0x80; }));
+    };
     std::vector<size_t> width(header.size(), 0);
     for (const auto& row : cells) {
-        for (size_t c = 0; c < row.size() && c < width.size(); c++) width[c] = std::max(width[c], row[c].size());
+        for (size_t c = 0; c < row.size() && c < width.size(); c++) width[c] = std::max(width[c], columns(row[c]));
     }
     for (const auto& row : cells) {
         std::string line;
         for (size_t c = 0; c < row.size(); c++) {
             line += row[c];
-            if (c + 1 < row.size()) line.append(width[c] - row[c].size() + 2, ' ');
+            if (c + 1 < row.size()) line.append(width[c] - columns(row[c]) + 2, ' ');
         }
         out << line << '\n';
     }

@@ -1,6 +1,8 @@
 #include "common/time.hpp"
 
 #include <charconv>
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -8,15 +10,18 @@
 namespace depgraph {
 
 Result<int64_t> parse_duration(std::string_view text) {
-    const auto bad = [&] {
-        return Error{"invalid duration '" + std::string(text) +
-                     "': expected a whole number and a unit, like 30s, 5m, 2h, 7d or 1w"};
+    const auto bad = [&](const std::string& why) {
+        return Error{"invalid duration '" + std::string(text) + "': " + why};
     };
-    if (text.size() < 2) return bad();
+    const std::string expected = "expected a whole number and a unit, like 30s, 5m, 2h, 7d or 1w";
+    if (!text.empty() && (text[0] == '-' || text[0] == '+')) return bad("write it without a sign, like 5m");
+    if (text.size() < 2) return bad(expected);
     int64_t amount = 0;
     const char* end = text.data() + text.size() - 1;
     auto [ptr, ec] = std::from_chars(text.data(), end, amount);
-    if (ec != std::errc() || ptr != end || amount <= 0) return bad();
+    if (ec == std::errc::result_out_of_range) return bad("too long");
+    if (ec != std::errc() || ptr != end) return bad(expected);
+    if (amount == 0) return bad("it must be longer than zero");
     int64_t unit = 0;
     switch (text.back()) {
         case 's': unit = 1; break;
@@ -24,9 +29,9 @@ Result<int64_t> parse_duration(std::string_view text) {
         case 'h': unit = 3600; break;
         case 'd': unit = 86400; break;
         case 'w': unit = 7 * 86400; break;
-        default: return bad();
+        default: return bad("the unit is one of s, m, h, d and w, in lower case");
     }
-    if (amount > INT64_MAX / unit) return bad();
+    if (amount > INT64_MAX / unit) return bad("too long");
     return amount * unit;
 }
 
@@ -76,6 +81,9 @@ Result<int64_t> parse_iso8601(std::string_view text) {
     using namespace std::chrono;
     auto date = year_month_day{year{tm.tm_year}, month{static_cast<unsigned>(tm.tm_mon)},
                                day{static_cast<unsigned>(tm.tm_mday)}};
+    if (tm.tm_year < 1970) {
+        return Error{"invalid time '" + std::string(text) + "': before 1970, where Unix time begins"};
+    }
     if (!date.ok() || tm.tm_hour < 0 || tm.tm_hour > 23 || tm.tm_min < 0 || tm.tm_min > 59 || tm.tm_sec < 0 ||
         tm.tm_sec > 59)
         return bad();
@@ -84,11 +92,20 @@ Result<int64_t> parse_iso8601(std::string_view text) {
     return static_cast<int64_t>(timegm(&tm)) - offset;
 }
 
+// A duration is a number and a unit, maybe with a sign it should not have;
+// an ISO 8601 time has a '-' after its year.
+bool looks_like_duration(std::string_view text) {
+    if (!text.empty() && (text[0] == '-' || text[0] == '+')) text.remove_prefix(1);
+    return !text.empty() && std::isdigit(static_cast<unsigned char>(text[0])) &&
+           std::isalpha(static_cast<unsigned char>(text.back())) && text.find_first_of("-:") == std::string_view::npos;
+}
+
 Result<int64_t> parse_time_point(std::string_view text, int64_t now) {
-    if (!text.empty() && text.back() >= 'a' && text.back() <= 'z' && text.find('-') == std::string_view::npos) {
+    if (text.empty()) return Error{"expected a duration back from now (7d) or a time (2026-11-26T04:30Z), not nothing"};
+    if (looks_like_duration(text)) {
         auto d = parse_duration(text);
         if (!d) return d.error();
-        return now - *d;
+        return std::max<int64_t>(now - *d, 0);  // further back than the epoch: from the beginning
     }
     return parse_iso8601(text);
 }

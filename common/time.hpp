@@ -21,6 +21,7 @@ std::string format_iso8601(int64_t unix_seconds);
 Result<int64_t> parse_iso8601(std::string_view text);
 
 // A point in time given either as a duration back from `now` or as ISO 8601.
+// A duration reaching back past 1970 means 1970: everything recorded.
 Result<int64_t> parse_time_point(std::string_view text, int64_t now);
 
 int64_t unix_now();

@@ -201,7 +201,7 @@ for format in svg dot json; do
 done
 "$depgraph" impact db-01:5432 --db "$out/fleet.db" --format json -o "$out/impact.json"
 echo
-echo "Who depends on db-01:5432 (depgraph impact db-01:5432 --db $out/fleet.db):"
+echo "\$ depgraph impact db-01:5432 --db $out/fleet.db"
 "$depgraph" impact db-01:5432 --db "$out/fleet.db" | tee "$out/impact.txt"
 echo
 echo "The graph: $out/depgraph.svg (also .dot and .json); the merged database: $out/fleet.db"

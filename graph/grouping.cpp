@@ -21,6 +21,22 @@ std::string strip_trailing_number(const std::string& host) {
 
 }  // namespace
 
+std::string glob_problem(std::string_view pattern) {
+    for (size_t i = 0; i < pattern.size(); i++) {
+        if (pattern[i] == '\\') {
+            i++;
+        } else if (pattern[i] == '[') {
+            size_t j = i + 1;
+            if (j < pattern.size() && (pattern[j] == '!' || pattern[j] == '^')) j++;
+            if (j < pattern.size() && pattern[j] == ']') j++;  // a ']' first is one of the set
+            j = pattern.find(']', j);
+            if (j == std::string_view::npos) return "'[' at character " + std::to_string(i + 1) + " is never closed";
+            i = j;
+        }
+    }
+    return "";
+}
+
 Result<RoleRules> RoleRules::load(const std::string& path) {
     // An ifstream opens a directory and reads it as an empty file: no rules, and no error.
     std::error_code ec;
@@ -43,6 +59,9 @@ Result<RoleRules> RoleRules::parse(const std::string& text, const std::string& o
         if (!(words >> pattern)) continue;
         if (!(words >> role) || (words >> extra)) {
             return Error{origin + ":" + std::to_string(number) + ": expected 'PATTERN ROLE'"};
+        }
+        if (auto problem = glob_problem(pattern); !problem.empty()) {
+            return Error{origin + ":" + std::to_string(number) + ": pattern " + pattern + ": " + problem};
         }
         roles.rules_.emplace_back(pattern, role);
     }

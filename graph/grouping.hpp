@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -16,6 +17,10 @@ enum class GroupBy { process, host, role };
 // Lines of "PATTERN ROLE" (shell glob on the hostname), first match wins;
 // '#' starts a comment. A host no rule matches gets its name without the
 // trailing number: web-01 -> web.
+// Why a shell glob is malformed, or "" when it is not. fnmatch() would take an
+// unclosed '[' literally, and the pattern would silently match nothing.
+std::string glob_problem(std::string_view pattern);
+
 class RoleRules {
 public:
     static Result<RoleRules> load(const std::string& path);

@@ -1,6 +1,7 @@
 #include "graph/impact.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <functional>
 #include <set>
@@ -26,26 +27,36 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 }
 
 // "web-01:8080" -> ("web-01", 8080); "[::1]:80" -> ("::1", 80); "[::1]" -> ("::1", none);
-// anything else: no port. An address comes back in the store's spelling, so that
-// "[2001:DB8:0::2]" names the node "2001:db8::2".
-std::pair<std::string, std::optional<int>> split_port(const std::string& text) {
+// a bare IPv6 address: no port. An address comes back in the store's spelling,
+// so that "[2001:DB8:0::2]" names the node "2001:db8::2". What follows the
+// colon of HOST:PORT must be a port: "db-01:0" is an error, not a name.
+Result<std::pair<std::string, std::optional<int>>> split_port(const std::string& text) {
     std::string name = text;
     std::optional<int> port;
-    if (auto colon = text.rfind(':'); colon != std::string::npos) {
+    auto colon = text.rfind(':');
+    bool bracketed = !text.empty() && text.front() == '[';
+    // A bare IPv6 address has colons too: it is only HOST:PORT if the rest has none.
+    if (colon != std::string::npos && (bracketed ? colon > 0 && text[colon - 1] == ']' : text.find(':') == colon)) {
         int number = 0;
         auto digits = std::string_view(text).substr(colon + 1);
         auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), number);
-        bool is_port = !digits.empty() && ec == std::errc() && ptr == digits.data() + digits.size() && number > 0 &&
-                       number <= 65535;
-        // A bare IPv6 address has colons too: it is only HOST:PORT if the rest has none.
-        if (is_port && (text.front() == '[' || text.find(':') == colon)) {
-            name = text.substr(0, colon);
-            port = number;
+        bool is_port = !digits.empty() && std::isdigit(static_cast<unsigned char>(digits[0])) && ec == std::errc() &&
+                       ptr == digits.data() + digits.size() && number > 0 && number <= 65535;
+        if (!is_port) {
+            return Error{"invalid port '" + std::string(digits) + "' in '" + text + "': a port is 1 to 65535"};
         }
+        name = text.substr(0, colon);
+        port = number;
     }
     if (name.size() > 2 && name.front() == '[' && name.back() == ']') name = name.substr(1, name.size() - 2);
     if (auto address = store_form(name); !address.empty()) name = address;
-    return {name, port};
+    return std::pair{name, port};
+}
+
+std::string lower(std::string_view text) {
+    std::string out(text);
+    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+    return out;
 }
 
 // Ranked by the name alone: "postgres01:5432" is closest to postgres-01, whatever the port.
@@ -58,7 +69,8 @@ std::string closest_matches(const Graph& graph, const std::string& name, const R
         if (!n.name.empty()) names.insert(n.name);
     }
     std::vector<std::pair<size_t, std::string>> ranked;
-    for (const auto& candidate : names) ranked.emplace_back(edit_distance(name, candidate), candidate);
+    // Host names are case-blind: POSTGRES-01 is nearest postgres-01.
+    for (const auto& candidate : names) ranked.emplace_back(edit_distance(lower(name), lower(candidate)), candidate);
     std::sort(ranked.begin(), ranked.end());
     std::string list;
     for (size_t i = 0; i < ranked.size() && i < 3; i++) list += (i ? ", " : "") + ranked[i].second;
@@ -79,34 +91,45 @@ std::string ports_served(const Graph& graph, const std::vector<size_t>& nodes, c
 
 Result<Target> resolve_target(const Graph& graph, const std::string& text, const AddressBook& book,
                               const RoleRules& roles) {
-    auto [name, port] = split_port(text);
+    auto split = split_port(text);
+    if (!split) return split.error();
+    auto [name, port] = *split;
     // An address names the hosts that owned it within the window, not one that gave it up before.
     auto hosts = book.owners(name, graph.window.since, graph.window.until);
     hosts.insert(name);
+    // Names are compared as written first, then regardless of case (host
+    // names are case-blind; DB-01 is db-01 when no node is called DB-01).
+    bool blind = false;
+    auto same = [&](std::string_view a, std::string_view b) { return blind ? lower(a) == lower(b) : a == b; };
     // What a name can be, most specific first: the first that names a node (serving `port`) wins.
     const std::function<bool(const Node&)> meanings[] = {
-        [&](const Node& n) { return n.id == name; },
+        [&](const Node& n) { return same(n.id, name); },
         [&](const Node& n) {
             if (n.kind == NodeKind::external) return false;
-            return std::any_of(hosts.begin(), hosts.end(), [&](auto h) { return n.members.count(h) > 0; });
+            return std::any_of(n.members.begin(), n.members.end(), [&](const auto& member) {
+                return std::any_of(hosts.begin(), hosts.end(), [&](const auto& h) { return same(member, h); });
+            });
         },
-        [&](const Node& n) { return n.kind != NodeKind::external && roles.role_of(n.host) == name; },
+        [&](const Node& n) { return n.kind != NodeKind::external && same(roles.role_of(n.host), name); },
         // Last: /etc/hosts may also name a fleet host's address, and then the host is meant.
-        [&](const Node& n) { return !n.name.empty() && n.name == name; },
+        [&](const Node& n) { return !n.name.empty() && same(n.name, name); },
     };
     auto named = [&](std::optional<int> wanted_port) {
         std::vector<size_t> nodes;
-        for (const auto& meaning : meanings) {
-            for (size_t i = 0; i < graph.nodes.size(); i++) {
-                const auto& n = graph.nodes[i];
-                if (meaning(n) && (!wanted_port || n.ports.count(*wanted_port))) nodes.push_back(i);
+        for (bool case_blind : {false, true}) {
+            blind = case_blind;
+            for (const auto& meaning : meanings) {
+                for (size_t i = 0; i < graph.nodes.size(); i++) {
+                    const auto& n = graph.nodes[i];
+                    if (meaning(n) && (!wanted_port || n.ports.count(*wanted_port))) nodes.push_back(i);
+                }
+                if (!nodes.empty()) return nodes;
             }
-            if (!nodes.empty()) break;
         }
         return nodes;
     };
     if (auto nodes = named(port); !nodes.empty()) return Target{std::move(nodes), port};
-    std::string unknown = "no node matches '" + text + "' in this window; ";
+    std::string unknown = "no node matches '" + text + "' from " + window_text(graph.window) + "; ";
     if (auto without_port = port ? named(std::nullopt) : std::vector<size_t>{}; !without_port.empty()) {
         return Error{unknown + ports_served(graph, without_port, name)};
     }
@@ -135,18 +158,19 @@ std::vector<Reached> walk(const Graph& graph, const Target& target, Direction di
                 size_t other = direction == Direction::dependents ? e.source : e.target;
                 if (position[other] == SIZE_MAX) {
                     position[other] = reached.size();
-                    reached.push_back({other, depth, edge});
+                    reached.push_back({other, depth, {edge}});
                     next.push_back(other);
-                } else if (position[other] != kTarget) {
-                    // Reached twice at its depth: the busier edge is the better evidence.
-                    auto& prior = reached[position[other]];
-                    if (prior.depth == depth && graph.edges[prior.via].traffic.attempts() < e.traffic.attempts()) {
-                        prior.via = edge;
-                    }
+                } else if (position[other] != kTarget && reached[position[other]].depth == depth) {
+                    reached[position[other]].edges.push_back(edge);
                 }
             }
         }
         frontier = std::move(next);
+    }
+    for (auto& r : reached) {
+        std::stable_sort(r.edges.begin(), r.edges.end(), [&](size_t a, size_t b) {
+            return graph.edges[a].traffic.attempts() > graph.edges[b].traffic.attempts();
+        });
     }
     return reached;
 }

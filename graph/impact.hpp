@@ -30,7 +30,9 @@ enum class Direction { dependents, dependencies };
 struct Reached {
     size_t node = 0;
     int depth = 0;
-    size_t via = 0;  // the edge it was reached through (to or from a node one level closer)
+    // Every edge it was reached through (to or from a node one level closer),
+    // the busiest first: the best evidence. A client of two replicas depends on both.
+    std::vector<size_t> edges;
 };
 
 // depth_limit 0: no limit. With a port, only the first hop is limited to it.

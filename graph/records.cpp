@@ -8,9 +8,15 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "common/time.hpp"
 #include "store/rows.hpp"
 
 namespace depgraph {
+
+std::string window_text(const Window& w) {
+    return (w.bounded_since() ? format_iso8601(w.since) : std::string("the beginning")) + " to " +
+           (w.bounded_until() ? format_iso8601(w.until) : std::string("now"));
+}
 namespace {
 
 // Schema 2 added edge_days, schema 4 its running totals, schema 5 the edges'

@@ -26,6 +26,9 @@ struct Window {
     bool bounded_until() const { return until != std::numeric_limits<int64_t>::max(); }
 };
 
+// "2026-10-27T17:01:37Z to now", "the beginning to 2026-11-01T00:00:00Z".
+std::string window_text(const Window& w);
+
 // The store's day of a bucket (edge_days.day_start), as the agent and the
 // schema migration compute it in SQL: `t - t % 86400`, a UTC midnight for t >= 0.
 inline constexpr int64_t kSecondsPerDay = 86400;

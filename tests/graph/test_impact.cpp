@@ -62,19 +62,19 @@ TEST_CASE("impact of a service port lists its clients, then their clients, with 
     CHECK(app["host"] == "web-01");
     CHECK(app["process"] == "app");
     CHECK(app["port"] == 5432);
-    CHECK(app["via"] == "db-01/postgres");
+    CHECK(app["calls"] == "db-01/postgres");
     CHECK(app["connections"] == 10);
     CHECK(app["first_seen"] == "2025-11-26T00:00:00Z");
     CHECK(app["last_seen"] == "2025-11-26T00:01:00Z");
     const auto& nginx = doc["dependents"][3];
     CHECK(nginx["port"] == 8080);
-    CHECK(nginx["via"] == "web-01/app");
+    CHECK(nginx["calls"] == "web-01/app");
     CHECK(nginx["connections"] == 40);
 }
 
-// c-01/app calls s-01/a twice and s-01/b nine times: it depends on s-01 through both, and the busier one is
-// the evidence shown.
-TEST_CASE("a dependent reached through two edges at one depth shows the busier one") {
+// c-01/app calls s-01/a twice and s-01/b nine times: it depends on s-01 through both, the busier one is
+// the evidence shown first, and both are listed.
+TEST_CASE("a dependent reached through two edges at one depth shows both, the busier one first") {
     TempDir dir;
     std::vector<std::string> dbs{dir.file("c-01.db"), dir.file("s-01.db")};
     {
@@ -94,9 +94,54 @@ TEST_CASE("a dependent reached through two edges at one depth shows the busier o
     CHECK(doc["matched"] == json::array({"s-01/a", "s-01/b"}));
     REQUIRE(listed(doc, "dependents") == std::vector<std::string>{"c-01/app@1"});
     const auto& app = doc["dependents"][0];
-    CHECK(app["via"] == "s-01/b");
+    CHECK(app["calls"] == "s-01/b");
     CHECK(app["port"] == 7001);
     CHECK(app["connections"] == 9);
+    REQUIRE(app["edges"].size() == 2);
+    CHECK(app["edges"][0]["calls"] == "s-01/b");
+    CHECK(app["edges"][0]["connections"] == 9);
+    CHECK(app["edges"][1]["calls"] == "s-01/a");
+    CHECK(app["edges"][1]["port"] == 7000);
+    CHECK(app["edges"][1]["connections"] == 2);
+    auto table = walk("impact", "s-01", dbs, {}, "table");
+    REQUIRE(table.exit_code == 0);
+    CHECK(table.out ==
+          "Who depends on s-01 (s-01/a, s-01/b), 2025-11-01T00:00:00Z to now:\n"
+          "DEPTH  NODE      CALLS   PORT  CONNECTIONS  FAILED  FIRST_SEEN            LAST_SEEN\n"
+          "1      c-01/app  s-01/b  7001  9            0       2025-11-26T00:00:00Z  2025-11-26T00:01:00Z\n"
+          "1      c-01/app  s-01/a  7000  2            0       2025-11-26T00:00:00Z  2025-11-26T00:01:00Z\n");
+    auto nothing = walk("impact", "c-01", dbs, {}, "table");
+    REQUIRE(nothing.exit_code == 0);
+    CHECK(nothing.out == "Nothing depends on c-01 (c-01/app), 2025-11-01T00:00:00Z to now.\n");
+    auto deps = walk("deps", "c-01/app", dbs, {}, "table");
+    REQUIRE(deps.exit_code == 0);
+    CHECK(deps.out.rfind("What c-01/app (c-01/app) depends on, 2025-11-01T00:00:00Z to now:\nDEPTH", 0) == 0);
+    auto none = walk("deps", "s-01/a", dbs, {}, "table");
+    REQUIRE(none.exit_code == 0);
+    CHECK(none.out == "s-01/a (s-01/a) depends on nothing, 2025-11-01T00:00:00Z to now.\n");
+}
+
+TEST_CASE("a target's host is matched regardless of case, and its port must be one") {
+    TempDir dir;
+    auto dbs = write_small_fleet(dir);
+    auto upper = walk("impact", "DB-01:5432", dbs);
+    INFO(upper.err);
+    REQUIRE(upper.exit_code == 0);
+    CHECK(upper.json()["matched"] == json::array({"db-01/postgres"}));
+    for (const char* port : {"0", "65536", "abc", "+5432", ""}) {
+        auto r = walk("impact", std::string("db-01:") + port, dbs);
+        CHECK(r.exit_code == 1);
+        CHECK(r.err == "depgraph: error: invalid port '" + std::string(port) + "' in 'db-01:" + port +
+                           "': a port is 1 to 65535\n");
+    }
+    // --db takes one path: the target after it is still the target.
+    std::vector<std::string> args{"impact", "--db", dbs[0]};
+    for (size_t i = 1; i < dbs.size(); i++) args.insert(args.end(), {"--db", dbs[i]});
+    args.insert(args.end(), {"db-01:5432", "--since", "2025-11-01", "--format", "json"});
+    auto after_db = run_depgraph(args);
+    INFO(after_db.err);
+    REQUIRE(after_db.exit_code == 0);
+    CHECK(after_db.json()["matched"] == json::array({"db-01/postgres"}));
 }
 
 TEST_CASE("impact --depth stops the walk; a port narrows only the first hop") {
@@ -144,7 +189,7 @@ TEST_CASE("deps walks the other way") {
     CHECK(listed(doc, "dependencies") == std::vector<std::string>{"web-01/app@1", "93.184.216.34@2",
                                                                   "cache-01/redis@2", "db-01/postgres@2"});
     CHECK(doc["dependencies"][1]["failed"] == 1);
-    CHECK(doc["dependencies"][2]["via"] == "web-01/app");
+    CHECK(doc["dependencies"][2]["from"] == "web-01/app");
 }
 
 TEST_CASE("an unknown target is one error line naming the closest matches") {
@@ -169,6 +214,7 @@ TEST_CASE("impact defaults to the last 30 days, as a table") {
     REQUIRE(table.exit_code == 0);
     // Without web-02's and batch-01's files, their addresses are external clients.
     CHECK(table.out ==
+          "Who depends on db-01 (db-01/postgres), 2025-11-01T00:00:00Z to now:\n"
           "DEPTH  NODE          CALLS           PORT  CONNECTIONS  FAILED  FIRST_SEEN            LAST_SEEN\n"
           "1      198.18.0.12   db-01/postgres  5432  6            0       2025-11-26T00:00:00Z  2025-11-26T00:01:00Z\n"
           "1      198.18.0.13   db-01/postgres  5432  4            0       2025-11-26T00:00:00Z  2025-11-26T00:01:00Z\n"
@@ -234,7 +280,7 @@ TEST_CASE("without --format, impact writes what the output file's extension name
     CHECK(listed(json::parse(read_file(dir.file("impact.json"))), "dependents") ==
           std::vector<std::string>{"198.18.0.77@1", "web-01/app@1", "web-01/nginx@2", "203.0.113.5@3"});
     REQUIRE(impact_to("impact.txt").exit_code == 0);
-    CHECK(read_file(dir.file("impact.txt")).rfind("DEPTH", 0) == 0);
+    CHECK(read_file(dir.file("impact.txt")).find("\nDEPTH") != std::string::npos);
     auto png = impact_to("impact.png");  // impact draws svg or dot only
     CHECK(png.exit_code == 1);
     CHECK(png.err == "depgraph: error: cannot tell the format from the extension of " + dir.file("impact.png") +
@@ -321,16 +367,16 @@ TEST_CASE("a mistyped HOST:PORT is matched by its host; a known host with anothe
         CHECK(r.exit_code == 1);
         return r.err;
     };
-    CHECK(error_of("postgres01:5432") == "depgraph: error: no node matches 'postgres01:5432' in this window; "
+    CHECK(error_of("postgres01:5432") == "depgraph: error: no node matches 'postgres01:5432' from 2025-11-01T00:00:00Z to now; "
                                          "closest matches: postgres-01, postgres, postgres-02\n");
     CHECK(error_of("postgres-01:5433") ==
-          "depgraph: error: no node matches 'postgres-01:5433' in this window; postgres-01 serves port 5432\n");
-    CHECK(error_of("postgres-07:5433") == "depgraph: error: no node matches 'postgres-07:5433' in this window; "
+          "depgraph: error: no node matches 'postgres-01:5433' from 2025-11-01T00:00:00Z to now; postgres-01 serves port 5432\n");
+    CHECK(error_of("postgres-07:5433") == "depgraph: error: no node matches 'postgres-07:5433' from 2025-11-01T00:00:00Z to now; "
                                           "postgres-07 serves ports 5432, 6432\n");
     CHECK(error_of("app-01:5432") ==
-          "depgraph: error: no node matches 'app-01:5432' in this window; app-01 serves no port\n");
+          "depgraph: error: no node matches 'app-01:5432' from 2025-11-01T00:00:00Z to now; app-01 serves no port\n");
     CHECK(error_of("10.0.2.1:5433") ==
-          "depgraph: error: no node matches '10.0.2.1:5433' in this window; 10.0.2.1 serves port 5432\n");
+          "depgraph: error: no node matches '10.0.2.1:5433' from 2025-11-01T00:00:00Z to now; 10.0.2.1 serves port 5432\n");
 }
 
 // The ids of render's JSON nodes, in order.
@@ -410,7 +456,7 @@ TEST_CASE("an external address named in /etc/hosts is a target, a suggestion and
     CHECK(listed(grouped.json(), "dependents") == std::vector<std::string>{"c@1"});
     auto typo = depgraph({"impact", "payment-db:5432"});
     CHECK(typo.exit_code == 1);
-    CHECK(typo.err == "depgraph: error: no node matches 'payment-db:5432' in this window; "
+    CHECK(typo.err == "depgraph: error: no node matches 'payment-db:5432' from 2025-11-01T00:00:00Z to now; "
                       "closest matches: payments-db, 10.0.0.98, 10.0.0.99\n");
     auto excluded = depgraph({"render", "-o", "-", "--exclude", "payments-*"});
     INFO(excluded.err);
@@ -443,7 +489,7 @@ TEST_CASE("a target that only the filters leave out is named as such, not as unk
           "without the filters it matches web-01/app\n");
     // Unknown even without the filters: suggestions from the whole graph, not from what the filters left.
     CHECK(error_of("db-1", {"--min-connections", "100"}) ==
-          "depgraph: error: no node matches 'db-1' in this window; closest matches: db-01, db, web-01\n");
+          "depgraph: error: no node matches 'db-1' from 2025-11-01T00:00:00Z to now; closest matches: db-01, db, web-01\n");
     // Still there once filtered: answered as usual.
     auto kept = walk("impact", "db-01:5432", dbs, {"--min-connections", "9"});
     REQUIRE(kept.exit_code == 0);

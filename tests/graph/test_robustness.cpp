@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <fstream>
 
 #include "tests/graph/fixture_db.hpp"
 #include "tests/graph/small_fleet.hpp"
@@ -104,9 +105,29 @@ TEST_CASE("usage errors exit 2 with one line") {
         CHECK(r.exit_code == 2);
         CHECK(r.err == "depgraph: error: " + error + "\n");
     }
-    auto window = run_depgraph({"edges", "--since", "yesterday"});
-    CHECK(window.exit_code == 1);
-    CHECK(window.err.find("invalid") != std::string::npos);
+    // Times are checked as they are parsed, and the message says what is wrong with this one.
+    for (const auto& [since, error] : std::vector<std::pair<std::string, std::string>>{
+             {"yesterday", "invalid time 'yesterday': expected ISO 8601 like 2026-11-26 or 2026-11-26T04:30:00Z"},
+             {"-1d", "invalid duration '-1d': write it without a sign, like 5m"},
+             {"7D", "invalid duration '7D': the unit is one of s, m, h, d and w, in lower case"},
+             {"0s", "invalid duration '0s': it must be longer than zero"},
+             {"", "expected a duration back from now (7d) or a time (2026-11-26T04:30Z), not nothing"},
+             {"0001-01-01", "invalid time '0001-01-01': before 1970, where Unix time begins"}}) {
+        auto r = run_depgraph({"edges", "--since", since});
+        CHECK(r.exit_code == 2);
+        CHECK(r.err == "depgraph: error: --since: " + error + "\n");
+    }
+    auto mistyped = run_depgraph({"rendr", "-o", "-"});
+    CHECK(mistyped.exit_code == 2);
+    CHECK(mistyped.err ==
+          "depgraph: error: unknown subcommand 'rendr': use one of edges, hosts, merge, render, impact, deps\n");
+    auto merge_to_stdout = run_depgraph({"merge", "-o", "-", "x.db"});
+    CHECK(merge_to_stdout.exit_code == 1);
+    CHECK(merge_to_stdout.err ==
+          "depgraph: error: merge writes a database file, not standard output: give -o a file name\n");
+    auto glob = run_depgraph({"render", "-o", "-", "--exclude", "db-[0-9"});
+    CHECK(glob.exit_code == 2);
+    CHECK(glob.err == "depgraph: error: --exclude: '[' at character 4 is never closed\n");
 }
 
 TEST_CASE("--roles must name a readable file, not a directory") {
@@ -121,6 +142,14 @@ TEST_CASE("--roles must name a readable file, not a directory") {
         CHECK(r.out.empty());
         CHECK(r.err == "depgraph: error: cannot read roles file " + roles + ": " + why + "\n");
     }
+    // fnmatch() would read an unclosed '[' as itself: the rule would match nothing, silently.
+    std::ofstream(dir.file("bad.roles")) << "db-* storage\n[abc backend\n";
+    std::vector<std::string> args{"render", "-o", "-", "--format", "json", "--group-by", "role", "--roles",
+                                  dir.file("bad.roles")};
+    for (const auto& a : db_args(dbs)) args.push_back(a);
+    auto r = run_depgraph(args);
+    CHECK(r.exit_code == 1);
+    CHECK(r.err == "depgraph: error: " + dir.file("bad.roles") + ":2: pattern [abc: '[' at character 1 is never closed\n");
 }
 
 TEST_CASE("a WAL database in a directory the reader cannot write is refused with the reason") {
@@ -217,4 +246,16 @@ TEST_CASE("every command that writes to standard output reports a failed write")
         CHECK(r.exit_code == 1);
         CHECK(r.err == "depgraph: error: cannot write to standard output: No space left on device\n");
     }
+}
+
+TEST_CASE("table columns line up by characters, not bytes") {
+    TempDir dir;
+    {
+        HostDb db(dir.file("h.db"), "сервер-01");  // 9 characters, 15 bytes
+        db.bucket(db.edge("out", "app", "198.18.0.1", "198.18.0.2", 80), kT0, {.connects = 1});
+    }
+    auto r = run_depgraph({"edges", "--db", dir.file("h.db"), "--since", "2025-01-01"});
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.out.rfind("HOST       DIR  PROCESS", 0) == 0);
+    CHECK(r.out.find("\nсервер-01  out  app ") != std::string::npos);
 }

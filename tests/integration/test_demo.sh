@@ -77,9 +77,10 @@ check(impact["matched"] == ["db-01/postgres"], "impact matched %s" % impact["mat
 got = {d["node"]: d["depth"] for d in impact["dependents"]}
 check(got == expected_dependents, "impact.json dependents: %s" % got)
 
-# What the terminal showed: a table with DEPTH and NODE columns.
+# What the terminal showed: what the target matched, then a table with DEPTH and NODE columns.
 lines = [l.split() for l in open(out + "/impact.txt") if l.strip()]
-header, rows = lines[0], lines[1:]
+headline, header, rows = lines[0], lines[1], lines[2:]
+check(headline[:5] == ["Who", "depends", "on", "db-01:5432", "(db-01/postgres),"], "impact.txt headline: %s" % headline)
 check(header[:2] == ["DEPTH", "NODE"], "impact.txt header: %s" % header)
 printed = {r[1]: int(r[0]) for r in rows}
 check(printed == expected_dependents, "impact.txt dependents: %s" % printed)

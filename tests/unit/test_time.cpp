@@ -50,4 +50,8 @@ TEST_CASE("a time point is a duration back from now or an absolute time") {
     CHECK(*parse_time_point("1h", 10000) == 6400);
     CHECK(*parse_time_point("2026-11-26T04:26:38Z", 0) == 1795667198);
     CHECK_FALSE(parse_time_point("1x", 0).ok());
+    CHECK(*parse_time_point("9223372036854775807s", 1795667198) == 0);  // further back than 1970: from 1970
+    CHECK(parse_time_point("-1d", 0).error().message == "invalid duration '-1d': write it without a sign, like 5m");
+    CHECK(parse_time_point("1969-12-31", 0).error().message ==
+          "invalid time '1969-12-31': before 1970, where Unix time begins");
 }
