@@ -142,9 +142,9 @@ Status replace_file(const std::string& path, const std::string& bytes) {
 }
 
 // "-" is standard output. A regular file, or a name that is free, is
-// replaced whole (replace_file). Anything else is written in place, as
-// opening it would: a device (/dev/null), a FIFO, or a symlink, which may be
-// /dev/stdout or point into a directory that is not ours to write in.
+// replaced whole (replace_file); so is the regular file a symlink points to,
+// when its directory is ours to write in. Anything else is written in place,
+// as opening it would: a device (/dev/null), a FIFO, /dev/stdout.
 Status write_output(const std::string& output, const std::string& bytes) {
     if (output == "-") {
         if (!write_all(STDOUT_FILENO, bytes)) return errno_error("cannot write to standard output", errno);
@@ -152,6 +152,14 @@ Status write_output(const std::string& output, const std::string& bytes) {
     }
     struct stat st {};
     if (::lstat(output.c_str(), &st) != 0 || S_ISREG(st.st_mode)) return replace_file(output, bytes);
+    if (S_ISLNK(st.st_mode)) {
+        std::error_code ec;
+        auto target = std::filesystem::canonical(output, ec);
+        if (!ec && std::filesystem::is_regular_file(target, ec) &&
+            ::access(target.parent_path().c_str(), W_OK) == 0) {
+            return replace_file(target.string(), bytes);
+        }
+    }
     UniqueFd fd(::open(output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666));  // a dangling link's target
     if (!fd.valid() || !write_all(fd.get(), bytes) || ::close(fd.release()) != 0) {
         return errno_error("cannot write " + output, errno);

@@ -209,6 +209,13 @@ TEST_CASE("an output file is replaced whole or left as it was") {
     CHECK(r.exit_code == 1);
     CHECK(r.err == "depgraph: error: cannot write " + output + ": File too large\n");
     CHECK(read_file(output) == "the previous graph\n");
+    // Through a symlink: the file it points to is replaced whole, or left as it was, too.
+    auto link = dir.file("latest.json");
+    std::filesystem::create_symlink(output, link);
+    auto through_link = run_depgraph({"render", "--db", db, "-o", link}, {"prlimit", "--fsize=40960"});
+    CHECK(through_link.exit_code == 1);
+    CHECK(read_file(output) == "the previous graph\n");
+    CHECK(std::filesystem::is_symlink(link));
     for (const auto& file : std::filesystem::directory_iterator(dir.path)) {
         CHECK(file.path().filename().string().rfind("graph.json.", 0) != 0);  // no temporary file left
     }
@@ -220,6 +227,9 @@ TEST_CASE("an output file is replaced whole or left as it was") {
     CHECK(drawn.err == "depgraph: error: cannot hand the rendered file over: File too large\n");
     CHECK_FALSE(std::filesystem::exists(svg));
 
+    REQUIRE(run_depgraph({"render", "--db", db, "-o", link}).exit_code == 0);
+    CHECK(std::filesystem::is_symlink(link));
+    CHECK(read_file(output).rfind("{", 0) == 0);
     REQUIRE(run_depgraph({"render", "--db", db, "-o", output}).exit_code == 0);
     CHECK(read_file(output).rfind("{", 0) == 0);
     struct stat st {};
