@@ -209,10 +209,11 @@ Result<std::string> format_from(const std::string& output, const std::string& gi
     std::string ext = std::filesystem::path(output).extension().string();
     if (ext.empty()) return formats[0];
     std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+    std::string_view named;  // a format this command may not write: `impact -o x.png`
     for (const auto& [extension, format] : kExtensions) {
-        if (ext == extension && std::find(formats.begin(), formats.end(), format) != formats.end()) {
-            return std::string(format);
-        }
+        if (ext != extension) continue;
+        if (std::find(formats.begin(), formats.end(), format) != formats.end()) return std::string(format);
+        named = format;
     }
     std::string accepted;  // ".txt, .json, .svg, .dot/.gv": each format's extensions, in the formats' order
     for (const auto& format : formats) {
@@ -223,6 +224,10 @@ Result<std::string> format_from(const std::string& output, const std::string& gi
             accepted += (first ? "" : "/") + std::string(extension);
             first = false;
         }
+    }
+    if (!named.empty()) {
+        return Error{printable(output) + ": this command does not write " + std::string(named) + "; use " + accepted +
+                     ", or --format"};
     }
     return Error{"cannot tell the format from the extension of " + printable(output) + ": use " + accepted +
                  ", or --format"};
@@ -392,6 +397,7 @@ Status run_walk(const WalkArgs& args) {
         auto options = render_options(args.graph, std::string("depgraph ") +
                                                       (args.dependencies ? "deps" : "impact") + " of " +
                                                       args.target + ": " + window_text(graph.window));
+        options.layout = args.layout;
         for (size_t n : target->nodes) options.highlight.insert(*drawn.find(graph.nodes[n].id));
         auto bytes = draw(drawn, format, options);
         if (!bytes) return bytes.error();

@@ -38,11 +38,12 @@ struct GraphOptions {
 struct RenderArgs {
     GraphOptions graph;
     std::string output;
-    std::string layout;
+    std::string layout;  // a Graphviz engine; empty: chosen by the graph's size and shape
 };
 
 struct WalkArgs {
     GraphOptions graph;
+    std::string layout;  // as RenderArgs's, for svg and dot
     std::string target;
     int depth = 0;
     bool dependencies = false;  // deps rather than impact

@@ -149,6 +149,11 @@ struct WholeNumberValidator : CLI::Validator {
     }
 };
 
+void add_layout(CLI::App& cmd, std::string& layout) {
+    cmd.add_option("--layout", layout, "Graphviz engine (default: chosen by the graph's size and shape)")
+        ->check(CLI::IsMember({"dot", "sfdp", "neato"}));
+}
+
 void add_graph_options(CLI::App& cmd, GraphOptions& g) {
     cmd.add_option("--group-by", g.group_by, "one node per process, host or role")
         ->check(CLI::IsMember({"process", "host", "role"}))
@@ -213,8 +218,7 @@ int run(int argc, char** argv) {
         ->check(PathValidator())
         ->required();
     add_file_format(*render, render_args.graph.inputs, kRenderFormats);
-    render->add_option("--layout", render_args.layout, "Graphviz engine (default: chosen by the graph's size and shape)")
-        ->check(CLI::IsMember({"dot", "sfdp", "neato"}));
+    add_layout(*render, render_args.layout);
     render->footer("Examples:\n  depgraph render --db fleet.db -o fleet.svg\n"
                    "  depgraph render --db fleet.db --group-by role --since 7d -o roles.png");
     render->callback([&] {
@@ -239,6 +243,7 @@ int run(int argc, char** argv) {
         cmd->add_option("--depth", walk_args->depth, "how many hops to follow (default: all)")
             ->check(WholeNumberValidator(1));
         add_file_format(*cmd, walk_args->graph.inputs, kWalkFormats);
+        add_layout(*cmd, walk_args->layout);
         cmd->add_option("-o,--output", walk_args->output, "output file, '-' for standard output")
             ->check(PathValidator())
             ->capture_default_str();

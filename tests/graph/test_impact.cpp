@@ -283,7 +283,17 @@ TEST_CASE("without --format, impact writes what the output file's extension name
     CHECK(read_file(dir.file("impact.txt")).find("\nDEPTH") != std::string::npos);
     auto png = impact_to("impact.png");  // impact draws svg or dot only
     CHECK(png.exit_code == 1);
-    CHECK(png.err == "depgraph: error: cannot tell the format from the extension of " + dir.file("impact.png") +
+    CHECK(png.err == "depgraph: error: " + dir.file("impact.png") +
+                         ": this command does not write png; use .txt, .json, .svg, .dot/.gv, or --format\n");
+    // --layout as render's: the engine named in the DOT, which `dot` then runs.
+    std::vector<std::string> neato{"impact", "cache-01", "--since", "2025-11-01", "--layout", "neato", "-o",
+                                   dir.file("neato.dot")};
+    for (const auto& a : db_args(dbs)) neato.push_back(a);
+    REQUIRE(run_depgraph(neato).exit_code == 0);
+    CHECK(read_file(dir.file("neato.dot")).find("layout=neato") != std::string::npos);
+    auto pdf = impact_to("impact.pdf");
+    CHECK(pdf.exit_code == 1);
+    CHECK(pdf.err == "depgraph: error: cannot tell the format from the extension of " + dir.file("impact.pdf") +
                          ": use .txt, .json, .svg, .dot/.gv, or --format\n");
 }
 
