@@ -20,8 +20,11 @@ namespace depgraph::fixture {
 struct Drawn {
     std::string kind;     // "node" or "edge"
     std::string tooltip;  // the xlink:title of the link Graphviz wraps it in
-    // The attributes of its first shape (path, polygon or ellipse): fill, stroke, stroke-width, stroke-dasharray.
+    // The attributes of its first shape (path, polygon or ellipse): fill, stroke, stroke-width, stroke-dasharray,
+    // stroke-opacity.
     std::map<std::string, std::string> shape;
+    std::vector<std::string> texts;  // its label's lines
+    std::string text_fill;           // the colour of its label's first line; empty: black
     std::string attribute(const std::string& name) const {
         auto it = shape.find(name);
         return it == shape.end() ? "" : it->second;
@@ -75,15 +78,20 @@ inline void collect(xmlNode* node, Svg& svg, size_t within) {
             if (name == "text") {
                 std::unique_ptr<xmlChar, decltype(xmlFree)> content(xmlNodeGetContent(node), xmlFree);
                 svg.texts.emplace_back(reinterpret_cast<const char*>(content.get()));
+                if (within != kOutside) {
+                    auto& drawn = svg.drawn[within];
+                    if (drawn.texts.empty()) drawn.text_fill = property(node, "fill");
+                    drawn.texts.push_back(svg.texts.back());
+                }
             } else if (name == "a" && xmlHasProp(node, BAD_CAST "title")) {
                 svg.tooltips.push_back(property(node, "title"));
                 if (within != kOutside && svg.drawn[within].tooltip.empty()) svg.drawn[within].tooltip = svg.tooltips.back();
             } else if (name == "g" && (property(node, "class") == "node" || property(node, "class") == "edge")) {
                 here = svg.drawn.size();
-                svg.drawn.push_back({property(node, "class"), "", {}});
+                svg.drawn.push_back({property(node, "class"), "", {}, {}, ""});
             } else if (within != kOutside && svg.drawn[within].shape.empty() &&
                        (name == "path" || name == "polygon" || name == "ellipse")) {
-                for (const char* attribute : {"fill", "stroke", "stroke-width", "stroke-dasharray"}) {
+                for (const char* attribute : {"fill", "stroke", "stroke-width", "stroke-dasharray", "stroke-opacity"}) {
                     if (xmlHasProp(node, BAD_CAST attribute)) svg.drawn[within].shape[attribute] = property(node, attribute);
                 }
             }

@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "graph/model.hpp"
+#include "graph/render_graphviz.hpp"
 #include "tests/graph/fixture_db.hpp"
 #include "tests/graph/small_fleet.hpp"
 #include "tests/graph/svg.hpp"
@@ -53,7 +55,7 @@ TEST_CASE("render svg: a well-formed document with every node's label") {
     CHECK(svg.has_text(":80 (40)"));
 }
 
-TEST_CASE("render svg: failed edges red and dashed, disputed ones orange, external nodes dashed and grey") {
+TEST_CASE("render svg: failed edges red and dashed, disputed ones orange, external nodes dashed and filled") {
     TempDir dir;
     auto r = run_depgraph(render_args(write_small_fleet(dir), {"-o", "-", "--format", "svg"}));
     INFO(r.err);
@@ -69,7 +71,7 @@ TEST_CASE("render svg: failed edges red and dashed, disputed ones orange, extern
     CHECK(look("edge", "web-01/app -> cache-01/redis:6379, 12 connections, 0 failed, the two hosts' counts disagree "
                        "(the larger is shown)") == "none darkorange ");
     for (const char* external : {"93.184.216.34", "203.0.113.5", "198.18.0.77"}) {
-        CHECK(look("node", external) == "none #666666 5,2");
+        CHECK(look("node", external) == "#fff2cc #cd6600 5,2");  // darkorange3: not a host's grey frame
     }
     CHECK(look("node", "db-01/postgres") == "lightblue black ");
     CHECK(look("node", "web-02/app") == "white black ");
@@ -270,5 +272,136 @@ TEST_CASE("a client that calls one service on two ports draws two edges, one per
     CHECK(drawn == 2);
     auto texts = parse_svg(svg.out);
     CHECK(texts.has_text(":80 (3)"));
-    CHECK(texts.has_text(":443 (5)"));
+    CHECK(texts.has_text(":443 (5, 1 failed)"));
+}
+
+TEST_CASE("a failed edge's label counts its failures, in red, and the edge is drawn over the others") {
+    TempDir dir;
+    auto r = run_depgraph(render_args(write_small_fleet(dir), {"-o", "-", "--format", "svg"}));
+    REQUIRE(r.exit_code == 0);
+    auto svg = parse_svg(r.out);
+    const auto& external = svg.find("edge", "web-01/app -> 93.184.216.34:443, 3 connections, 1 failed");
+    CHECK(external.texts == std::vector<std::string>{":443 (3, 1 failed)"});
+    CHECK(external.text_fill == "red");
+    const auto& db = svg.find("edge", "web-02/app -> db-01/postgres:5432, 6 connections, 2 failed");
+    CHECK(db.texts == std::vector<std::string>{":5432 (6, 2 failed)"});
+    CHECK(db.text_fill == "red");
+    const auto& ok = svg.find("edge", "web-01/app -> db-01/postgres:5432, 10 connections, 0 failed");
+    CHECK(ok.texts == std::vector<std::string>{":5432 (10)"});
+    CHECK(ok.text_fill.empty());
+    // Graphviz paints edges in the order they come: those of the two clients with failed edges last, so no
+    // other client's edge covers a red one; and the thinner red one (4 attempts, where the graph's edges run
+    // from 1 to 40) still wide.
+    std::vector<std::string> edges;
+    for (const auto& d : svg.drawn) {
+        if (d.kind == "edge") edges.push_back(d.tooltip);
+    }
+    REQUIRE(edges.size() == 8);
+    for (size_t i = 0; i < edges.size(); i++) {
+        INFO(edges[i]);
+        bool failing_client = edges[i].rfind("web-01/app -> ", 0) == 0 || edges[i].rfind("web-02/app -> ", 0) == 0;
+        CHECK(failing_client == (i >= 4));
+    }
+    CHECK(external.attribute("stroke-width") == "2.5");
+}
+
+TEST_CASE("edge widths run from the graph's quietest edge to its busiest; crowded edges are translucent") {
+    TempDir dir;
+    auto r = run_depgraph(render_args(write_small_fleet(dir), {"-o", "-", "--format", "svg"}));
+    REQUIRE(r.exit_code == 0);
+    auto svg = parse_svg(r.out);
+    auto width = [&](const std::string& tooltip) { return svg.find("edge", tooltip).attribute("stroke-width"); };
+    CHECK(width("198.18.0.77 -> cache-01/redis:6379, 1 connections, 0 failed") == "0.5");  // the quietest
+    CHECK(width("203.0.113.5 -> web-01/nginx:80, 40 connections, 0 failed") == "4");      // the busiest
+    // 0.5 + 3.5 * (log 11 - log 2) / (log 41 - log 2)
+    CHECK(width("web-01/app -> db-01/postgres:5432, 10 connections, 0 failed") == "2.48");
+    // a graph too big for edge labels: its edges half transparent
+    write_ring(dir.file("ring.db"), 30, 7);
+    auto ring = run_depgraph({"render", "--db", dir.file("ring.db"), "-o", "-", "--format", "svg"});
+    REQUIRE(ring.exit_code == 0);
+    auto crowded = parse_svg(ring.out);
+    const auto& edge = crowded.find("edge", "ring-0/svc0 -> ring-1/svc1:9000, 1 connections, 0 failed");
+    CHECK(edge.attribute("stroke") == "#1f3b60");
+    CHECK(edge.attribute("stroke-opacity") == "0.501961");
+}
+
+TEST_CASE("host boxes only under dot: sfdp and neato label every node with its host") {
+    TempDir dir;
+    auto dbs = write_small_fleet(dir);
+    for (const char* engine : {"sfdp", "neato"}) {
+        INFO(engine);
+        auto r = run_depgraph(render_args(dbs, {"-o", "-", "--format", "svg", "--layout", engine}));
+        REQUIRE(r.exit_code == 0);
+        CHECK(r.out.find("class=\"cluster\"") == std::string::npos);
+        auto svg = parse_svg(r.out);
+        // web-01's two processes, which dot draws as "nginx" and "app" in a box labelled web-01
+        CHECK(svg.has_text("web-01/nginx"));
+        CHECK(svg.has_text("web-01/app"));
+        CHECK_FALSE(svg.has_text("nginx"));
+        CHECK_FALSE(svg.has_text("web-01"));
+    }
+    auto dot = run_depgraph(render_args(dbs, {"-o", "-", "--format", "dot", "--layout", "sfdp"}));
+    REQUIRE(dot.exit_code == 0);
+    CHECK(dot.out.find("cluster_") == std::string::npos);
+}
+
+TEST_CASE("the impact target keeps its own look: an external one stays dashed") {
+    TempDir dir;
+    auto dbs = write_small_fleet(dir);
+    std::vector<std::string> impact{"impact", "93.184.216.34:443", "--since", "2025-01-01", "--format", "svg"};
+    for (const auto& a : db_args(dbs)) impact.push_back(a);
+    auto r = run_depgraph(impact);
+    REQUIRE(r.exit_code == 0);
+    auto svg = parse_svg(r.out);
+    const auto& target = svg.find("node", "93.184.216.34");
+    CHECK(target.attribute("fill") == "gold");
+    CHECK(target.attribute("stroke-width") == "3");
+    CHECK(target.attribute("stroke-dasharray") == "5,2");
+}
+
+namespace {
+
+// `tiers` tiers of `width` nodes, each node calling every node of the next tier: layered.
+depgraph::Graph layered(int tiers, int width) {
+    depgraph::Graph g;
+    auto id = [](int tier, int i) { return "h" + std::to_string(tier) + "-" + std::to_string(i) + "/p"; };
+    for (int t = 0; t + 1 < tiers; t++) {
+        for (int i = 0; i < width; i++) {
+            for (int j = 0; j < width; j++) {
+                auto from = g.node(id(t, i), depgraph::NodeKind::client, id(t, i), "p");
+                auto to = g.node(id(t + 1, j), depgraph::NodeKind::client, id(t + 1, j), "p");
+                g.connect(from, to, 80, {.connections = 1}, false);
+            }
+        }
+    }
+    return g;
+}
+
+void call(depgraph::Graph& g, const std::string& from, const std::string& to) {
+    g.connect(*g.find(from), *g.find(to), 81, {.connections = 1}, false);
+}
+
+}  // namespace
+
+TEST_CASE("dot is chosen while few edges lie on cycles, however many edges the graph has") {
+    auto g = layered(15, 5);  // 14 * 25 = 350 edges
+    REQUIRE(g.edges.size() == 350);
+    CHECK(depgraph::choose_layout(g) == "dot");
+    call(g, "h1-0/p", "h0-0/p");  // one cycle of 2 edges
+    call(g, "h3-0/p", "h3-0/p");  // a self-loop, on no cycle that matters to dot
+    CHECK(depgraph::choose_layout(g) == "dot");
+    call(g, "h14-0/p", "h0-0/p");  // now every edge from h0-0 to h14-0 lies on a cycle, far more than 150
+    CHECK(depgraph::choose_layout(g) == "sfdp");
+    CHECK(depgraph::choose_layout(layered(101, 5)) == "dot");    // 2,500 edges, none on a cycle
+    CHECK(depgraph::choose_layout(layered(102, 5)) == "sfdp");   // 2,525: too many for dot, cycles or not
+
+    // a chain of 20,000 nodes closed into one cycle: walked without recursion
+    depgraph::Graph ring;
+    for (int i = 0; i < 20000; i++) {
+        auto from = ring.node("n" + std::to_string(i), depgraph::NodeKind::client, "n" + std::to_string(i), "");
+        auto to = ring.node("n" + std::to_string((i + 1) % 20000), depgraph::NodeKind::client,
+                            "n" + std::to_string((i + 1) % 20000), "");
+        ring.connect(from, to, 80, {.connections = 1}, false);
+    }
+    CHECK(depgraph::choose_layout(ring) == "sfdp");
 }
