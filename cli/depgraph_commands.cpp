@@ -360,12 +360,14 @@ Status run_render(const RenderArgs& args) {
     auto fleet = load_fleet(args.graph);
     if (!fleet) return fleet.error();
     // Still drawn (a script may expect the file), but a picture of nothing is rarely what was meant.
+    // The filters are named in the title too, so that a filtered picture does not pass for the whole fleet.
+    auto filters = filters_text(args.graph.filters);
     if (fleet->graph.nodes.empty()) {
-        auto filters = filters_text(args.graph.filters);
         std::cerr << "depgraph: warning: the graph is empty from " << window_text(fleet->graph.window)
                   << (filters.empty() ? "" : " with " + filters) << '\n';
     }
-    auto options = render_options(args.graph, "depgraph: " + window_text(fleet->graph.window));
+    auto options = render_options(args.graph, "depgraph: " + window_text(fleet->graph.window) +
+                                                  (filters.empty() ? "" : " (" + filters + ")"));
     options.layout = args.layout;
     auto bytes = draw(fleet->graph, *format, options);
     if (!bytes) return bytes.error();
@@ -394,9 +396,11 @@ Status run_walk(const WalkArgs& args) {
         for (size_t n : target->nodes) keep[n] = true;
         for (const auto& r : reached) keep[r.node] = true;
         auto drawn = subgraph(graph, keep);
+        auto filters = filters_text(args.graph.filters);
         auto options = render_options(args.graph, std::string("depgraph ") +
                                                       (args.dependencies ? "deps" : "impact") + " of " +
-                                                      args.target + ": " + window_text(graph.window));
+                                                      args.target + ": " + window_text(graph.window) +
+                                                      (filters.empty() ? "" : " (" + filters + ")"));
         options.layout = args.layout;
         for (size_t n : target->nodes) options.highlight.insert(*drawn.find(graph.nodes[n].id));
         auto bytes = draw(drawn, format, options);

@@ -359,6 +359,22 @@ TEST_CASE("the impact target keeps its own look: an external one stays dashed") 
     CHECK(target.attribute("stroke-dasharray") == "5,2");
 }
 
+TEST_CASE("the title names the filters, so a filtered picture does not pass for the whole fleet") {
+    TempDir dir;
+    auto dbs = write_small_fleet(dir);
+    auto r = run_depgraph(render_args(dbs, {"-o", "-", "--format", "svg", "--exclude", "batch-*", "--no-external",
+                                            "--min-connections", "5"}));
+    REQUIRE(r.exit_code == 0);
+    CHECK(parse_svg(r.out).has_text(
+        "depgraph: the beginning to now (--exclude batch-*, --no-external, --min-connections 5)"));
+    std::vector<std::string> impact{"impact", "cache-01", "--since", "2025-01-01", "--format", "svg",
+                                    "--min-connections", "5"};
+    for (const auto& a : db_args(dbs)) impact.push_back(a);
+    auto walked = run_depgraph(impact);
+    REQUIRE(walked.exit_code == 0);
+    CHECK(parse_svg(walked.out).has_text("depgraph impact of cache-01: 2025-01-01T00:00:00Z to now (--min-connections 5)"));
+}
+
 namespace {
 
 // `tiers` tiers of `width` nodes, each node calling every node of the next tier: layered.
