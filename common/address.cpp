@@ -22,4 +22,10 @@ bool is_loopback_address(const std::string& addr) {
     return addr.rfind("127.", 0) == 0 || addr == "::1";
 }
 
+std::string address_and_port(std::string_view addr, int port) {
+    bool v6 = addr.find(':') != std::string_view::npos;
+    std::string text(addr);
+    return (v6 ? "[" + text + "]" : text) + ":" + std::to_string(port);
+}
+
 }  // namespace depgraph

@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace depgraph {
 
@@ -12,5 +13,8 @@ namespace depgraph {
 std::string format_address(int family, const uint8_t* bytes);
 
 bool is_loopback_address(const std::string& addr);
+
+// "198.18.5.5:80", "[2001:2::5]:80".
+std::string address_and_port(std::string_view addr, int port);
 
 }  // namespace depgraph

@@ -4,6 +4,7 @@
 #include <map>
 #include <tuple>
 
+#include "common/address.hpp"
 
 namespace depgraph {
 namespace {
@@ -28,13 +29,6 @@ std::vector<EdgeRecord> split_edge(const EdgeRecord& e,
         i++;
     }
     return parts;
-}
-
-// "198.18.5.5:80", "[2001:2::5]:80".
-std::string address_and_port(std::string_view addr, int port) {
-    bool v6 = addr.find(':') != std::string::npos;
-    std::string text(addr);
-    return (v6 ? "[" + text + "]" : text) + ":" + std::to_string(port);
 }
 
 }  // namespace

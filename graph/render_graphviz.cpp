@@ -21,6 +21,7 @@
 #include <memory>
 #include <numeric>
 
+#include "common/address.hpp"
 #include "common/time.hpp"
 #include "common/unique_fd.hpp"
 #include "graph/text.hpp"
@@ -147,10 +148,13 @@ std::string via_text(const Edge& e) {
 }
 
 // `shown_ids`: each node's id as label text, by node index.
-std::string edge_tooltip(const std::vector<std::string>& shown_ids, const Edge& e) {
-    std::string text = shown_ids[e.source] + " -> " + shown_ids[e.target] + ":" + std::to_string(e.port) + ", " +
-                       std::to_string(e.traffic.connections) + " connections, " + std::to_string(e.traffic.failed) +
-                       " failed";
+std::string edge_tooltip(const Graph& graph, const std::vector<std::string>& shown_ids, const Edge& e) {
+    // An external IPv6 address in brackets: fd00::99:80 would read as one address.
+    std::string service = graph.nodes[e.target].kind == NodeKind::external
+                              ? address_and_port(shown_ids[e.target], e.port)
+                              : shown_ids[e.target] + ":" + std::to_string(e.port);
+    std::string text = shown_ids[e.source] + " -> " + service + ", " + std::to_string(e.traffic.connections) +
+                       " connections, " + std::to_string(e.traffic.failed) + " failed";
     if (e.disputed) text += ", the two hosts' counts disagree (the larger is shown)";
     if (!e.via.empty()) text += ", " + via_text(e);
     return text;
@@ -261,7 +265,7 @@ CGraph build(const Graph& graph, const RenderOptions& options, const std::string
         char penwidth[16];
         auto written = std::to_chars(penwidth, penwidth + sizeof penwidth, width, std::chars_format::fixed, 2);
         set(edge, "penwidth", std::string(penwidth, written.ptr));
-        set(edge, "tooltip", edge_tooltip(shown_ids, e));
+        set(edge, "tooltip", edge_tooltip(graph, shown_ids, e));
         if (labelled) {
             std::string label = ":" + std::to_string(e.port) + " (" + std::to_string(e.traffic.connections);
             if (failed) label += ", " + std::to_string(e.traffic.failed) + " failed";

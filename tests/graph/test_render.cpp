@@ -421,3 +421,15 @@ TEST_CASE("dot is chosen while few edges lie on cycles, however many edges the g
     }
     CHECK(depgraph::choose_layout(ring) == "sfdp");
 }
+
+TEST_CASE("an external IPv6 service is written in brackets in its edge's tooltip") {
+    TempDir dir;
+    {
+        HostDb client(dir.file("c-01.db"), "c-01");
+        client.address("2001:db8::1", kT0, kT0 + 600);
+        client.bucket(client.edge("out", "app", "2001:db8::1", "2001:db8::9", 443), kT0, {.connects = 3});
+    }
+    auto r = run_depgraph(render_args({dir.file("c-01.db")}, {"-o", "-", "--format", "svg"}));
+    REQUIRE(r.exit_code == 0);
+    CHECK(parse_svg(r.out).has_tooltip("c-01/app -> [2001:db8::9]:443, 3 connections, 0 failed"));
+}
