@@ -20,6 +20,7 @@
 #include <cstring>
 #include <memory>
 #include <numeric>
+#include <set>
 
 #include "common/address.hpp"
 #include "common/time.hpp"
@@ -44,15 +45,11 @@ constexpr double kThinnest = 0.5;
 constexpr double kThickest = 4.0;
 constexpr double kFailedWidth = 2.5;
 
-// The edges that lie on a cycle: those joining two nodes of one strongly
-// connected component (Tarjan's, iterative: a fleet's 20,000 edges can chain
-// deeper than the stack goes). A self-loop costs dot nothing and is not counted.
-size_t edges_on_cycles(const Graph& graph) {
-    size_t count = graph.nodes.size();
-    std::vector<std::vector<size_t>> next(count);
-    for (const auto& e : graph.edges) {
-        if (e.source != e.target) next[e.source].push_back(e.target);
-    }
+// Each node's strongly connected component, given each node's successors
+// (Tarjan's, iterative: a fleet's 20,000 edges can chain deeper than the
+// stack goes). Two nodes share a component when each reaches the other.
+std::vector<size_t> components_of(const std::vector<std::vector<size_t>>& next) {
+    size_t count = next.size();
     constexpr size_t kUnseen = SIZE_MAX;
     std::vector<size_t> seen_at(count, kUnseen), low(count), component(count);
     std::vector<bool> on_stack(count);
@@ -92,9 +89,62 @@ size_t edges_on_cycles(const Graph& graph) {
             components++;
         }
     }
+    return component;
+}
+
+// The components of the graph whose nodes are `unit_of` the graph's nodes,
+// by unit. A self-loop joins a unit to nothing.
+std::vector<size_t> unit_components(const Graph& graph, const std::vector<size_t>& unit_of, size_t units) {
+    std::vector<std::vector<size_t>> next(units);
+    for (const auto& e : graph.edges) {
+        if (unit_of[e.source] != unit_of[e.target]) next[unit_of[e.source]].push_back(unit_of[e.target]);
+    }
+    return components_of(next);
+}
+
+// The edges that lie on a cycle: those joining two nodes of one component.
+// A self-loop costs dot nothing and is not counted.
+size_t edges_on_cycles(const Graph& graph) {
+    std::vector<size_t> itself(graph.nodes.size());
+    std::iota(itself.begin(), itself.end(), 0);
+    auto component = unit_components(graph, itself, graph.nodes.size());
     return static_cast<size_t>(std::count_if(graph.edges.begin(), graph.edges.end(), [&](const Edge& e) {
         return e.source != e.target && component[e.source] == component[e.target];
     }));
+}
+
+// The hosts dot can draw as boxes: those with two processes or more (a box
+// earns its place only then; and cgraph's cost grows with nodes times
+// subgraphs), less those on a cycle once each box is one node. dot ranks a
+// box as a whole: a host that calls a service that calls back into it ("trouble
+// in init_rank") came out with its box and the service on one rank, and
+// edges lost.
+std::set<std::string> boxed_hosts(const Graph& graph) {
+    std::map<std::string, int> processes_on;
+    for (const auto& n : graph.nodes) {
+        if (n.kind != NodeKind::external) processes_on[n.host]++;
+    }
+    std::map<std::string, size_t> unit_of_host;
+    std::vector<size_t> unit_of(graph.nodes.size());
+    size_t units = 0;
+    for (size_t i = 0; i < graph.nodes.size(); i++) {
+        const auto& n = graph.nodes[i];
+        if (n.kind == NodeKind::external || processes_on[n.host] < 2) {
+            unit_of[i] = units++;
+        } else {
+            auto [it, added] = unit_of_host.try_emplace(n.host, units);
+            if (added) units++;
+            unit_of[i] = it->second;
+        }
+    }
+    auto component = unit_components(graph, unit_of, units);
+    std::vector<size_t> members(units);
+    for (size_t c : component) members[c]++;
+    std::set<std::string> boxed;
+    for (const auto& [host, unit] : unit_of_host) {
+        if (members[component[unit]] == 1) boxed.insert(host);
+    }
+    return boxed;
 }
 
 // Graphviz reads backslash sequences (\N, \G, \l) in labels: a name must
@@ -183,11 +233,8 @@ CGraph build(const Graph& graph, const RenderOptions& options, const std::string
     // A box around a host earns its place only with two processes in it; and
     // cgraph's cost grows with nodes times subgraphs. Only dot draws the boxes:
     // under sfdp or neato a node labelled by its process alone could be on any host.
-    bool boxed = options.host_clusters && engine == "dot";
-    std::map<std::string, int> processes_on;
-    for (const auto& n : graph.nodes) {
-        if (n.kind != NodeKind::external) processes_on[n.host]++;
-    }
+    std::set<std::string> boxed;
+    if (options.host_clusters && engine == "dot") boxed = boxed_hosts(graph);
     std::map<std::string, Agraph_t*> clusters;
     std::vector<Agnode_t*> placed(graph.nodes.size());
     // Made once per node, not once per edge that names it.
@@ -205,7 +252,7 @@ CGraph build(const Graph& graph, const RenderOptions& options, const std::string
     for (size_t i : made_last(graph.nodes.size(), [&](size_t i) { return failing[i]; })) {
         const auto& n = graph.nodes[i];
         Agraph_t* parent = g.get();
-        if (boxed && n.kind != NodeKind::external && processes_on[n.host] > 1) {
+        if (n.kind != NodeKind::external && boxed.count(n.host)) {
             auto& cluster = clusters[n.host];
             if (!cluster) {
                 std::string cluster_name = "cluster_" + std::to_string(clusters.size());

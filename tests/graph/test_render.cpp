@@ -433,3 +433,32 @@ TEST_CASE("an external IPv6 service is written in brackets in its edge's tooltip
     REQUIRE(r.exit_code == 0);
     CHECK(parse_svg(r.out).has_tooltip("c-01/app -> [2001:db8::9]:443, 3 connections, 0 failed"));
 }
+
+// node-1's client calls pod/app, which calls node-1's sidecar back. Boxed, node-1 is one node to dot, on a
+// cycle with pod/app: dot put them on one rank ("trouble in init_rank") and lost edges. web-01's box (nginx
+// calls app, both in it) is on no cycle and stays.
+TEST_CASE("a host on a cycle with another node is not boxed; one that is not, is") {
+    TempDir dir;
+    auto dbs = write_small_fleet(dir);
+    {
+        HostDb node(dir.file("node-1.db"), "node-1");
+        node.address("198.18.9.1", kT0, kT0 + 600);
+        HostDb pod(dir.file("pod.db"), "pod");
+        pod.address("198.18.9.2", kT0, kT0 + 600);
+        node.bucket(node.edge("out", "client", "198.18.9.1", "198.18.9.2", 8080), kT0, {.connects = 4});
+        pod.bucket(pod.edge("in", "app", "198.18.9.2", "198.18.9.1", 8080), kT0, {.accepts = 4});
+        pod.bucket(pod.edge("out", "app", "198.18.9.2", "198.18.9.1", 9000), kT0, {.connects = 2});
+        node.bucket(node.edge("in", "sidecar", "198.18.9.1", "198.18.9.2", 9000), kT0, {.accepts = 2});
+    }
+    dbs.push_back(dir.file("node-1.db"));
+    dbs.push_back(dir.file("pod.db"));
+    auto r = run_depgraph(render_args(dbs, {"-o", "-", "--format", "svg", "--layout", "dot"}));
+    REQUIRE(r.exit_code == 0);
+    auto svg = parse_svg(r.out);
+    CHECK(svg.has_text("web-01"));  // the box's label
+    CHECK_FALSE(svg.has_text("node-1"));
+    CHECK(svg.has_text("node-1/client"));
+    CHECK(svg.has_text("node-1/sidecar"));
+    CHECK(svg.has_tooltip("node-1/client -> pod/app:8080, 4 connections, 0 failed"));
+    CHECK(svg.has_tooltip("pod/app -> node-1/sidecar:9000, 2 connections, 0 failed"));
+}
