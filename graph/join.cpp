@@ -92,7 +92,8 @@ public:
     // host's bundle. One whose address changed owner within its span (a
     // client's address re-used by another client, a service's moved) is
     // split among the owners by what each of them counted of it, less what
-    // the halves with a single owner already explain: placed after those.
+    // the halves placed before it already explain: placed after those with
+    // a single owner.
     void run() {
         std::vector<std::pair<const EdgeRecord*, std::set<std::string_view>>> shared;
         std::vector<std::pair<const EdgeRecord*, std::string_view>> single;
@@ -110,7 +111,11 @@ public:
         }
         if (!shared.empty()) {
             // Rare (addresses re-used within the window): the sums are built only then.
-            for (const auto& e : records_.edges) counted_[pair_of(e)] += connections_of(e);
+            for (const auto& e : records_.edges) {
+                counted_[pair_of(e)] += connections_of(e);
+                auto [seen, added] = seen_.try_emplace(pair_of(e), e.first_seen, e.last_seen);
+                seen->second = {std::min(seen->second.first, e.first_seen), std::max(seen->second.second, e.last_seen)};
+            }
             for (const auto& [e, far] : single) placed_[{pair_of(*e), far}] += connections_of(*e);
         }
         for (const auto& [e, far] : shared) place_shared(*e, far);
@@ -161,9 +166,8 @@ private:
         std::vector<int64_t> weights;
         for (auto owner : owners) {
             auto counted = counted_.find(seen_from(owner, e));
-            auto placed = placed_.find({pair_of(e), owner});
             weights.push_back(std::max<int64_t>(0, (counted == counted_.end() ? 0 : counted->second) -
-                                                       (placed == placed_.end() ? 0 : placed->second)));
+                                                       placed_[{pair_of(e), owner}]));
         }
         // No owner's agent counted it: it goes whole to the one that owned
         // the address longest while it lasted (the first by name on a tie).
@@ -178,7 +182,13 @@ private:
         auto parts = split_record(e, weights);
         for (size_t i = 0; i < owners.size(); i++) {
             if (weights[i] == 0) continue;
-            place(parts_.emplace_back(parts[i]), owners[i]);
+            // A part is seen when its owner saw the connections it stands for.
+            auto& part = parts_.emplace_back(parts[i]);
+            if (auto seen = seen_.find(seen_from(owners[i], e)); seen != seen_.end()) {
+                part.narrow(seen->second.first, seen->second.second);
+            }
+            placed_[{pair_of(e), owners[i]}] += connections_of(part);
+            place(part, owners[i]);
         }
     }
 
@@ -253,9 +263,11 @@ private:
     // The split halves' parts, which bundles point into: a deque never moves them.
     std::deque<EdgeRecord> parts_;
     // Per pair, what its side counted; per pair and far host, what the halves
-    // with one owner took there.
+    // placed so far took there.
     std::unordered_map<Pair, int64_t, KeyHash> counted_;
     std::unordered_map<std::pair<Pair, std::string_view>, int64_t, KeyHash> placed_;
+    // Per pair, the first and last time its side saw it.
+    std::unordered_map<Pair, std::pair<int64_t, int64_t>, KeyHash> seen_;
     std::string id_;  // process_node's buffer
 };
 

@@ -1,6 +1,7 @@
 #include "graph/nat.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <tuple>
 
@@ -16,17 +17,27 @@ bool overlaps(const TranslationRecord& t, const EdgeRecord& e) {
     return t.first_seen <= e.last_seen + kTimeSlack && t.last_seen >= e.first_seen - kTimeSlack;
 }
 
-// The far end of `e` as each of `targets` (address, port), weighted by flows.
+// Where NAT sent an edge's connections: their weight, and from the first to
+// the last bucket they were seen in.
+struct Target {
+    int64_t weight = 0;
+    int64_t first_seen = std::numeric_limits<int64_t>::max();
+    int64_t last_seen = std::numeric_limits<int64_t>::min();
+};
+
+// The far end of `e` as each of `targets` (address, port), weighted by flows,
+// each part seen when its translations were (within the edge's own span).
 std::vector<EdgeRecord> split_edge(const EdgeRecord& e,
-                                   const std::map<std::pair<std::string_view, int>, int64_t>& targets) {
+                                   const std::map<std::pair<std::string_view, int>, Target>& targets) {
     std::vector<int64_t> weights;
-    for (const auto& [target, weight] : targets) weights.push_back(std::max<int64_t>(weight, 1));
+    for (const auto& [address, target] : targets) weights.push_back(std::max<int64_t>(target.weight, 1));
     auto parts = split_record(e, weights);
     size_t i = 0;
-    for (const auto& [target, weight] : targets) {
-        parts[i].remote_addr = target.first;
-        parts[i].port = target.second;
-        i++;
+    for (const auto& [address, target] : targets) {
+        auto& part = parts[i++];
+        part.remote_addr = address.first;
+        part.port = address.second;
+        part.narrow(target.first_seen, target.last_seen);
     }
     return parts;
 }
@@ -52,18 +63,29 @@ void resolve_nat(Records& records) {
         // Where the client's dialled address really went, or whom the
         // server's NAT address really was: (address, port) -> flows.
         // The addresses are the translations'; their parts' copies go into the records' text.
-        std::map<std::pair<std::string_view, int>, int64_t> actual;
+        std::map<std::pair<std::string_view, int>, Target> actual;
         if (!e.loopback) {
             const auto& index = e.outgoing() ? by_dialled : by_nat;
             auto key = e.outgoing() ? MatchKey{e.local_addr, e.remote_addr, e.port}
                                     : MatchKey{e.remote_addr, e.local_addr, e.port};
             auto [begin, end] = index.equal_range(key);
+            std::vector<const TranslationRecord*> matched;
             for (auto it = begin; it != end; ++it) {
-                const auto& t = *it->second;
-                if (!overlaps(t, e)) continue;
-                auto target = e.outgoing() ? std::pair<std::string_view, int>{t.server_addr, t.server_port}
-                                           : std::pair<std::string_view, int>{t.client_addr, e.port};
-                actual[target] += t.flows > 0 ? t.flows : t.open;
+                if (overlaps(*it->second, e)) matched.push_back(it->second);
+            }
+            // Connections begin where flows did: a translation with none in the
+            // window is an entry conntrack keeps after its connections closed,
+            // or one only open throughout, which weighs by its open ones only
+            // when no translation of the edge had new flows.
+            bool any_flows = std::any_of(matched.begin(), matched.end(), [](auto* t) { return t->flows > 0; });
+            for (const auto* t : matched) {
+                int64_t weight = any_flows ? t->flows : t->open;
+                if (any_flows && weight == 0) continue;
+                auto& target = actual[e.outgoing() ? std::pair<std::string_view, int>{t->server_addr, t->server_port}
+                                                   : std::pair<std::string_view, int>{t->client_addr, e.port}];
+                target.weight += weight;
+                target.first_seen = std::min(target.first_seen, t->first_seen);
+                target.last_seen = std::max(target.last_seen, t->last_seen);
             }
         }
         if (actual.empty()) {

@@ -116,7 +116,9 @@ constexpr std::string_view kAgentNamespaces = "SELECT DISTINCT host, netns FROM 
 
 constexpr std::string_view kTranslations = R"sql(
 SELECT host, client_addr, nat_addr, dialled_addr, dialled_port, server_addr, server_port,
-       sum(flows), max(open), min(bucket_start), max(bucket_start + bucket_seconds)
+       sum(flows), max(open),
+       coalesce(min(CASE WHEN flows > 0 THEN bucket_start END), min(bucket_start)),
+       coalesce(max(CASE WHEN flows > 0 THEN bucket_start + bucket_seconds END), max(bucket_start + bucket_seconds))
 FROM nat_translations
 WHERE bucket_start >= ?1 AND bucket_start < ?2
 GROUP BY host, netns, client_addr, nat_addr, dialled_addr, dialled_port, server_addr, server_port

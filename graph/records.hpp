@@ -3,6 +3,7 @@
 // Everything the graph is built from comes through here.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -97,6 +98,13 @@ struct EdgeRecord {
     std::string_view via{};
 
     bool outgoing() const { return direction == "out"; }
+    // Narrowed to the part of its span within [first, last] (bucket bounds);
+    // as it was when they do not overlap.
+    void narrow(int64_t first, int64_t last) {
+        if (std::max(first, first_seen) >= std::min(last, last_seen)) return;
+        first_seen = std::max(first, first_seen);
+        last_seen = std::min(last, last_seen);
+    }
 };
 
 struct AddressRecord {
@@ -118,6 +126,8 @@ struct TranslationRecord {
     int server_port = 0;
     int64_t flows = 0;  // connections begun in the window
     int64_t open = 0;   // the largest open gauge in the window
+    // The buckets in which connections began; those it was only open in
+    // when it had none (conntrack keeps an entry after its connection closed).
     int64_t first_seen = 0;
     int64_t last_seen = 0;
 

@@ -495,3 +495,97 @@ TEST_CASE("external addresses take their names from a hosts file, never from DNS
     // a missing file names nothing
     CHECK(depgraph::HostNames::load("/nonexistent/hosts").name_of("127.0.0.1").empty());
 }
+
+namespace {
+
+// The edge source -> target: its connections, whether disputed, and from when to when (on 2025-11-26) it was seen.
+void check_edge(const json& g, const std::string& source, const std::string& target, int connections, bool disputed,
+                const std::string& first_seen, const std::string& last_seen) {
+    INFO(source << " -> " << target);
+    auto e = find_edge(g, source, target);
+    REQUIRE(e.is_object());
+    CHECK(e["connections"] == connections);
+    CHECK(e["disputed"] == disputed);
+    CHECK(e["first_seen"] == "2025-11-26T" + first_seen + "Z");
+    CHECK(e["last_seen"] == "2025-11-26T" + last_seen + "Z");
+}
+
+// cli-01/curl (198.18.70.100) calling 198.18.70.10:8080 in two minutes, 5 then 7, and x-01/python3 serving
+// the first 5 while it held the address, from kT0 + 45 to its agent's last flush at kT0 + 47. With
+// `y_agent`, y-01 took the address in the second minute and its agent counted the 7; without, a host with
+// no agent served them.
+std::vector<std::string> write_move(const TempDir& dir, bool y_agent) {
+    std::vector<std::string> dbs{dir.file("cli.db"), dir.file("x.db")};
+    HostDb client(dbs[0], "cli-01");
+    client.address("198.18.70.100", kT0, kT0 + 3600);
+    auto out = client.edge("out", "curl", "198.18.70.100", "198.18.70.10", 8080);
+    client.bucket(out, kT0, {.connects = 5});
+    client.bucket(out, kT0 + 60, {.connects = 7});
+    HostDb x(dbs[1], "x-01");
+    x.address("198.18.70.10", kT0 + 45, kT0 + 47);
+    x.bucket(x.edge("in", "python3", "198.18.70.10", "198.18.70.100", 8080), kT0, {.accepts = 5});
+    if (y_agent) {
+        dbs.push_back(dir.file("y.db"));
+        HostDb y(dbs[2], "y-01");
+        y.address("198.18.70.10", kT0 + 63, kT0 + 110);
+        y.bucket(y.edge("in", "python3", "198.18.70.10", "198.18.70.100", 8080), kT0 + 60, {.accepts = 7});
+    }
+    return dbs;
+}
+
+}  // namespace
+
+// Both pieces of a split half used to keep the whole half's times (00:00-00:02).
+TEST_CASE("a half split between an address's owners: each piece is seen when its owner saw it") {
+    TempDir dir;
+    auto g = render_json(write_move(dir, true));
+    REQUIRE(g["edges"].size() == 2);
+    check_edge(g, "cli-01/curl", "x-01/python3", 5, false, "00:00:00", "00:01:00");
+    check_edge(g, "cli-01/curl", "y-01/python3", 7, false, "00:01:00", "00:02:00");
+}
+
+// Without y-01's agent, the 7 are not told apart from x-01 serving them while its own agent was down, the
+// more common case, for which the issue's rule holds: the larger count is kept and the edge marked
+// (README, Known limits). Sending them to an external node would make a host whose agent died drop out of
+// `impact` for every client that came after.
+TEST_CASE("a half that outlasts its owner's records stays with the owner, the larger count kept and marked") {
+    TempDir dir;
+    auto g = render_json(write_move(dir, false));
+    REQUIRE(g["edges"].size() == 1);
+    check_edge(g, "cli-01/curl", "x-01/python3", 12, true, "00:00:00", "00:02:00");
+}
+
+// A DNAT rule switched from b1-01 to b2-01 after a minute; in the second,
+// conntrack still held b1-01's 4 closed connections (flows 0, open 4). They
+// drew 2 of the second minute's 6 calls to b1-01, and both backends' edges
+// took the VIP edge's whole span.
+TEST_CASE("a VIP switched to another backend: the old one's lingering entries attract no new connections") {
+    TempDir dir;
+    std::vector<std::string> dbs{dir.file("cli.db"), dir.file("b1.db"), dir.file("b2.db")};
+    {
+        HostDb client(dbs[0], "cli-01");
+        client.address("198.18.70.100", kT0, kT0 + 3600);
+        auto out = client.edge("out", "curl", "198.18.70.100", "198.18.71.1", 8080);
+        client.bucket(out, kT0, {.connects = 4});
+        client.bucket(out, kT0 + 60, {.connects = 6});
+        client.translation(kT0, "198.18.70.100", "198.18.70.100", "198.18.71.1", "198.18.70.20", 8080, 4, 4);
+        client.translation(kT0 + 60, "198.18.70.100", "198.18.70.100", "198.18.71.1", "198.18.70.20", 8080, 0, 4);
+        client.translation(kT0 + 60, "198.18.70.100", "198.18.70.100", "198.18.71.1", "198.18.70.21", 8080, 6, 6);
+        HostDb b1(dbs[1], "b1-01");
+        b1.address("198.18.70.20", kT0, kT0 + 3600);
+        b1.bucket(b1.edge("in", "python3", "198.18.70.20", "198.18.70.100", 8080), kT0, {.accepts = 4});
+        HostDb b2(dbs[2], "b2-01");
+        b2.address("198.18.70.21", kT0, kT0 + 3600);
+        b2.bucket(b2.edge("in", "python3", "198.18.70.21", "198.18.70.100", 8080), kT0 + 60, {.accepts = 6});
+    }
+    auto g = render_json(dbs);
+    REQUIRE(g["edges"].size() == 2);
+    check_edge(g, "cli-01/curl", "b1-01/python3", 4, false, "00:00:00", "00:01:00");
+    CHECK(find_edge(g, "cli-01/curl", "b1-01/python3")["via"] == json::array({"198.18.71.1:8080"}));
+    check_edge(g, "cli-01/curl", "b2-01/python3", 6, false, "00:01:00", "00:02:00");
+
+    auto later = render_json(dbs, {"--since", "2025-11-26T00:01:00Z"});
+    REQUIRE(later["edges"].size() == 1);
+    check_edge(later, "cli-01/curl", "b2-01/python3", 6, false, "00:01:00", "00:02:00");
+    CHECK(find_edge(later, "cli-01/curl", "b2-01/python3")["via"] == json::array({"198.18.71.1:8080"}));
+}
