@@ -274,6 +274,33 @@ std::optional<int64_t> header_database_bytes(const FileHeader& h) {
 // The file format's read version (offset 18) is 2 for a database in WAL mode.
 bool header_says_wal(const FileHeader& h) { return h[18] == 2; }
 
+bool has_content(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 && st.st_size > 0;
+}
+
+// SQLite refuses a main file shorter than the page count in its header as
+// "database disk image is malformed" (the page count of a database in WAL
+// mode includes the pages still in its -wal file). When that is why, say so:
+// the file lost its tail. Looked at only once SQLite has refused the file, so
+// a healthy one is never refused by this look, which takes no locks and could
+// see a checkpoint half done. With a -wal file that holds anything, the
+// header alone does not tell; SQLite's words stand. quick_check would find
+// more, but reads the whole file on every command; damage inside a page
+// surfaces as an error when the page is read.
+Error named_damage(const Database& db, Error e) {
+    if ((sqlite3_extended_errcode(db.handle()) & 0xff) != SQLITE_CORRUPT) return e;
+    const auto& path = db.path();
+    struct stat st {};
+    if (has_content(path + "-wal") || ::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return e;
+    auto header = sqlite_header(path);
+    if (auto size = header ? header_database_bytes(*header) : std::nullopt;
+        size && static_cast<int64_t>(st.st_size) < *size) {
+        return Error{path + " is damaged: the file is shorter than its header says (truncated?)"};
+    }
+    return e;
+}
+
 Result<SqliteDb> open_with(const std::string& path, int flags) {
     sqlite3* raw = nullptr;
     int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
@@ -334,6 +361,7 @@ Result<Database> Database::open_for_write(const std::string& path) {
     // of the same new file right now, and must be seen before or after.
     if (auto s = db.exec("BEGIN"); !s) return s.error();
     auto identity = check_identity(db, true);
+    if (!identity) identity = named_damage(db, identity.error());  // before ROLLBACK resets SQLite's error code
     (void)db.exec(identity ? "COMMIT" : "ROLLBACK");
     if (!identity) return identity.error();
     // WAL: readers (depgraph) never block the agent's flushes and vice versa.
@@ -361,17 +389,7 @@ Result<Database> Database::open_read_only(const std::string& path) {
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) return errno_error("cannot open database " + path, errno);
     if (!S_ISREG(st.st_mode)) return Error{"cannot open database " + path + ": not a regular file"};
-    // The file's own header says how many pages the main file holds (pages
-    // still in the WAL are not counted there); a file shorter than that lost
-    // its tail. Checked before SQLite reads it, which would only call a
-    // truncated file malformed. quick_check would find more, but reads the
-    // whole file on every command; damage inside a page surfaces as an error
-    // when the page is read.
     auto header = sqlite_header(path);
-    if (auto size = header ? header_database_bytes(*header) : std::nullopt;
-        size && static_cast<int64_t>(st.st_size) < *size) {
-        return Error{path + " is damaged: the file is shorter than its header says (truncated?)"};
-    }
     auto handle = open_with(path, SQLITE_OPEN_READONLY);
     if (!handle) return handle.error();
     Database db(std::move(*handle), path);
@@ -390,7 +408,7 @@ Result<Database> Database::open_read_only(const std::string& path) {
                          "): read it as a user who can write to " + (dir.empty() ? "." : dir) +
                          ", or copy it with its -wal file somewhere writable"};
         }
-        return s.error();
+        return named_damage(db, s.error());
     }
     return db;
 }

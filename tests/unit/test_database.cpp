@@ -82,7 +82,22 @@ TEST_CASE("a newer schema is refused with advice to upgrade") {
     CHECK_FALSE(Database::open_for_write(path).ok());
 }
 
-TEST_CASE("missing and truncated files are refused for reading") {
+namespace {
+
+// Refused for reading and for writing, with the same words.
+void check_refused_as_truncated(const std::string& path) {
+    const auto damaged = path + " is damaged: the file is shorter than its header says (truncated?)";
+    auto r = Database::open_read_only(path);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message == damaged);
+    auto w = Database::open_for_write(path);
+    REQUIRE_FALSE(w.ok());
+    CHECK(w.error().message == damaged);
+}
+
+}  // namespace
+
+TEST_CASE("missing and truncated files are refused for reading; a truncated one for writing too, in the same words") {
     TempDir dir;
     CHECK_FALSE(Database::open_read_only((dir.path / "missing.db").string()).ok());
     CHECK_FALSE(fs::exists(dir.path / "missing.db"));
@@ -94,8 +109,73 @@ TEST_CASE("missing and truncated files are refused for reading") {
         REQUIRE(db->exec("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE").ok());
     }
     fs::resize_file(path, 1500);
-    auto r = Database::open_read_only(path);
-    REQUIRE_FALSE(r.ok());
+    check_refused_as_truncated(path);
+    CHECK(fs::file_size(path) == 1500);
+}
+
+namespace {
+
+// Sets the page count in an SQLite file's header (offset 28) and vouches for
+// it (offset 92 = the change counter at 24), as a checkpoint's first write,
+// page 1, does.
+void set_header_page_count(const std::string& path, uint32_t pages) {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    std::array<char, 100> h{};
+    f.read(h.data(), h.size());
+    for (int i = 0; i < 4; i++) {
+        h[28 + i] = static_cast<char>(pages >> (24 - 8 * i));
+        h[92 + i] = h[24 + i];
+    }
+    f.seekp(0);
+    f.write(h.data(), h.size());
+}
+
+int64_t count_rows(Database& db, const char* table) {
+    auto stmt = db.prepare(std::string("SELECT count(*) FROM ") + table);
+    REQUIRE(stmt.ok());
+    REQUIRE(*stmt->step());
+    return stmt->column_int(0);
+}
+
+}  // namespace
+
+// The state a checkpoint leaves for a moment, and for good when the disk fills
+// during one: the main file's header already counts pages that are still only
+// in the -wal file. SQLite reads such a database correctly.
+TEST_CASE("a WAL database whose header counts pages still in its -wal file is read, not called truncated") {
+    TempDir dir;
+    auto live = (dir.path / "live.db").string(), copy = (dir.path / "copy.db").string(),
+         alone = (dir.path / "alone.db").string();
+    {
+        auto db = Database::open_for_write(live);
+        REQUIRE(db.ok());
+        REQUIRE(db->exec("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA wal_autocheckpoint = 0").ok());
+        REQUIRE(db->exec("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) "
+                         "INSERT INTO host_addresses SELECT 'h', 1, '198.18.0.' || i, i, i FROM n")
+                    .ok());
+        auto pages = db->prepare("PRAGMA page_count");
+        REQUIRE(*pages->step());
+        auto count = static_cast<uint32_t>(pages->column_int(0));
+        // Copied while open: the -wal file goes when the last connection closes.
+        fs::copy_file(live, copy);
+        fs::copy_file(live + "-wal", copy + "-wal");
+        fs::copy_file(live, alone);
+        set_header_page_count(copy, count);
+        set_header_page_count(alone, count);
+        REQUIRE(fs::file_size(copy) < count * 4096u);
+    }
+    {
+        auto r = Database::open_read_only(copy);
+        INFO((r ? std::string() : r.error().message));
+        REQUIRE(r.ok());
+        CHECK(count_rows(*r, "host_addresses") == 2000);
+    }
+    auto w = Database::open_for_write(copy);
+    INFO((w ? std::string() : w.error().message));
+    REQUIRE(w.ok());
+    CHECK(count_rows(*w, "host_addresses") == 2000);
+    // Without its -wal file the same main file has lost pages.
+    check_refused_as_truncated(alone);
 }
 
 TEST_CASE("a transaction that is not committed leaves nothing behind") {
