@@ -1,6 +1,7 @@
 #include "store/database.hpp"
 
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <array>
@@ -301,9 +302,34 @@ Error named_damage(const Database& db, Error e) {
     return e;
 }
 
-Result<SqliteDb> open_with(const std::string& path, int flags) {
+bool on_read_only_file_system(const std::string& dir) {
+    struct statvfs fs {};
+    return ::statvfs(dir.c_str(), &fs) == 0 && (fs.f_flag & ST_RDONLY);
+}
+
+// A file: URI that opens `path` as immutable (no locks, no -wal or -shm).
+// Every byte but letters, digits and "/-._~" is percent-encoded, so that a
+// '?', '#' or '%' in the name stays part of it.
+std::string immutable_uri(const std::string& path) {
+    static const char hex[] = "0123456789ABCDEF";
+    std::error_code ec;
+    auto name = std::filesystem::absolute(path, ec).string();
+    if (ec) name = path;  // no working directory: a file: URI takes a relative path too
+    std::string uri = name.front() == '/' ? "file://" : "file:";
+    for (unsigned char c : name) {
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || std::strchr("/-._~", c)) {
+            uri += static_cast<char>(c);
+        } else {
+            uri += {'%', hex[c >> 4], hex[c & 15]};
+        }
+    }
+    return uri + "?immutable=1";
+}
+
+// `name` is what SQLite opens (`path`, or a URI for it).
+Result<SqliteDb> open_with(const std::string& path, int flags, const std::string& name = {}) {
     sqlite3* raw = nullptr;
-    int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+    int rc = sqlite3_open_v2(name.empty() ? path.c_str() : name.c_str(), &raw, flags, nullptr);
     SqliteDb db(raw);  // sqlite3_open_v2 allocates a handle even when it fails
     if (rc != SQLITE_OK) {
         std::string why = raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
@@ -390,7 +416,18 @@ Result<Database> Database::open_read_only(const std::string& path) {
     if (::stat(path.c_str(), &st) != 0) return errno_error("cannot open database " + path, errno);
     if (!S_ISREG(st.st_mode)) return Error{"cannot open database " + path + ": not a regular file"};
     auto header = sqlite_header(path);
-    auto handle = open_with(path, SQLITE_OPEN_READONLY);
+    bool wal = header && header_says_wal(*header);
+    auto dir = std::filesystem::path(path).parent_path().string();
+    if (dir.empty()) dir = ".";
+    // A WAL database is read through its -wal and -shm files, which SQLite
+    // creates when missing; on a read-only file system it cannot. With no
+    // -wal file there (a cleanly closed copy, what .backup makes), no writer
+    // has the file open and none can start through this mount, so the main
+    // file is all there is: read it as immutable, without them.
+    bool read_only_fs = wal && on_read_only_file_system(dir);
+    auto handle = read_only_fs && !has_content(path + "-wal")
+                      ? open_with(path, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, immutable_uri(path))
+                      : open_with(path, SQLITE_OPEN_READONLY);
     if (!handle) return handle.error();
     Database db(std::move(*handle), path);
     if (auto s = check_identity(db, false); !s) {
@@ -398,14 +435,19 @@ Result<Database> Database::open_read_only(const std::string& path) {
         // files (https://www.sqlite.org/wal.html#readonly): SQLite creates them
         // when missing, which takes write access to the directory. Reading
         // without them (immutable=1, or no locks) is not safe while an agent
-        // may be writing the file, so this is an error that says why.
+        // may be writing the file, so this is an error that says why. On a
+        // read-only file system that is a -wal file without its -shm: the WAL
+        // holds data an immutable read would miss.
         int code = sqlite3_extended_errcode(db.handle());
-        if (header && header_says_wal(*header) &&
-            (code == SQLITE_READONLY_DIRECTORY || code == SQLITE_READONLY_CANTINIT || code == SQLITE_CANTOPEN)) {
-            auto dir = std::filesystem::path(path).parent_path().string();
+        if (wal && (code == SQLITE_READONLY_DIRECTORY || code == SQLITE_READONLY_CANTINIT || code == SQLITE_CANTOPEN)) {
+            if (read_only_fs) {
+                return Error{"cannot read " + path + ": it is in WAL mode on a read-only file system, where SQLite "
+                             "cannot read its -wal file without creating a -shm file beside it: copy " + path +
+                             " and " + path + "-wal somewhere writable and read the copy"};
+            }
             return Error{"cannot read " + path + ": SQLite reads a database in WAL mode through its -wal and -shm "
                          "files, and cannot create or open them here (" + sqlite3_errmsg(db.handle()) +
-                         "): read it as a user who can write to " + (dir.empty() ? "." : dir) +
+                         "): read it as a user who can write to " + dir +
                          ", or copy it with its -wal file somewhere writable"};
         }
         return named_damage(db, s.error());

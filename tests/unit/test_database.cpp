@@ -1,3 +1,4 @@
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -176,6 +177,67 @@ TEST_CASE("a WAL database whose header counts pages still in its -wal file is re
     CHECK(count_rows(*w, "host_addresses") == 2000);
     // Without its -wal file the same main file has lost pages.
     check_refused_as_truncated(alone);
+}
+
+namespace {
+
+// A tmpfs mounted on `dir`, made read-only by read_only(), unmounted at the
+// end however the test ends.
+struct TestMount {
+    std::string dir;
+    bool mounted;
+    explicit TestMount(const fs::path& where) : dir(where.string()) {
+        fs::create_directory(where);
+        mounted = ::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=8m") == 0;
+    }
+    bool read_only() { return ::mount(nullptr, dir.c_str(), nullptr, MS_REMOUNT | MS_RDONLY, nullptr) == 0; }
+    ~TestMount() {
+        if (mounted) ::umount2(dir.c_str(), MNT_DETACH);
+    }
+};
+
+}  // namespace
+
+// A cleanly closed WAL database (what `sqlite3 .backup` makes) has no -wal
+// file; on a read-only file system SQLite cannot create one, and nothing can
+// write the file, so it is read as it is.
+TEST_CASE("a WAL database on a read-only file system is read when it has no -wal file, and explained when it has") {
+    if (geteuid() != 0) {
+        WARN("skipped: mounting a read-only file system needs root");
+        return;
+    }
+    TempDir dir;
+    TestMount mount(dir.path / "ro");
+    REQUIRE(mount.mounted);
+    // A name a file: URI would take apart unless percent-encoded.
+    auto closed = mount.dir + "/a %41?#b.db", with_wal = mount.dir + "/w.db";
+    {
+        auto db = Database::open_for_write(closed);
+        REQUIRE(db.ok());
+        REQUIRE(db->exec("INSERT INTO host_addresses VALUES ('h', 1, '198.18.0.1', 1, 2)").ok());
+    }
+    {
+        auto live = mount.dir + "/live.db";
+        auto db = Database::open_for_write(live);
+        REQUIRE(db.ok());
+        REQUIRE(db->exec("PRAGMA wal_autocheckpoint = 0").ok());
+        REQUIRE(db->exec("INSERT INTO host_addresses VALUES ('h', 1, '198.18.0.1', 1, 2)").ok());
+        fs::copy_file(live, with_wal);
+        fs::copy_file(live + "-wal", with_wal + "-wal");
+    }
+    REQUIRE(mount.read_only());
+
+    auto r = Database::open_read_only(closed);
+    INFO((r ? std::string() : r.error().message));
+    REQUIRE(r.ok());
+    CHECK(count_rows(*r, "host_addresses") == 1);
+    CHECK_FALSE(fs::exists(closed + "-wal"));
+
+    auto w = Database::open_read_only(with_wal);
+    REQUIRE_FALSE(w.ok());
+    CHECK(w.error().message == "cannot read " + with_wal + ": it is in WAL mode on a read-only file system, where "
+                               "SQLite cannot read its -wal file without creating a -shm file beside it: copy " +
+                               with_wal + " and " + with_wal + "-wal somewhere writable and read the copy");
 }
 
 TEST_CASE("a transaction that is not committed leaves nothing behind") {
