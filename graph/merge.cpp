@@ -1,6 +1,12 @@
 #include "graph/merge.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <climits>
+#include <csignal>
+#include <cstdio>
 
 #include <algorithm>
 #include <cerrno>
@@ -59,13 +65,31 @@ constexpr std::string_view kFindEdge =
 constexpr std::string_view kSelectBuckets =
     "SELECT edge_id, bucket_start, bucket_seconds, connects, failed, refused, accepts, closes, bytes_sent, "
     "bytes_received, lifetime_ns, open FROM edge_buckets";
-constexpr std::string_view kInsertBucket =
+// A bucket already in the output: from a copy of the same run's file
+// (copies_of_one_another), each counter keeps the larger; the gauge is the
+// later copy's, the one with more events (an open counts a connect or an
+// accept, a close a close), or on a tie the larger.
+constexpr std::string_view kInsertBucketCopy =
     "INSERT INTO edge_buckets VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
     "ON CONFLICT DO UPDATE SET connects = max(connects, excluded.connects), failed = max(failed, excluded.failed), "
     "refused = max(refused, excluded.refused), accepts = max(accepts, excluded.accepts), "
     "closes = max(closes, excluded.closes), bytes_sent = max(bytes_sent, excluded.bytes_sent), "
     "bytes_received = max(bytes_received, excluded.bytes_received), "
-    "lifetime_ns = max(lifetime_ns, excluded.lifetime_ns), open = max(open, excluded.open)";
+    "lifetime_ns = max(lifetime_ns, excluded.lifetime_ns), open = CASE "
+    "WHEN excluded.connects + excluded.accepts + excluded.closes + excluded.failed > "
+    "connects + accepts + closes + failed THEN excluded.open "
+    "WHEN excluded.connects + excluded.accepts + excluded.closes + excluded.failed < "
+    "connects + accepts + closes + failed THEN open ELSE max(open, excluded.open) END";
+// From another agent run of the host (a replaced database): its traffic in
+// the bucket is more, added. The gauge stays the larger: which run's is the
+// later is not known here.
+constexpr std::string_view kInsertBucketAdd =
+    "INSERT INTO edge_buckets VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
+    "ON CONFLICT DO UPDATE SET connects = connects + excluded.connects, failed = failed + excluded.failed, "
+    "refused = refused + excluded.refused, accepts = accepts + excluded.accepts, "
+    "closes = closes + excluded.closes, bytes_sent = bytes_sent + excluded.bytes_sent, "
+    "bytes_received = bytes_received + excluded.bytes_received, "
+    "lifetime_ns = lifetime_ns + excluded.lifetime_ns, open = max(open, excluded.open)";
 
 // Binds column c of `from` as parameter c + 1 of `to`, keeping NULLs and text as they are.
 void bind_column(Statement& to, const Statement& from, int c, bool text) {
@@ -79,6 +103,7 @@ void bind_column(Statement& to, const Statement& from, int c, bool text) {
 }
 
 Status read_error(const Database& db, const Error& e) { return Error{"cannot read " + db.path() + ": " + e.message}; }
+Status write_error(const Database& db, const Error& e) { return Error{"cannot write " + db.path() + ": " + e.message}; }
 
 Result<int64_t> copy_rows(Database& in, Database& out, const Copy& copy, const std::set<int>& text_columns) {
     auto select = in.prepare(copy.select);
@@ -91,7 +116,7 @@ Result<int64_t> copy_rows(Database& in, Database& out, const Copy& copy, const s
         if (!row) return read_error(in, row.error()).error();
         if (!*row) return rows;
         for (int c = 0; c < copy.columns; c++) bind_column(*insert, *select, c, text_columns.count(c) > 0);
-        if (auto s = insert->run(); !s) return s.error();
+        if (auto s = insert->run(); !s) return write_error(out, s.error()).error();
         rows++;
     }
 }
@@ -104,6 +129,17 @@ Result<int64_t> copy_rows(Database& in, Database& out, const Copy& copy, const s
 using FirstDayTouched = std::map<int64_t, int64_t>;
 
 Status merge_one(Database& in, Database& out, FirstDayTouched& touched) {
+    // Whether the input's buckets of a host are copies of the output's or
+    // add to them depends on their runs before this input's are copied.
+    auto in_runs = runs_by_host(in);
+    if (!in_runs) return in_runs.error();
+    auto out_runs = runs_by_host(out);
+    if (!out_runs) return out_runs.error();
+    auto adds = [&, none = RunIds{}](const std::string& host) {
+        auto a = in_runs->find(host);
+        auto b = out_runs->find(host);
+        return !copies_of_one_another(a == in_runs->end() ? none : a->second, b == out_runs->end() ? none : b->second);
+    };
     if (auto r = copy_rows(in, out, kRuns, {0, 1, 5, 6, 7}); !r) return r.error();
     if (auto r = copy_rows(in, out, kAddresses, {0, 2}); !r) return r.error();
     if (auto r = copy_rows(in, out, kLosses, {0, 2}); !r) return r.error();
@@ -114,8 +150,13 @@ Status merge_one(Database& in, Database& out, FirstDayTouched& touched) {
         if (auto r = copy_rows(in, out, kTranslations, {0, 4, 5, 6, 8}); !r) return r.error();
     }
 
-    // edge_ids are local to each file: translate through the edge's identity.
-    std::map<int64_t, int64_t> edge_ids;
+    // edge_ids are local to each file: translate through the edge's identity;
+    // and whether its buckets add to the output's.
+    struct Target {
+        int64_t edge_id;
+        bool adds;
+    };
+    std::map<int64_t, Target> edge_ids;
     auto select = in.prepare(kSelectEdges);
     auto insert = out.prepare(kInsertEdge);
     auto find = out.prepare(kFindEdge);
@@ -132,7 +173,7 @@ Status merge_one(Database& in, Database& out, FirstDayTouched& touched) {
                 insert->bind(c, select->column_text(c));
             }
         }
-        if (auto s = insert->run(); !s) return s.error();
+        if (auto s = insert->run(); !s) return write_error(out, s.error());
         for (int c = 1; c <= 8; c++) {
             if (c == 3 || c == 8) {
                 find->bind(c, select->column_int(c));
@@ -142,24 +183,28 @@ Status merge_one(Database& in, Database& out, FirstDayTouched& touched) {
         }
         auto found = find->step();
         if (!found || !*found) return Error{"cannot merge an edge into " + out.path()};
-        edge_ids[select->column_int(0)] = find->column_int(0);
+        edge_ids[select->column_int(0)] = {find->column_int(0), adds(select->column_text(1))};
         find->reset();
     }
 
     auto buckets = in.prepare(kSelectBuckets);
-    auto put = out.prepare(kInsertBucket);
-    if (!buckets || !put) return in.error("cannot prepare the merge");
+    auto put_copy = out.prepare(kInsertBucketCopy);
+    auto put_add = out.prepare(kInsertBucketAdd);
+    if (!buckets || !put_copy || !put_add) return in.error("cannot prepare the merge");
     for (;;) {
         auto row = buckets->step();
         if (!row) return read_error(in, row.error());
         if (!*row) break;
         auto id = edge_ids.find(buckets->column_int(0));
         if (id == edge_ids.end()) return Error{in.path() + " is damaged: a bucket refers to a missing edge"};
-        put->bind(1, id->second);
-        for (int c = 1; c < 12; c++) put->bind(c + 1, buckets->column_int(c));
-        if (auto s = put->run(); !s) return s.error();
+        auto& put = id->second.adds ? *put_add : *put_copy;
+        put.bind(1, id->second.edge_id);
+        for (int c = 1; c < 12; c++) put.bind(c + 1, buckets->column_int(c));
+        if (auto s = put.run(); !s) return write_error(out, s.error());
         int64_t day = day_start_of(buckets->column_int(1));
-        if (auto [it, fresh] = touched.try_emplace(id->second, day); !fresh) it->second = std::min(it->second, day);
+        if (auto [it, fresh] = touched.try_emplace(id->second.edge_id, day); !fresh) {
+            it->second = std::min(it->second, day);
+        }
     }
     return ok_status();
 }
@@ -180,7 +225,8 @@ Status count_held(Database& db, int64_t& edges, int64_t& buckets) {
                         });
 }
 
-// The sources into `output`, in one transaction.
+// The sources into `output`, in one transaction. The output is closed on
+// return, its WAL checkpointed into it and removed.
 Result<MergeSummary> merge_into(const std::string& output, std::vector<Database>& sources) {
     auto out = Database::open_for_write(output);
     if (!out) return out.error();
@@ -202,6 +248,90 @@ Result<MergeSummary> merge_into(const std::string& output, std::vector<Database>
     return summary;
 }
 
+// A new output is built under a temporary name, so that until it is complete
+// no file of the output's name exists: an interrupted merge must not leave
+// an empty or partial fleet that reads as one with no traffic. SIGINT and
+// SIGTERM remove the temporary files (unlink is async-signal-safe); after
+// SIGKILL they stay, named for what they are.
+char g_temporary[3][PATH_MAX + 8];
+
+extern "C" void remove_temporary_and_die(int sig) {
+    for (const auto& path : g_temporary) {
+        if (path[0]) ::unlink(path);
+    }
+    ::signal(sig, SIG_DFL);
+    ::raise(sig);  // delivered when the handler returns
+}
+
+void remove_database_files(const std::string& path) {
+    std::error_code ec;
+    for (const char* suffix : kDatabaseFileSuffixes) std::filesystem::remove(path + suffix, ec);
+}
+
+// `text` with each `from` in it replaced by `to`.
+std::string replaced(std::string text, const std::string& from, const std::string& to) {
+    for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
+        text.replace(at, from.size(), to);
+    }
+    return text;
+}
+
+Result<MergeSummary> merge_into_new(const std::string& output, std::vector<Database>& sources) {
+    auto name = std::filesystem::path(output);
+    auto dir = name.parent_path();
+    std::error_code ec;
+    if (!dir.empty()) std::filesystem::create_directories(dir, ec);
+    if (ec) return Error{"cannot create directory " + dir.string() + ": " + ec.message()};
+    // In the output's directory: link(2) does not cross file systems.
+    std::string temporary = (dir / ("." + name.filename().string() + ".merging-XXXXXX")).string();
+    if (temporary.size() + 4 >= PATH_MAX) return Error{"cannot merge into " + output + ": its path is too long"};
+    int fd = ::mkstemp(temporary.data());
+    if (fd < 0) return errno_error("cannot create a temporary file next to " + output, errno);
+    // mkstemp makes it 0600; the output gets what SQLite would create it with.
+    mode_t mask = ::umask(0);
+    ::umask(mask);
+    (void)::fchmod(fd, 0666 & ~mask);
+    ::close(fd);
+
+    for (size_t i = 0; i < std::size(kDatabaseFileSuffixes); i++) {
+        std::snprintf(g_temporary[i], sizeof g_temporary[i], "%s%s", temporary.c_str(), kDatabaseFileSuffixes[i]);
+    }
+    struct sigaction remove {}, old_int {}, old_term {};
+    remove.sa_handler = remove_temporary_and_die;
+    sigemptyset(&remove.sa_mask);
+    ::sigaction(SIGINT, &remove, &old_int);
+    ::sigaction(SIGTERM, &remove, &old_term);
+
+    auto summary = merge_into(temporary, sources);
+    struct stat st {};
+    if (summary && ::stat((temporary + "-wal").c_str(), &st) == 0) {
+        // Closing it did not checkpoint: without its WAL the file misses what was merged.
+        summary = Error{"cannot write " + output + ": its write-ahead log was not checkpointed"};
+    }
+    // Published by link(2), which, unlike rename(2), fails if another merge
+    // created the output meanwhile: its result is kept, not replaced.
+    if (summary && ::link(temporary.c_str(), output.c_str()) != 0) {
+        summary = errno == EEXIST ? Error{"cannot merge into " + output +
+                                          ": it was created by another process during the merge; it is left as "
+                                          "it is: merge into it again to add these inputs"}
+                                  : errno_error("cannot create " + output, errno);
+    }
+    if (summary) {
+        // The new name made durable, as SQLite makes its commits.
+        int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
+        if (dfd >= 0) {
+            (void)::fsync(dfd);
+            ::close(dfd);
+        }
+    }
+    remove_database_files(temporary);
+    ::sigaction(SIGINT, &old_int, nullptr);
+    ::sigaction(SIGTERM, &old_term, nullptr);
+    for (auto& path : g_temporary) path[0] = 0;
+    if (!summary) return Error{replaced(summary.error().message, temporary, output)};
+    return summary;
+}
+
 }  // namespace
 
 Result<MergeSummary> merge_databases(const std::string& output, const std::vector<std::string>& inputs) {
@@ -210,6 +340,17 @@ Result<MergeSummary> merge_databases(const std::string& output, const std::vecto
             return Error{"cannot merge " + input + " into itself: choose another output file"};
         }
     }
+    // An existing output must be a database file: SQLite would as well write
+    // onto a block device, or leave /dev/null-journal next to /dev/null.
+    struct stat st {};
+    bool exists = ::stat(output.c_str(), &st) == 0;
+    if (exists && !S_ISREG(st.st_mode)) {
+        return Error{"cannot merge into " + output + ": it is " +
+                     (S_ISDIR(st.st_mode) ? "a directory" : "not a regular file") + "; give a database file's name"};
+    }
+    if (!exists && ::lstat(output.c_str(), &st) == 0) {
+        return Error{"cannot merge into " + output + ": it is a symbolic link to a missing file"};
+    }
     // Every input is checked before the output is touched, so a bad input leaves no half-written file.
     std::vector<Database> sources;
     for (const auto& input : inputs) {
@@ -217,18 +358,10 @@ Result<MergeSummary> merge_databases(const std::string& output, const std::vecto
         if (!db) return db.error();
         sources.push_back(std::move(*db));
     }
-    // Damage inside an input's pages shows only when they are read, after
-    // the output was created. A new output that the merge then fails to
-    // fill is removed: left, it would read as a fleet with no traffic. One
-    // that was there before keeps what it held (the merge is one transaction).
-    struct stat st {};
-    bool created = ::lstat(output.c_str(), &st) != 0 && errno == ENOENT;
-    auto summary = merge_into(output, sources);
-    if (!summary && created) {
-        std::error_code ec;
-        for (const char* suffix : kDatabaseFileSuffixes) std::filesystem::remove(output + suffix, ec);
-    }
-    return summary;
+    // An output that was there before keeps what it held if the merge fails:
+    // the merge is one transaction.
+    if (exists) return merge_into(output, sources);
+    return merge_into_new(output, sources);
 }
 
 }  // namespace depgraph

@@ -1,6 +1,8 @@
 // `depgraph merge`: many hosts' databases into one. Idempotent: a bucket
-// already present keeps the larger of each counter, so merging the same
-// database twice, or an overlapping one, never doubles a count. The per-day
+// already present from a copy of the same agent run (copies_of_one_another)
+// keeps the larger of each counter, so merging the same database twice, or an
+// overlapping one, never doubles a count; one from another run of the host is
+// added. A new output appears only once complete. The per-day
 // rollup (edge_days) of every day that received a bucket is then rebuilt from
 // the merged buckets, so it stays their exact sum.
 #pragma once

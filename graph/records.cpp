@@ -154,19 +154,75 @@ struct IdentityKey {
     }
 };
 
-// Copies of one edge from two files. Copies of a database taken at different
-// times, or a host's file and a merged one, overlap in time: the one holds
-// the other's buckets, and the larger count is right. Files that hold
-// different periods of the edge (an agent whose database was replaced) share
-// no bucket: their counts add up, as `depgraph merge` would add them.
-void fold_duplicate(EdgeRecord& kept, const EdgeRecord& other) {
-    if (other.last_seen > kept.last_seen) kept.open = other.open;
-    bool apart = other.first_seen >= kept.last_seen || other.last_seen <= kept.first_seen;
+// The events of a record: an open always counts a connect or an accept, a
+// close a close, so of two copies of one run's record the later has more.
+int64_t events(const EdgeRecord& e) { return e.connects + e.accepts + e.closes + e.failed; }
+
+// One edge from two files. Copies (copies_of_one_another) that overlap in
+// time: the one holds the other's buckets, and the larger count is right.
+// Records of different agent runs, or copies that share no bucket (a copy
+// trimmed of old buckets), add up, as `depgraph merge` adds them.
+void fold_duplicate(EdgeRecord& kept, const EdgeRecord& other, bool copies) {
+    // The gauge is the latest one's; of two ending in the same bucket, the
+    // one with more events is the later copy; equal, the larger.
+    if (other.last_seen != kept.last_seen) {
+        if (other.last_seen > kept.last_seen) kept.open = other.open;
+    } else if (events(other) != events(kept)) {
+        if (events(other) > events(kept)) kept.open = other.open;
+    } else {
+        kept.open = std::max(kept.open, other.open);
+    }
+    bool add = !copies || other.first_seen >= kept.last_seen || other.last_seen <= kept.first_seen;
     for (int64_t EdgeRecord::*counter : kCounters) {
-        kept.*counter = apart ? kept.*counter + other.*counter : std::max(kept.*counter, other.*counter);
+        kept.*counter = add ? kept.*counter + other.*counter : std::max(kept.*counter, other.*counter);
     }
     kept.first_seen = std::min(kept.first_seen, other.first_seen);
     kept.last_seen = std::max(kept.last_seen, other.last_seen);
+}
+
+// One edge's records from several files, each with its host's runs there.
+struct Found {
+    const EdgeRecord* record;
+    const RunIds* runs;
+};
+
+// Records that share a run (copies_of_one_another), also through others,
+// are copies of one run's traffic and fold by the larger; such groups hold
+// different runs' traffic and add up. A file with runs r1 and r2 (or a
+// merged one) joins the groups of r1 and of r2: it holds both, and they
+// add up before it is compared with them.
+EdgeRecord fold_found(const std::vector<Found>& found) {
+    struct Group {
+        RunIds runs;
+        EdgeRecord record;
+    };
+    std::vector<Group> groups;
+    for (const auto& [record, runs] : found) {
+        std::optional<Group> joined;
+        for (auto g = groups.begin(); g != groups.end();) {
+            if (!copies_of_one_another(g->runs, *runs)) {
+                ++g;
+                continue;
+            }
+            if (!joined) {
+                joined = std::move(*g);
+            } else {
+                fold_duplicate(joined->record, g->record, false);
+                joined->runs.insert(g->runs.begin(), g->runs.end());
+            }
+            g = groups.erase(g);
+        }
+        if (!joined) {
+            groups.push_back({*runs, *record});
+            continue;
+        }
+        fold_duplicate(joined->record, *record, true);
+        joined->runs.insert(runs->begin(), runs->end());
+        groups.push_back(std::move(*joined));
+    }
+    EdgeRecord sum = groups[0].record;
+    for (size_t g = 1; g < groups.size(); g++) fold_duplicate(sum, groups[g].record, false);
+    return sum;
 }
 
 Result<int64_t> schema_version(Database& db) {
@@ -407,6 +463,22 @@ std::vector<int64_t> split(int64_t n, const std::vector<int64_t>& weights) {
 
 }  // namespace
 
+Result<RunsByHost> runs_by_host(Database& db) {
+    RunsByHost runs;
+    auto s = for_each_row(db, "SELECT host, run_id FROM agent_runs",
+                          [&](const Statement& row) { runs[row.column_text(0)].insert(row.column_text(1)); });
+    if (!s) return s.error();
+    return runs;
+}
+
+bool copies_of_one_another(const RunIds& a, const RunIds& b) {
+    if (a.empty() || b.empty()) return true;
+    for (const auto& run : a) {
+        if (b.count(run)) return true;
+    }
+    return false;
+}
+
 WindowDays split_into_days(const Window& window) {
     // Day 0 of the store also holds (-86400, 0), where `t - t % 86400`
     // rounds up: only days from 86400 on are exactly their UTC day.
@@ -451,6 +523,9 @@ Result<Records> load_records(const std::vector<std::string>& db_paths, const Win
     std::vector<EdgeRecord> all;
     std::set<std::pair<std::string, int64_t>> agent_namespaces;
     std::map<TranslationKey, TranslationRecord> translations;
+    // Each file's agent runs by host, and where its records end in `all`.
+    std::vector<RunsByHost> runs;
+    std::vector<size_t> file_ends;
     for (const auto& path : db_paths) {
         auto db = Database::open_read_only(path);
         if (!db) return db.error();
@@ -470,6 +545,10 @@ Result<Records> load_records(const std::vector<std::string>& db_paths, const Win
         if (*version >= kFirstVersionWithNat) {
             if (auto s = read_translations(*db, window, translations); !s) return s.error();
         }
+        auto file_runs = runs_by_host(*db);
+        if (!file_runs) return file_runs.error();
+        runs.push_back(std::move(*file_runs));
+        file_ends.push_back(all.size());
         if (auto s = db->exec("COMMIT"); !s) return s.error();
     }
     records.agent_namespaces.assign(agent_namespaces.begin(), agent_namespaces.end());
@@ -495,13 +574,25 @@ Result<Records> load_records(const std::vector<std::string>& db_paths, const Win
         all[to] = first;
         placed[to] = true;
     }
+    // The runs of the host of the record first read at `position`.
+    const RunIds none;
+    auto runs_of = [&](size_t position, std::string_view host) -> const RunIds* {
+        size_t file = static_cast<size_t>(std::upper_bound(file_ends.begin(), file_ends.end(), position) -
+                                          file_ends.begin());
+        auto it = runs[file].find(host);
+        return it == runs[file].end() ? &none : &it->second;
+    };
     size_t kept = 0;
-    for (size_t i = 0; i < all.size(); i++) {
-        if (i > 0 && order[i - 1].identity() == order[i].identity()) {
-            fold_duplicate(all[kept - 1], all[i]);
-        } else {
+    std::vector<Found> found;
+    for (size_t i = 0, next = 0; i < all.size(); i = next) {
+        for (next = i + 1; next < all.size() && order[next].identity() == order[i].identity(); next++) {}
+        if (next - i == 1) {
             all[kept++] = all[i];
+            continue;
         }
+        found.clear();
+        for (size_t j = i; j < next; j++) found.push_back({&all[j], runs_of(order[j].position, all[j].host)});
+        all[kept++] = fold_found(found);
     }
     all.resize(kept);
     records.edges = std::move(all);

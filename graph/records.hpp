@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <map>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -70,6 +72,23 @@ private:
     };
     std::unordered_set<std::string, Hash, std::equal_to<>> strings_;
 };
+
+class Database;
+
+// Each host's agent runs (their run_ids) in one database.
+using RunIds = std::set<std::string, std::less<>>;
+using RunsByHost = std::map<std::string, RunIds, std::less<>>;
+Result<RunsByHost> runs_by_host(Database& db);
+
+// Whether two files' records of one host are copies of one another, so that
+// a bucket (or span) found in both is counted once, by the larger count: they
+// share an agent run. A run_id is random and a run writes one file, so files
+// with no run in common hold traffic of different runs (an agent whose
+// database was replaced, restarting in the same minute) and are added. A side
+// with no run at all (written without agent_runs rows) is taken as a copy:
+// counting a copy twice is worse than missing a restart. Used by both merge
+// and the multi-file read, so that they agree.
+bool copies_of_one_another(const RunIds& a, const RunIds& b);
 
 // One row of `edges` with its buckets in the window folded together. Its
 // text lives in the StringTable of the Records that hold it.

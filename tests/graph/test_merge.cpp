@@ -1,11 +1,19 @@
 // merge: one database from many, idempotent, and nothing but merge writes.
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <filesystem>
+#include <thread>
 
 #include "common/time.hpp"
+#include "store/rollup.hpp"
 #include "tests/graph/bucket_sums.hpp"
 #include "tests/graph/fixture_db.hpp"
 #include "tests/graph/small_fleet.hpp"
@@ -36,7 +44,141 @@ CliResult merge(const std::string& output, const std::vector<std::string>& input
     return run_depgraph(args);
 }
 
+// A host's database big enough that merging it takes a while (seconds):
+// written once, by SQL (through the fixture it takes longer), copied into `dir`.
+std::string write_big(const TempDir& dir) {
+    static TempDir once;
+    static std::string written = [] {
+        auto path = once.file("big.db");
+        HostDb h(path, "h-big");
+        h.run("run-big", kT0, 0, kT0 + 86400);
+        h.begin();
+        for (int e = 0; e < 4000; e++) {
+            h.edge("out", "app", "198.18.0.1", "198.18." + std::to_string(e / 250) + "." + std::to_string(e % 250), 80);
+        }
+        h.commit();
+        REQUIRE(h.database().exec(
+            "WITH RECURSIVE b(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM b WHERE n < 149) "
+            "INSERT INTO edge_buckets SELECT edge_id, " + std::to_string(kT0) + " + 60 * n, 60, 1, 0, 0, 0, 0, 0, 0, 0, 0 "
+            "FROM edges, b"));
+        const depgraph::EdgeDayRange all{};
+        REQUIRE(depgraph::rebuild_edge_days(h.database(), {&all, 1}));
+        return path;
+    }();
+    std::filesystem::copy_file(written, dir.file("big.db"));
+    return dir.file("big.db");
+}
+
+// `depgraph merge -o output input` started in the background, its stderr to `err`.
+pid_t start_merge(const std::string& output, const std::string& input, const std::string& err) {
+    const char* binary = std::getenv("DEPGRAPH");
+    REQUIRE(binary);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        int fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        ::dup2(fd, STDERR_FILENO);
+        ::execl(binary, "depgraph", "merge", "-o", output.c_str(), input.c_str(), nullptr);
+        ::_exit(127);
+    }
+    return pid;
+}
+
+// The files in `dir` whose names contain `part`.
+std::vector<std::string> files_named(const TempDir& dir, const std::string& part) {
+    std::vector<std::string> names;
+    for (const auto& f : std::filesystem::directory_iterator(dir.path)) {
+        if (f.path().filename().string().find(part) != std::string::npos) names.push_back(f.path().filename());
+    }
+    return names;
+}
+
+// Waits until `dir` holds a file named with `part` (the merge is under way).
+void wait_for(const TempDir& dir, const std::string& part) {
+    for (int i = 0; i < 2000 && files_named(dir, part).empty(); i++) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    REQUIRE_FALSE(files_named(dir, part).empty());
+}
+
 }  // namespace
+
+TEST_CASE("a merge into a new output killed part way leaves no output, and on SIGINT or SIGTERM nothing at all") {
+    TempDir dir;
+    auto big = write_big(dir);
+    for (int sig : {SIGINT, SIGTERM, SIGKILL}) {
+        INFO(strsignal(sig));
+        auto fleet = dir.file("fleet.db");
+        pid_t pid = start_merge(fleet, big, dir.file("merge.err"));
+        wait_for(dir, "fleet.db");  // its temporary file, or (before it had one) the output itself
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        REQUIRE(kill(pid, sig) == 0);
+        int status = 0;
+        REQUIRE(waitpid(pid, &status, 0) == pid);
+        REQUIRE(WIFSIGNALED(status));  // still merging when killed: else the input is too small to test this
+        CHECK(WTERMSIG(status) == sig);
+        // After SIGKILL only a temporary file may be left, named for what it is.
+        for (const auto& name : files_named(dir, "fleet.db")) {
+            INFO(name);
+            CHECK(sig == SIGKILL);
+            CHECK(name.rfind(".fleet.db.merging-", 0) == 0);
+        }
+        CHECK_FALSE(std::filesystem::exists(fleet));
+        for (const auto& name : files_named(dir, "fleet.db")) std::filesystem::remove(dir.file(name));
+    }
+}
+
+TEST_CASE("of two merges into the same new output, the later to finish keeps the other's result and says so") {
+    TempDir dir;
+    auto big = write_big(dir);
+    auto dbs = write_small_fleet(dir);
+    auto fleet = dir.file("fleet.db");
+    pid_t pid = start_merge(fleet, big, dir.file("big.err"));
+    wait_for(dir, "fleet.db");
+    auto quick = merge(fleet, {dbs[0]});
+    INFO(quick.err);
+    CHECK(quick.exit_code == 0);
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 1);
+    CHECK(read_file(dir.file("big.err")) ==
+          "depgraph: error: cannot merge into " + fleet +
+              ": it was created by another process during the merge; it is left as it is: merge into it again to "
+              "add these inputs\n");
+    CHECK(edges_of({fleet}) == edges_of({dbs[0]}));
+    CHECK(files_named(dir, ".merging-").empty());
+}
+
+TEST_CASE("merge refuses an output that is not a regular file, and names its output when it cannot write it") {
+    TempDir dir;
+    auto dbs = write_small_fleet(dir);
+    std::filesystem::create_directory(dir.file("adir"));
+    REQUIRE(mkfifo(dir.file("fifo").c_str(), 0644) == 0);
+    std::vector<std::pair<std::string, std::string>> outputs = {
+        {dir.file("adir"), "a directory"}, {dir.file("fifo"), "not a regular file"}, {"/dev/null", "not a regular file"}};
+    // A block device (one no loop device is attached to): root only.
+    if (mknod(dir.file("blockdev").c_str(), S_IFBLK | 0600, makedev(7, 250)) == 0) {
+        outputs.emplace_back(dir.file("blockdev"), "not a regular file");
+    }
+    for (const auto& [output, what] : outputs) {
+        auto r = merge(output, {dbs[0]});
+        CHECK(r.exit_code == 1);
+        CHECK(r.err == "depgraph: error: cannot merge into " + output + ": it is " + what +
+                           "; give a database file's name\n");
+    }
+    CHECK_FALSE(std::filesystem::exists("/dev/null-journal"));
+    CHECK_FALSE(std::filesystem::exists("/dev/null-wal"));
+    CHECK(std::filesystem::is_empty(dir.file("adir")));
+
+    // A file size limit stands in for a full disk: the write fails part way.
+    auto big = write_big(dir);
+    auto fleet = dir.file("fleet.db");
+    auto full = run_depgraph({"merge", "-o", fleet, big}, {"sh", "-c", "ulimit -f 2048; trap '' XFSZ; exec \"$0\" \"$@\""});
+    CHECK(full.exit_code == 1);
+    CHECK(full.err.rfind("depgraph: error: cannot write " + fleet + ": ", 0) == 0);
+    CHECK(files_named(dir, "fleet.db").empty());
+}
 
 TEST_CASE("a merged database holds the same edges and graph as its inputs") {
     TempDir dir;

@@ -319,3 +319,109 @@ TEST_CASE("a record split by weights gives each part its share, and the remainde
     CHECK(parts[0].open == 0);
     CHECK(parts[1].open == 2);
 }
+
+// Two copies of one run's file taken in the same minute, the earlier while a
+// connection was open, the later after it closed: the gauge is the later
+// copy's, the one with more events, in either order; equal events, the larger.
+// Merged, also the bucket's, its day's and its edge's last gauge.
+TEST_CASE("of two copies of one run ending in the same bucket, the gauge is the one with more events") {
+    TempDir dir;
+    auto write = [&](const std::string& name, const Bucket& counts) {
+        HostDb h(dir.file(name), "h-01");
+        h.run("run-1", kT0, 0, kT0 + 60);
+        h.bucket(h.edge("out", "app", "198.18.9.1", "198.18.9.2", 80), kT0, counts);
+        return dir.file(name);
+    };
+    auto early = write("early.db", {.connects = 1, .open = 1});
+    auto later = write("later.db", {.connects = 1, .closes = 1, .open = 0});
+    auto tie = write("tie.db", {.connects = 1, .open = 0});
+    auto open_of = [](const std::vector<std::string>& paths) {
+        auto records = load_records(paths, Window{});
+        REQUIRE(records);
+        REQUIRE(records->edges.size() == 1);
+        CHECK(records->edges[0].connects == 1);
+        return records->edges[0].open;
+    };
+    int n = 0;
+    for (const auto& [inputs, open] : std::vector<std::pair<std::vector<std::string>, int64_t>>{
+             {{early, later}, 0}, {{later, early}, 0}, {{early, tie}, 1}, {{tie, early}, 1}}) {
+        CHECK(open_of(inputs) == open);
+        auto fleet = dir.file("fleet-" + std::to_string(n++) + ".db");
+        INFO(fleet);
+        REQUIRE(merge_databases(fleet, inputs));
+        CHECK(open_of({fleet}) == open);
+        auto db = Database::open_read_only(fleet);
+        REQUIRE(db);
+        auto row = db->prepare("SELECT (SELECT open FROM edge_buckets), (SELECT open FROM edge_days), "
+                               "(SELECT last_open FROM edges), (SELECT closes FROM edge_buckets)");
+        REQUIRE(row);
+        REQUIRE(row->step());
+        CHECK(row->column_int(0) == open);
+        CHECK(row->column_int(1) == open);
+        CHECK(row->column_int(2) == open);
+        CHECK(row->column_int(3) == 1 - open);
+    }
+}
+
+// An agent wrote 5 connections in minute kT0 to old.db, then restarted onto a
+// fresh new.db in the same minute (1 more) and went on (20 the next minute):
+// 26 in all. Files that share no run add up, bucket by bucket for merge;
+// files that share one (copies, merged files) take the larger.
+TEST_CASE("a replaced database and its successor add up, also in a shared bucket; copies of either do not") {
+    TempDir dir;
+    auto write = [&](const std::string& name, const std::vector<std::string>& run_ids,
+                     std::vector<std::pair<int64_t, int64_t>> buckets) {
+        HostDb h(dir.file(name), "h-01");
+        for (const auto& id : run_ids) h.run(id, kT0, 0, kT0 + 120);
+        auto edge = h.edge("out", "app", "198.18.9.1", "198.18.9.2", 80);
+        for (auto [start, connects] : buckets) h.bucket(edge, start, {.connects = connects});
+        return dir.file(name);
+    };
+    auto old = write("old.db", {"run-old"}, {{kT0, 5}});
+    auto early = write("new-early.db", {"run-new"}, {{kT0, 1}});  // new.db copied before its second minute
+    auto fresh = write("new.db", {"run-new"}, {{kT0, 1}, {kT0 + 60, 20}});
+    // one file that an agent restarted onto (runs 1 and 2), and an earlier copy of it with run 1 only
+    auto r1 = write("r1.db", {"run-1"}, {{kT0, 2}});
+    auto r12 = write("r12.db", {"run-1", "run-2"}, {{kT0, 2 + 4}, {kT0 + 60, 8}});
+    auto connects = [](const std::vector<std::string>& paths) {
+        auto records = load_records(paths, Window{});
+        REQUIRE(records);
+        REQUIRE(records->edges.size() == 1);
+        return records->edges[0].connects;
+    };
+    auto merged = [&](const std::vector<std::string>& inputs) {
+        static int n = 0;
+        auto out = dir.file("merged-" + std::to_string(n++) + ".db");
+        REQUIRE(merge_databases(out, inputs));
+        return out;
+    };
+    const std::vector<std::pair<std::vector<std::string>, int64_t>> cases = {
+        {{old, fresh}, 26},
+        {{fresh, old}, 26},
+        {{old, old}, 5},  // the same file twice
+        {{fresh, fresh}, 21},
+        {{early, fresh}, 21},  // a later copy of a file
+        {{fresh, early}, 21},
+        {{old, early, fresh}, 26},
+        {{early, old, fresh}, 26},
+        {{fresh, early, old}, 26},
+        {{r1, r12}, 14},  // runs 1 and 2 against an earlier copy with run 1 only
+        {{r12, r1}, 14},
+    };
+    for (const auto& [inputs, expected] : cases) {
+        std::string names;
+        for (const auto& p : inputs) names += p.substr(dir.path.string().size()) + " ";
+        INFO(names);
+        CHECK(connects(inputs) == expected);
+        auto out = merged(inputs);
+        CHECK(connects({out}) == expected);
+        // a fleet file next to a host file it contains, and merged with it again
+        for (const auto& input : inputs) {
+            INFO(input);
+            CHECK(connects({out, input}) == expected);
+            CHECK(connects({input, out}) == expected);
+            CHECK(connects({merged({out, input})}) == expected);
+            CHECK(connects({merged({input, out})}) == expected);
+        }
+    }
+}
