@@ -287,6 +287,12 @@ CGraph build(const Graph& graph, const RenderOptions& options, const std::string
     }
 
     bool labelled = graph.edges.size() <= kLabelledMaxEdges;
+    // Translucent: hundreds of edges bundled between two tiers made a black
+    // mass. The graph's default, once, not an attribute on each of 20,000 edges.
+    if (!labelled) {
+        std::string color = "color", translucent = "#1f3b6080";
+        agattr(g.get(), AGEDGE, color.data(), translucent.data());
+    }
     // Widths by log(attempts), from the graph's quietest edge to its busiest:
     // counts run from 1 to tens of thousands, and a scale starting at zero drew
     // 16 and 19,804 connections 2.15 and 5 wide.
@@ -327,9 +333,6 @@ CGraph build(const Graph& graph, const RenderOptions& options, const std::string
             set(edge, "style", "dashed");
         } else if (e.disputed) {
             set(edge, "color", "darkorange");
-        } else if (!labelled) {
-            // Translucent: hundreds of edges bundled between two tiers made a black mass.
-            set(edge, "color", "#1f3b6080");
         }
     }
     return g;
