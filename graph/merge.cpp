@@ -128,7 +128,17 @@ Result<int64_t> copy_rows(Database& in, Database& out, const Copy& copy, const s
 // larger counts, a day cannot), and so are its running totals from then on.
 using FirstDayTouched = std::map<int64_t, int64_t>;
 
-Status merge_one(Database& in, Database& out, FirstDayTouched& touched) {
+// The hosts with edges in `db` but no agent runs there.
+Status add_hosts_without_runs(Database& db, std::set<std::string>& hosts) {
+    auto runs = runs_by_host(db);
+    if (!runs) return runs.error();
+    return for_each_row(db, "SELECT DISTINCT host FROM edges", [&](const Statement& row) {
+        if (!runs->count(row.column_view(0))) hosts.insert(row.column_text(0));
+    });
+}
+
+// `without_runs`: hosts whose buckets are copies wherever they meet (see merge_into).
+Status merge_one(Database& in, Database& out, FirstDayTouched& touched, const std::set<std::string>& without_runs) {
     // Whether the input's buckets of a host are copies of the output's or
     // add to them depends on their runs before this input's are copied.
     auto in_runs = runs_by_host(in);
@@ -136,6 +146,7 @@ Status merge_one(Database& in, Database& out, FirstDayTouched& touched) {
     auto out_runs = runs_by_host(out);
     if (!out_runs) return out_runs.error();
     auto adds = [&, none = RunIds{}](const std::string& host) {
+        if (without_runs.count(host)) return false;
         auto a = in_runs->find(host);
         auto b = out_runs->find(host);
         return !copies_of_one_another(a == in_runs->end() ? none : a->second, b == out_runs->end() ? none : b->second);
@@ -235,9 +246,19 @@ Result<MergeSummary> merge_into(const std::string& output, std::vector<Database>
     if (!tx) return tx.error();
     int64_t edges_before = 0, buckets_before = 0;
     if (auto s = count_held(*out, edges_before, buckets_before); !s) return s.error();
+    // A host that some file holds without its runs (not written by an agent)
+    // cannot be told copy from other run: its buckets are copies throughout,
+    // the larger kept. Decided before merging, or the answer would depend on
+    // the inputs' order (a run-less file merged first, then r1's, would make
+    // r2's look like another run's and count it twice).
+    std::set<std::string> without_runs;
+    if (auto s = add_hosts_without_runs(*out, without_runs); !s) return s.error();
+    for (auto& in : sources) {
+        if (auto s = add_hosts_without_runs(in, without_runs); !s) return s.error();
+    }
     FirstDayTouched touched;
     for (auto& in : sources) {
-        if (auto s = merge_one(in, *out, touched); !s) return s.error();
+        if (auto s = merge_one(in, *out, touched, without_runs); !s) return s.error();
         summary.databases++;
     }
     if (auto s = rebuild_days(*out, touched); !s) return s.error();
@@ -296,11 +317,16 @@ Result<MergeSummary> merge_into_new(const std::string& output, std::vector<Datab
     for (size_t i = 0; i < std::size(kDatabaseFileSuffixes); i++) {
         std::snprintf(g_temporary[i], sizeof g_temporary[i], "%s%s", temporary.c_str(), kDatabaseFileSuffixes[i]);
     }
-    struct sigaction remove {}, old_int {}, old_term {};
+    // A signal the merge was started to ignore (a background job's SIGINT,
+    // nohup's SIGHUP) is left ignored: the merge goes on.
+    constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP};
+    struct sigaction remove {}, old[std::size(kStopSignals)] {};
     remove.sa_handler = remove_temporary_and_die;
     sigemptyset(&remove.sa_mask);
-    ::sigaction(SIGINT, &remove, &old_int);
-    ::sigaction(SIGTERM, &remove, &old_term);
+    for (size_t i = 0; i < std::size(kStopSignals); i++) {
+        ::sigaction(kStopSignals[i], nullptr, &old[i]);
+        if (old[i].sa_handler != SIG_IGN) ::sigaction(kStopSignals[i], &remove, nullptr);
+    }
 
     auto summary = merge_into(temporary, sources);
     struct stat st {};
@@ -325,8 +351,7 @@ Result<MergeSummary> merge_into_new(const std::string& output, std::vector<Datab
         }
     }
     remove_database_files(temporary);
-    ::sigaction(SIGINT, &old_int, nullptr);
-    ::sigaction(SIGTERM, &old_term, nullptr);
+    for (size_t i = 0; i < std::size(kStopSignals); i++) ::sigaction(kStopSignals[i], &old[i], nullptr);
     for (auto& path : g_temporary) path[0] = 0;
     if (!summary) return Error{replaced(summary.error().message, temporary, output)};
     return summary;

@@ -163,11 +163,12 @@ int64_t events(const EdgeRecord& e) { return e.connects + e.accepts + e.closes +
 // Records of different agent runs, or copies that share no bucket (a copy
 // trimmed of old buckets), add up, as `depgraph merge` adds them.
 void fold_duplicate(EdgeRecord& kept, const EdgeRecord& other, bool copies) {
-    // The gauge is the latest one's; of two ending in the same bucket, the
-    // one with more events is the later copy; equal, the larger.
+    // The gauge is the latest one's; of two copies ending in the same bucket, the
+    // one with more events is the later copy; equal, or of different runs
+    // (which merge adds in one bucket, its gauge the larger), the larger.
     if (other.last_seen != kept.last_seen) {
         if (other.last_seen > kept.last_seen) kept.open = other.open;
-    } else if (events(other) != events(kept)) {
+    } else if (copies && events(other) != events(kept)) {
         if (events(other) > events(kept)) kept.open = other.open;
     } else {
         kept.open = std::max(kept.open, other.open);
@@ -190,8 +191,11 @@ struct Found {
 // are copies of one run's traffic and fold by the larger; such groups hold
 // different runs' traffic and add up. A file with runs r1 and r2 (or a
 // merged one) joins the groups of r1 and of r2: it holds both, and they
-// add up before it is compared with them.
-EdgeRecord fold_found(const std::vector<Found>& found) {
+// add up before it is compared with them. A record without runs (a file
+// not written by an agent) is a copy of every group: taken last, it joins
+// them all, added up, and keeps the larger, whatever the files' order.
+EdgeRecord fold_found(std::vector<Found>& found) {
+    std::stable_partition(found.begin(), found.end(), [](const Found& f) { return !f.runs->empty(); });
     struct Group {
         RunIds runs;
         EdgeRecord record;

@@ -69,13 +69,15 @@ std::string write_big(const TempDir& dir) {
     return dir.file("big.db");
 }
 
-// `depgraph merge -o output input` started in the background, its stderr to `err`.
-pid_t start_merge(const std::string& output, const std::string& input, const std::string& err) {
+// `depgraph merge -o output input` started in the background, its stderr to
+// `err`; with `ignoring`, that signal ignored, as a shell's background job ignores SIGINT.
+pid_t start_merge(const std::string& output, const std::string& input, const std::string& err, int ignoring = 0) {
     const char* binary = std::getenv("DEPGRAPH");
     REQUIRE(binary);
     pid_t pid = fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
+        if (ignoring) ::signal(ignoring, SIG_IGN);
         int fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
         ::dup2(fd, STDERR_FILENO);
         ::execl(binary, "depgraph", "merge", "-o", output.c_str(), input.c_str(), nullptr);
@@ -106,7 +108,7 @@ void wait_for(const TempDir& dir, const std::string& part) {
 TEST_CASE("a merge into a new output killed part way leaves no output, and on SIGINT or SIGTERM nothing at all") {
     TempDir dir;
     auto big = write_big(dir);
-    for (int sig : {SIGINT, SIGTERM, SIGKILL}) {
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGKILL}) {
         INFO(strsignal(sig));
         auto fleet = dir.file("fleet.db");
         pid_t pid = start_merge(fleet, big, dir.file("merge.err"));
@@ -126,6 +128,17 @@ TEST_CASE("a merge into a new output killed part way leaves no output, and on SI
         CHECK_FALSE(std::filesystem::exists(fleet));
         for (const auto& name : files_named(dir, "fleet.db")) std::filesystem::remove(dir.file(name));
     }
+    // A signal it was started to ignore stays ignored: the merge goes on to the end.
+    auto fleet = dir.file("fleet.db");
+    pid_t pid = start_merge(fleet, big, dir.file("merge.err"), SIGINT);
+    wait_for(dir, "fleet.db");
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    REQUIRE(kill(pid, SIGINT) == 0);
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    CHECK(std::filesystem::exists(fleet));
 }
 
 TEST_CASE("of two merges into the same new output, the later to finish keeps the other's result and says so") {

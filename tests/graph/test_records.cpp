@@ -425,3 +425,45 @@ TEST_CASE("a replaced database and its successor add up, also in a shared bucket
         }
     }
 }
+
+// c.db holds both runs' traffic without its runs (a file not written by an agent); a.db is run 1's (4 in
+// the first minute), b.db run 2's (6 in the next). c.db is taken as a copy of both: 10 in every order. It
+// was 16 in some: merged first, c.db made a.db a copy and b.db another run's, added to what c.db held.
+// Two runs' gauges in one bucket: merge adds their buckets and keeps the larger gauge; so does the read.
+TEST_CASE("a file without runs is a copy of the others whatever the order; two runs' gauges keep the larger") {
+    TempDir dir;
+    auto write = [&](const std::string& name, const std::string& run_id,
+                     std::vector<std::tuple<int64_t, int64_t, int64_t>> buckets) {
+        HostDb h(dir.file(name), "h-01");
+        if (!run_id.empty()) h.run(run_id, kT0, 0, kT0 + 120);
+        auto edge = h.edge("out", "app", "198.18.9.1", "198.18.9.2", 80);
+        for (auto [start, connects, open] : buckets) h.bucket(edge, start, {.connects = connects, .open = open});
+        return dir.file(name);
+    };
+    auto c = write("c.db", "", {{kT0, 4, 0}, {kT0 + 60, 6, 0}});
+    auto a = write("a.db", "run-1", {{kT0, 4, 0}});
+    auto b = write("b.db", "run-2", {{kT0 + 60, 6, 0}});
+    auto record = [](const std::vector<std::string>& paths) {
+        auto records = load_records(paths, Window{});
+        REQUIRE(records);
+        REQUIRE(records->edges.size() == 1);
+        return records->edges[0];
+    };
+    int n = 0;
+    for (const auto& inputs : std::vector<std::vector<std::string>>{{c, a, b}, {a, c, b}, {a, b, c}, {b, c, a}}) {
+        CHECK(record(inputs).connects == 10);
+        auto out = dir.file("merged-" + std::to_string(n++) + ".db");
+        REQUIRE(merge_databases(out, inputs));
+        CHECK(record({out}).connects == 10);
+    }
+
+    auto g1 = write("g1.db", "run-1", {{kT0, 10, 1}});
+    auto g2 = write("g2.db", "run-2", {{kT0, 2, 5}});
+    for (const auto& inputs : std::vector<std::vector<std::string>>{{g1, g2}, {g2, g1}}) {
+        CHECK(record(inputs).connects == 12);
+        CHECK(record(inputs).open == 5);
+        auto out = dir.file("merged-" + std::to_string(n++) + ".db");
+        REQUIRE(merge_databases(out, inputs));
+        CHECK(record({out}).open == 5);
+    }
+}
