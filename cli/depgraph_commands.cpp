@@ -28,6 +28,10 @@
 namespace depgraph {
 namespace {
 
+// Past this many nodes a drawing is a texture, not a map (the readability
+// review's 1,020-node fleet; its 183-node graph still read).
+constexpr size_t kReadableNodes = 300;
+
 // Keys in the order written: window, nodes, edges read better than alphabetical.
 using json = nlohmann::ordered_json;
 
@@ -365,6 +369,11 @@ Status run_render(const RenderArgs& args) {
     if (fleet->graph.nodes.empty()) {
         std::cerr << "depgraph: warning: the graph is empty from " << window_text(fleet->graph.window)
                   << (filters.empty() ? "" : " with " + filters) << '\n';
+    }
+    // A picture of a thousand processes is drawn, and no one can read it: say what draws fewer.
+    if (*format != "json" && fleet->graph.nodes.size() > kReadableNodes && args.graph.group_by != "role") {
+        std::cerr << "depgraph: note: " << fleet->graph.nodes.size() << " nodes are more than a picture shows "
+                  << "legibly; --group-by role draws one node per role\n";
     }
     auto options = render_options(args.graph, "depgraph: " + window_text(fleet->graph.window) +
                                                   (filters.empty() ? "" : " (" + filters + ")"));

@@ -462,3 +462,24 @@ TEST_CASE("a host on a cycle with another node is not boxed; one that is not, is
     CHECK(svg.has_tooltip("node-1/client -> pod/app:8080, 4 connections, 0 failed"));
     CHECK(svg.has_tooltip("pod/app -> node-1/sidecar:9000, 2 connections, 0 failed"));
 }
+
+TEST_CASE("a render of more nodes than a picture shows says what draws fewer; a small one says nothing") {
+    TempDir dir;
+    {
+        HostDb scanner(dir.file("scan.db"), "scan-01");
+        for (int i = 0; i < 300; i++) {
+            std::string addr = "198.19." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1);
+            scanner.bucket(scanner.edge("out", "scanner", "198.18.0.1", addr, 443), kT0, {.connects = 1});
+        }
+    }
+    auto big = run_depgraph(render_args({dir.file("scan.db")}, {"-o", dir.file("scan.dot")}));
+    REQUIRE(big.exit_code == 0);
+    CHECK(big.err ==
+          "depgraph: note: 301 nodes are more than a picture shows legibly; --group-by role draws one node per role\n");
+    auto json = run_depgraph(render_args({dir.file("scan.db")}, {"-o", dir.file("scan.json")}));
+    REQUIRE(json.exit_code == 0);
+    CHECK(json.err.empty());
+    auto small = run_depgraph(render_args(write_small_fleet(dir), {"-o", dir.file("small.dot")}));
+    REQUIRE(small.exit_code == 0);
+    CHECK(small.err.empty());
+}
