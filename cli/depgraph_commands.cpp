@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <filesystem>
 #include <iostream>
@@ -23,6 +22,7 @@
 #include "graph/nat.hpp"
 #include "graph/records.hpp"
 #include "graph/render_graphviz.hpp"
+#include "graph/text.hpp"
 #include "store/database.hpp"
 
 namespace depgraph {
@@ -125,14 +125,7 @@ json graph_json(const Graph& graph) {
 // The file keeps its permissions; a new one gets 0666 less the umask.
 Status replace_file(const std::string& path, const std::string& bytes) {
     struct stat st {};
-    mode_t mode = 0;
-    if (::stat(path.c_str(), &st) == 0) {
-        mode = st.st_mode & 07777;
-    } else {
-        mode_t mask = ::umask(0);  // the only way to read it; no other thread creates files
-        ::umask(mask);
-        mode = 0666 & ~mask;
-    }
+    mode_t mode = ::stat(path.c_str(), &st) == 0 ? st.st_mode & 07777 : new_file_mode();
     std::string temporary = path + ".XXXXXX";
     UniqueFd fd(::mkostemp(temporary.data(), O_CLOEXEC));
     if (!fd.valid()) return errno_error("cannot create a temporary file beside " + path, errno);
@@ -210,9 +203,8 @@ constexpr std::pair<std::string_view, std::string_view> kExtensions[] = {
 Result<std::string> format_from(const std::string& output, const std::string& given,
                                 const std::vector<std::string>& formats) {
     if (!given.empty()) return given;
-    std::string ext = std::filesystem::path(output).extension().string();
+    std::string ext = lower_case(std::filesystem::path(output).extension().string());
     if (ext.empty()) return formats[0];
-    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
     std::string_view named;  // a format this command may not write: `impact -o x.png`
     for (const auto& [extension, format] : kExtensions) {
         if (ext != extension) continue;

@@ -1,6 +1,7 @@
 // Ownership of C handles: one RAII pattern for all of them.
 #pragma once
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -42,6 +43,14 @@ public:
 private:
     int fd_ = -1;
 };
+
+// The mode open(2) gives a new file asked for 0666: less the umask, which
+// can only be read by setting it (no other thread creates files meanwhile).
+inline mode_t new_file_mode() {
+    mode_t mask = ::umask(0);
+    ::umask(mask);
+    return 0666 & ~mask;
+}
 
 // All of `bytes` written at `fd`'s offset; false, with errno saying why, if not.
 inline bool write_all(int fd, std::string_view bytes) {

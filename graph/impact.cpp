@@ -7,6 +7,7 @@
 #include <set>
 
 #include "graph/host_names.hpp"
+#include "graph/text.hpp"
 
 namespace depgraph {
 namespace {
@@ -53,12 +54,6 @@ Result<std::pair<std::string, std::optional<int>>> split_port(const std::string&
     return std::pair{name, port};
 }
 
-std::string lower(std::string_view text) {
-    std::string out(text);
-    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
-    return out;
-}
-
 // Ranked by the name alone: "postgres01:5432" is closest to postgres-01, whatever the port.
 std::string closest_matches(const Graph& graph, const std::string& name, const RoleRules& roles) {
     std::set<std::string> names;
@@ -70,7 +65,9 @@ std::string closest_matches(const Graph& graph, const std::string& name, const R
     }
     std::vector<std::pair<size_t, std::string>> ranked;
     // Host names are case-blind: POSTGRES-01 is nearest postgres-01.
-    for (const auto& candidate : names) ranked.emplace_back(edit_distance(lower(name), lower(candidate)), candidate);
+    for (const auto& candidate : names) {
+        ranked.emplace_back(edit_distance(lower_case(name), lower_case(candidate)), candidate);
+    }
     std::sort(ranked.begin(), ranked.end());
     std::string list;
     for (size_t i = 0; i < ranked.size() && i < 3; i++) list += (i ? ", " : "") + ranked[i].second;
@@ -100,7 +97,9 @@ Result<Target> resolve_target(const Graph& graph, const std::string& text, const
     // Names are compared as written first, then regardless of case (host
     // names are case-blind; DB-01 is db-01 when no node is called DB-01).
     bool blind = false;
-    auto same = [&](std::string_view a, std::string_view b) { return blind ? lower(a) == lower(b) : a == b; };
+    auto same = [&](std::string_view a, std::string_view b) {
+        return blind ? lower_case(a) == lower_case(b) : a == b;
+    };
     // What a name can be, most specific first: the first that names a node (serving `port`) wins.
     const std::function<bool(const Node&)> meanings[] = {
         [&](const Node& n) { return same(n.id, name); },

@@ -112,9 +112,10 @@ public:
         if (!shared.empty()) {
             // Rare (addresses re-used within the window): the sums are built only then.
             for (const auto& e : records_.edges) {
-                counted_[pair_of(e)] += connections_of(e);
-                auto [seen, added] = seen_.try_emplace(pair_of(e), e.first_seen, e.last_seen);
-                seen->second = {std::min(seen->second.first, e.first_seen), std::max(seen->second.second, e.last_seen)};
+                auto pair = pair_of(e);
+                counted_[pair] += connections_of(e);
+                auto& seen = seen_.try_emplace(pair, e.first_seen, e.last_seen).first->second;
+                seen = {std::min(seen.first, e.first_seen), std::max(seen.second, e.last_seen)};
             }
             for (const auto& [e, far] : single) placed_[{pair_of(*e), far}] += connections_of(*e);
         }

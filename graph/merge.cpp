@@ -128,28 +128,26 @@ Result<int64_t> copy_rows(Database& in, Database& out, const Copy& copy, const s
 // larger counts, a day cannot), and so are its running totals from then on.
 using FirstDayTouched = std::map<int64_t, int64_t>;
 
-// The hosts with edges in `db` but no agent runs there.
-Status add_hosts_without_runs(Database& db, std::set<std::string>& hosts) {
-    auto runs = runs_by_host(db);
-    if (!runs) return runs.error();
+// The hosts with edges in `db` but none of its agent `runs`.
+Status add_hosts_without_runs(Database& db, const RunsByHost& runs, std::set<std::string>& hosts) {
     return for_each_row(db, "SELECT DISTINCT host FROM edges", [&](const Statement& row) {
-        if (!runs->count(row.column_view(0))) hosts.insert(row.column_text(0));
+        if (!runs.count(row.column_view(0))) hosts.insert(row.column_text(0));
     });
 }
 
-// `without_runs`: hosts whose buckets are copies wherever they meet (see merge_into).
-Status merge_one(Database& in, Database& out, FirstDayTouched& touched, const std::set<std::string>& without_runs) {
+// `in_runs`: the input's agent runs. `without_runs`: hosts whose buckets are
+// copies wherever they meet (see merge_into).
+Status merge_one(Database& in, const RunsByHost& in_runs, Database& out, FirstDayTouched& touched,
+                 const std::set<std::string>& without_runs) {
     // Whether the input's buckets of a host are copies of the output's or
     // add to them depends on their runs before this input's are copied.
-    auto in_runs = runs_by_host(in);
-    if (!in_runs) return in_runs.error();
     auto out_runs = runs_by_host(out);
     if (!out_runs) return out_runs.error();
     auto adds = [&, none = RunIds{}](const std::string& host) {
         if (without_runs.count(host)) return false;
-        auto a = in_runs->find(host);
+        auto a = in_runs.find(host);
         auto b = out_runs->find(host);
-        return !copies_of_one_another(a == in_runs->end() ? none : a->second, b == out_runs->end() ? none : b->second);
+        return !copies_of_one_another(a == in_runs.end() ? none : a->second, b == out_runs->end() ? none : b->second);
     };
     if (auto r = copy_rows(in, out, kRuns, {0, 1, 5, 6, 7}); !r) return r.error();
     if (auto r = copy_rows(in, out, kAddresses, {0, 2}); !r) return r.error();
@@ -252,13 +250,19 @@ Result<MergeSummary> merge_into(const std::string& output, std::vector<Database>
     // the inputs' order (a run-less file merged first, then r1's, would make
     // r2's look like another run's and count it twice).
     std::set<std::string> without_runs;
-    if (auto s = add_hosts_without_runs(*out, without_runs); !s) return s.error();
+    auto out_runs = runs_by_host(*out);
+    if (!out_runs) return out_runs.error();
+    if (auto s = add_hosts_without_runs(*out, *out_runs, without_runs); !s) return s.error();
+    std::vector<RunsByHost> source_runs;
     for (auto& in : sources) {
-        if (auto s = add_hosts_without_runs(in, without_runs); !s) return s.error();
+        auto runs = runs_by_host(in);
+        if (!runs) return runs.error();
+        if (auto s = add_hosts_without_runs(in, *runs, without_runs); !s) return s.error();
+        source_runs.push_back(std::move(*runs));
     }
     FirstDayTouched touched;
-    for (auto& in : sources) {
-        if (auto s = merge_one(in, *out, touched, without_runs); !s) return s.error();
+    for (size_t i = 0; i < sources.size(); i++) {
+        if (auto s = merge_one(sources[i], source_runs[i], *out, touched, without_runs); !s) return s.error();
         summary.databases++;
     }
     if (auto s = rebuild_days(*out, touched); !s) return s.error();
@@ -309,9 +313,7 @@ Result<MergeSummary> merge_into_new(const std::string& output, std::vector<Datab
     int fd = ::mkstemp(temporary.data());
     if (fd < 0) return errno_error("cannot create a temporary file next to " + output, errno);
     // mkstemp makes it 0600; the output gets what SQLite would create it with.
-    mode_t mask = ::umask(0);
-    ::umask(mask);
-    (void)::fchmod(fd, 0666 & ~mask);
+    (void)::fchmod(fd, new_file_mode());
     ::close(fd);
 
     for (size_t i = 0; i < std::size(kDatabaseFileSuffixes); i++) {

@@ -29,4 +29,12 @@ std::string valid_utf8(std::string_view text) {
     return out;
 }
 
+std::string lower_case(std::string_view text) {
+    std::string out(text);
+    for (char& c : out) {
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    }
+    return out;
+}
+
 }  // namespace depgraph

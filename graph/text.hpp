@@ -16,4 +16,8 @@ inline constexpr std::string_view kReplacementCharacter = "\xef\xbf\xbd";  // U+
 // The text with every invalid byte replaced by U+FFFD.
 std::string valid_utf8(std::string_view text);
 
+// The text with ASCII letters in lower case (host names and file extensions
+// are compared that way).
+std::string lower_case(std::string_view text);
+
 }  // namespace depgraph
