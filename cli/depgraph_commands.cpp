@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <iostream>
+#include <set>
 #include <sstream>
 
 #include "cli/depgraph_output.hpp"
@@ -255,6 +256,21 @@ Error unresolved_target(const Fleet& fleet, const WalkArgs& args, const Error& f
                  "); without the filters it matches " + matched};
 }
 
+// How many nodes the walk reaches in the unfiltered graph and not in the
+// filtered one: the dependents the filters hid. 0 without filters.
+size_t left_out_by_filters(const Fleet& fleet, const WalkArgs& args, const std::vector<Reached>& reached) {
+    if (filters_text(args.graph.filters).empty()) return 0;
+    auto whole = fleet_graph(fleet, fleet.graph.window, args.graph.group_by, Filters{});
+    auto target = resolve_target(whole, args.target, AddressBook(fleet.records.addresses), fleet.roles);
+    if (!target) return 0;
+    auto direction = args.dependencies ? Direction::dependencies : Direction::dependents;
+    std::set<std::string> kept;
+    for (const auto& r : reached) kept.insert(fleet.graph.nodes[r.node].id);
+    size_t hidden = 0;
+    for (const auto& r : walk(whole, *target, direction, args.depth)) hidden += !kept.count(whole.nodes[r.node].id);
+    return hidden;
+}
+
 }  // namespace
 
 Status run_edges(const Inputs& in) {
@@ -408,8 +424,21 @@ Status run_walk(const WalkArgs& args) {
         if (!bytes) return bytes.error();
         return write_output(args.output, *bytes);
     }
-    // A neighbour one level closer: the node called (impact) or calling (deps).
-    auto neighbour = [&](const Edge& e) { return graph.nodes[args.dependencies ? e.source : e.target].id; };
+    // A node as the tables and lists name it: an address with its /etc/hosts name.
+    auto shown = [&](size_t n) {
+        const auto& node = graph.nodes[n];
+        return node.name.empty() ? node.id : node.id + " (" + node.name + ")";
+    };
+    // The nodes one level closer, each once, the busiest edge's first: the nodes called (impact) or
+    // calling (deps). A client calling one service on two ports calls one node.
+    auto neighbours = [&](const Reached& r) {
+        std::vector<size_t> nodes;
+        for (size_t i : r.edges) {
+            size_t n = args.dependencies ? graph.edges[i].source : graph.edges[i].target;
+            if (std::find(nodes.begin(), nodes.end(), n) == nodes.end()) nodes.push_back(n);
+        }
+        return nodes;
+    };
     const char* neighbour_key = args.dependencies ? "from" : "calls";
     // A dependent's evidence: its edges to the level before, added up (lb/nginx made 14 connections to
     // app-01 and 10 to app-02: 24). The busiest edge names the neighbour and the port.
@@ -418,24 +447,25 @@ Status run_walk(const WalkArgs& args) {
         for (size_t i = 1; i < r.edges.size(); i++) total.add(graph.edges[r.edges[i]].traffic);
         return total;
     };
+    auto left_out = left_out_by_filters(*fleet, args, reached);
     if (format == "json") {
         json list = json::array();
         for (const auto& r : reached) {
             const auto& n = graph.nodes[r.node];
             const auto& busiest = graph.edges[r.edges[0]];
             // Every neighbour, the busiest first; the port and NAT addresses are the busiest edge's.
-            json neighbours = json::array();
-            for (size_t i : r.edges) neighbours.push_back(neighbour(graph.edges[i]));
+            json called = json::array();
+            for (size_t neighbour : neighbours(r)) called.push_back(graph.nodes[neighbour].id);
             json row = {{"node", n.id}, {"kind", to_string(n.kind)}, {"host", n.host}, {"process", n.process},
-                        {"depth", r.depth}, {neighbour_key, std::move(neighbours)}, {"port", busiest.port},
-                        {"via", busiest.via}};
+                        {"depth", r.depth}, {neighbour_key, std::move(called)}, {"port", busiest.port},
+                        {"via", busiest.via}, {"through_external", r.through_external}};
             row.update(traffic_json(evidence(r)));
             list.push_back(std::move(row));
         }
         json targets = json::array();
         for (size_t n : target->nodes) targets.push_back(graph.nodes[n].id);
         json doc = {{"target", args.target}, {"matched", targets}, {"window", window_json(graph.window)},
-                    {list_name, list}};
+                    {list_name, list}, {"left_out_by_filters", left_out}};
         return write_output(args.output, doc.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
     }
     // The table says what the target matched and when: under --group-by role a host
@@ -449,26 +479,44 @@ Status run_walk(const WalkArgs& args) {
         }
         matched += (i ? ", " : "") + n.id + (n.members.size() > 1 ? " of " + std::to_string(n.members.size()) + " hosts" : "");
     }
-    std::string subject = printable(args.target + " (" + matched + ")"), window = window_text(graph.window);
+    std::string subject = printable(matched == args.target ? args.target : args.target + " (" + matched + ")");
+    std::string window = window_text(graph.window);
+    // What the filters hid is said, not dropped in silence: "nothing depends on it" is the answer
+    // that lets a change go ahead.
+    std::string filters = filters_text(args.graph.filters), hidden;
+    if (left_out > 0) {
+        hidden = "The filters (" + filters + ") left out " + std::to_string(left_out) + " more " +
+                 (left_out == 1 ? "node" : "nodes") + " that the whole graph lists here.\n";
+    }
     if (reached.empty()) {
         return write_output(args.output, (args.dependencies ? subject + " depends on nothing, "
                                                             : "Nothing depends on " + subject + ", ") +
-                                             window + ".\n");
+                                             window + (filters.empty() ? "" : " (" + filters + ")") + ".\n" + hidden);
     }
     std::vector<std::vector<std::string>> rows;
+    bool any_through_external = false;
     for (const auto& r : reached) {
         const auto& busiest = graph.edges[r.edges[0]];
         auto total = evidence(r);
-        std::string others = r.edges.size() > 1 ? " +" + std::to_string(r.edges.size() - 1) : "";
-        rows.push_back({std::to_string(r.depth), graph.nodes[r.node].id, neighbour(busiest) + others,
-                        std::to_string(busiest.port), std::to_string(total.connections), std::to_string(total.failed),
-                        format_iso8601(total.first_seen), format_iso8601(total.last_seen)});
+        auto called = neighbours(r);
+        std::string others = called.size() > 1 ? " +" + std::to_string(called.size() - 1) : "";
+        any_through_external |= r.through_external;
+        rows.push_back({std::to_string(r.depth), shown(r.node) + (r.through_external ? " *" : ""),
+                        shown(called[0]) + others, std::to_string(busiest.port), std::to_string(total.connections),
+                        std::to_string(total.failed), std::to_string(total.open), format_iso8601(total.first_seen),
+                        format_iso8601(total.last_seen)});
     }
     std::ostringstream table;
     table << (args.dependencies ? "What " + subject + " depends on, " : "Who depends on " + subject + ", ") << window
-          << ":\n";
+          << (filters.empty() ? "" : " (" + filters + ")") << ":\n";
     print_table(table, {"DEPTH", "NODE", args.dependencies ? "FROM" : "CALLS", "PORT", "CONNECTIONS", "FAILED",
-                        "FIRST_SEEN", "LAST_SEEN"}, rows);
+                        "OPEN", "FIRST_SEEN", "LAST_SEEN"}, rows);
+    if (any_through_external) {
+        table << "* reached only through an address no agent reports for: what runs there is unknown, so this "
+                 "may not depend on "
+              << printable(args.target) << " at all\n";
+    }
+    table << hidden;
     return write_output(args.output, table.str());
 }
 

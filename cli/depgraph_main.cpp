@@ -161,7 +161,8 @@ void add_graph_options(CLI::App& cmd, GraphOptions& g) {
     cmd.add_option("--roles", g.roles_file, "file of 'PATTERN ROLE' lines (default: hostname without its number)")
         ->check(PathValidator());
     cmd.add_option("--min-connections", g.filters.min_connections,
-                   "leave out edges with fewer connection attempts (default: 0, none left out)")
+                   "leave out edges with fewer connection attempts, unless a connection on the edge is open (default: 0, "
+                   "none left out)")
         ->check(WholeNumberValidator(0, std::numeric_limits<int64_t>::max()));
     cmd.add_option("--exclude", g.filters.excludes,
                    "leave out nodes whose id, host, process, address, hosts-file name or (grouped by role) role "

@@ -83,7 +83,9 @@ Graph exclude_nodes(Graph graph, const Filters& filters, GroupBy group_by, const
 
 Graph drop_small_edges(Graph graph, const Filters& filters) {
     if (filters.min_connections == 0) return graph;
-    return keep_edges(graph, [&](const Edge& e) { return e.traffic.attempts() >= filters.min_connections; });
+    return keep_edges(graph, [&](const Edge& e) {
+        return e.traffic.attempts() >= filters.min_connections || e.traffic.open > 0;
+    });
 }
 
 }  // namespace depgraph

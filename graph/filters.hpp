@@ -11,7 +11,9 @@
 namespace depgraph {
 
 struct Filters {
-    int64_t min_connections = 0;        // attempts (established + failed) per edge
+    // Attempts (established + failed) per edge; an edge with a connection open
+    // stays whatever its count: a pool of long-lived connections is a dependency.
+    int64_t min_connections = 0;
     // Globs on host, process, host/process, an external address or its name in /etc/hosts,
     // and on the role when grouping by role.
     std::vector<std::string> excludes;

@@ -166,9 +166,16 @@ std::vector<Reached> walk(const Graph& graph, const Target& target, Direction di
         }
         frontier = std::move(next);
     }
+    // In the order reached, so a node one level closer is settled before the nodes it leads to.
+    auto closer = [&](const Edge& e) { return direction == Direction::dependents ? e.target : e.source; };
     for (auto& r : reached) {
         std::stable_sort(r.edges.begin(), r.edges.end(), [&](size_t a, size_t b) {
             return graph.edges[a].traffic.attempts() > graph.edges[b].traffic.attempts();
+        });
+        r.through_external = std::all_of(r.edges.begin(), r.edges.end(), [&](size_t edge) {
+            size_t n = closer(graph.edges[edge]);
+            if (position[n] == kTarget) return false;
+            return graph.nodes[n].kind == NodeKind::external || reached[position[n]].through_external;
         });
     }
     return reached;

@@ -33,6 +33,10 @@ struct Reached {
     // Every edge it was reached through (to or from a node one level closer),
     // the busiest first: the best evidence. A client of two replicas depends on both.
     std::vector<size_t> edges;
+    // Every way here passes through an address no agent reports for: what
+    // runs there is unknown, so its callers may use another program of it
+    // than the one that calls on towards the target.
+    bool through_external = false;
 };
 
 // depth_limit 0: no limit. With a port, only the first hop is limited to it.

@@ -205,6 +205,7 @@ std::string edge_tooltip(const Graph& graph, const std::vector<std::string>& sho
                               : shown_ids[e.target] + ":" + std::to_string(e.port);
     std::string text = shown_ids[e.source] + " -> " + service + ", " + std::to_string(e.traffic.connections) +
                        " connections, " + std::to_string(e.traffic.failed) + " failed";
+    if (e.traffic.open > 0) text += ", " + std::to_string(e.traffic.open) + " open at the end";
     if (e.disputed) text += ", the two hosts' counts disagree (the larger is shown)";
     if (!e.via.empty()) text += ", " + via_text(e);
     return text;
@@ -322,6 +323,8 @@ CGraph build(const Graph& graph, const RenderOptions& options, const std::string
         if (labelled) {
             std::string label = ":" + std::to_string(e.port) + " (" + std::to_string(e.traffic.connections);
             if (failed) label += ", " + std::to_string(e.traffic.failed) + " failed";
+            // A pool of long-lived connections made none in the window: "(0)" alone would read as unused.
+            if (e.traffic.open > 0) label += ", " + std::to_string(e.traffic.open) + " open";
             label += ")";
             if (!e.via.empty()) label += "\\n" + via_text(e);
             set(edge, "label", label);

@@ -106,17 +106,17 @@ TEST_CASE("a dependent reached through two edges at one depth counts both, the b
     REQUIRE(table.exit_code == 0);
     CHECK(table.out ==
           "Who depends on s-01 (s-01/a, s-01/b), 2025-11-01T00:00:00Z to now:\n"
-          "DEPTH  NODE      CALLS      PORT  CONNECTIONS  FAILED  FIRST_SEEN            LAST_SEEN\n"
-          "1      c-01/app  s-01/b +1  7001  11           2       2025-11-26T00:00:00Z  2025-11-26T00:02:00Z\n");
+          "DEPTH  NODE      CALLS      PORT  CONNECTIONS  FAILED  OPEN  FIRST_SEEN            LAST_SEEN\n"
+          "1      c-01/app  s-01/b +1  7001  11           2       0     2025-11-26T00:00:00Z  2025-11-26T00:02:00Z\n");
     auto nothing = walk("impact", "c-01", dbs, {}, "table");
     REQUIRE(nothing.exit_code == 0);
     CHECK(nothing.out == "Nothing depends on c-01 (c-01/app), 2025-11-01T00:00:00Z to now.\n");
     auto deps = walk("deps", "c-01/app", dbs, {}, "table");
     REQUIRE(deps.exit_code == 0);
-    CHECK(deps.out.rfind("What c-01/app (c-01/app) depends on, 2025-11-01T00:00:00Z to now:\nDEPTH", 0) == 0);
+    CHECK(deps.out.rfind("What c-01/app depends on, 2025-11-01T00:00:00Z to now:\nDEPTH", 0) == 0);
     auto none = walk("deps", "s-01/a", dbs, {}, "table");
     REQUIRE(none.exit_code == 0);
-    CHECK(none.out == "s-01/a (s-01/a) depends on nothing, 2025-11-01T00:00:00Z to now.\n");
+    CHECK(none.out == "s-01/a depends on nothing, 2025-11-01T00:00:00Z to now.\n");
 }
 
 TEST_CASE("a target's host is matched regardless of case, and its port must be one") {
@@ -213,12 +213,12 @@ TEST_CASE("impact defaults to the last 30 days, as a table") {
     // Without web-02's and batch-01's files, their addresses are external clients.
     CHECK(table.out ==
           "Who depends on db-01 (db-01/postgres), 2025-11-01T00:00:00Z to now:\n"
-          "DEPTH  NODE          CALLS           PORT  CONNECTIONS  FAILED  FIRST_SEEN            LAST_SEEN\n"
-          "1      198.18.0.12   db-01/postgres  5432  6            0       2025-11-26T00:00:00Z  2025-11-26T00:01:00Z\n"
-          "1      198.18.0.13   db-01/postgres  5432  4            0       2025-11-26T00:00:00Z  2025-11-26T00:01:00Z\n"
-          "1      web-01/app    db-01/postgres  5432  10           0       2025-11-26T00:00:00Z  2025-11-26T00:01:00Z\n"
-          "2      web-01/nginx  web-01/app      8080  40           0       2025-11-26T00:00:00Z  2025-11-26T00:01:00Z\n"
-          "3      203.0.113.5   web-01/nginx    80    40           0       2025-11-26T00:00:00Z  2025-11-26T00:01:00Z\n");
+          "DEPTH  NODE          CALLS           PORT  CONNECTIONS  FAILED  OPEN  FIRST_SEEN            LAST_SEEN\n"
+          "1      198.18.0.12   db-01/postgres  5432  6            0       0     2025-11-26T00:00:00Z  2025-11-26T00:01:00Z\n"
+          "1      198.18.0.13   db-01/postgres  5432  4            0       0     2025-11-26T00:00:00Z  2025-11-26T00:01:00Z\n"
+          "1      web-01/app    db-01/postgres  5432  10           0       2     2025-11-26T00:00:00Z  2025-11-26T00:01:00Z\n"
+          "2      web-01/nginx  web-01/app      8080  40           0       0     2025-11-26T00:00:00Z  2025-11-26T00:01:00Z\n"
+          "3      203.0.113.5   web-01/nginx    80    40           0       0     2025-11-26T00:00:00Z  2025-11-26T00:01:00Z\n");
 }
 
 TEST_CASE("impact with --until alone looks at the 30 days before it") {
@@ -470,6 +470,11 @@ TEST_CASE("an external address named in /etc/hosts is a target, a suggestion and
     INFO(excluded.err);
     REQUIRE(excluded.exit_code == 0);
     CHECK(node_ids(excluded) == std::vector<std::string>{"10.0.0.98", "c1/app"});
+    // Tables name the address as the drawing does.
+    auto table = run_depgraph({"deps", "c1/app", "--db", dir.file("c1.db"), "--since", "2025-11-01"}, with_hosts);
+    INFO(table.err);
+    REQUIRE(table.exit_code == 0);
+    CHECK(table.out.find("\n1      10.0.0.99 (payments-db)  c1/app  5432  4 ") != std::string::npos);
 }
 
 TEST_CASE("a target that only the filters leave out is named as such, not as unknown") {
@@ -481,9 +486,9 @@ TEST_CASE("a target that only the filters leave out is named as such, not as unk
         CHECK(r.out.empty());
         return r.err;
     };
-    // db-01/postgres's edges carry 10, 8 and 4 connection attempts.
-    CHECK(error_of("db-01:5432", {"--min-connections", "100"}) ==
-          "depgraph: error: no node matches 'db-01:5432' once filtered (--min-connections 100); "
+    // db-01/postgres's edges carry 10 (with 2 open, so kept whatever the count), 8 and 4 connection attempts.
+    CHECK(error_of("db-01:5432", {"--exclude", "web-01", "--min-connections", "100"}) ==
+          "depgraph: error: no node matches 'db-01:5432' once filtered (--exclude web-01, --min-connections 100); "
           "without the filters it matches db-01/postgres\n");
     CHECK(error_of("db-01", {"--exclude", "postgres", "--no-external"}) ==
           "depgraph: error: no node matches 'db-01' once filtered (--exclude postgres, --no-external); "
@@ -503,4 +508,53 @@ TEST_CASE("a target that only the filters leave out is named as such, not as unk
     REQUIRE(kept.exit_code == 0);
     CHECK(listed(kept.json(), "dependents") ==
           std::vector<std::string>{"web-01/app@1", "web-01/nginx@2", "203.0.113.5@3"});
+}
+
+// 198.18.8.9 has no agent: it calls s-01/web, and c-01/app calls it on 9999. Whether the program that
+// serves 9999 is the one that calls s-01 is unknown, so c-01/app is listed, and marked as such.
+TEST_CASE("a dependent reached only through an address no agent reports for is marked") {
+    TempDir dir;
+    std::vector<std::string> dbs{dir.file("c-01.db"), dir.file("s-01.db")};
+    {
+        HostDb client(dbs[0], "c-01");
+        client.address("198.18.8.1", kT0, kT0 + 3600);
+        client.bucket(client.edge("out", "app", "198.18.8.1", "198.18.8.9", 9999), kT0, {.connects = 3});
+        HostDb server(dbs[1], "s-01");
+        server.address("198.18.8.2", kT0, kT0 + 3600);
+        server.bucket(server.edge("in", "web", "198.18.8.2", "198.18.8.9", 80), kT0, {.accepts = 5});
+        server.bucket(server.edge("in", "web", "198.18.8.2", "198.18.8.9", 81), kT0, {.accepts = 2});
+    }
+    auto r = walk("impact", "s-01", dbs);
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    auto doc = r.json();
+    REQUIRE(listed(doc, "dependents") == std::vector<std::string>{"198.18.8.9@1", "c-01/app@2"});
+    CHECK(doc["dependents"][0]["through_external"] == false);
+    CHECK(doc["dependents"][0]["calls"] == json::array({"s-01/web"}));  // one node on two ports: listed once
+    CHECK(doc["dependents"][0]["connections"] == 7);
+    CHECK(doc["dependents"][1]["through_external"] == true);
+    CHECK(doc["left_out_by_filters"] == 0);
+
+    auto table = walk("impact", "s-01", dbs, {}, "table");
+    REQUIRE(table.exit_code == 0);
+    CHECK(table.out ==
+          "Who depends on s-01 (s-01/web), 2025-11-01T00:00:00Z to now:\n"
+          "DEPTH  NODE        CALLS       PORT  CONNECTIONS  FAILED  OPEN  FIRST_SEEN            LAST_SEEN\n"
+          "1      198.18.8.9  s-01/web    80    7            0       0     2025-11-26T00:00:00Z  2025-11-26T00:01:00Z\n"
+          "2      c-01/app *  198.18.8.9  9999  3            0       0     2025-11-26T00:00:00Z  2025-11-26T00:01:00Z\n"
+          "* reached only through an address no agent reports for: what runs there is unknown, so this may not "
+          "depend on s-01 at all\n");
+
+    // Without c-01, the answer says what the filter hid.
+    auto filtered = walk("impact", "s-01", dbs, {"--exclude", "c-0*"}, "table");
+    REQUIRE(filtered.exit_code == 0);
+    CHECK(filtered.out ==
+          "Who depends on s-01 (s-01/web), 2025-11-01T00:00:00Z to now (--exclude c-0*):\n"
+          "DEPTH  NODE        CALLS     PORT  CONNECTIONS  FAILED  OPEN  FIRST_SEEN            LAST_SEEN\n"
+          "1      198.18.8.9  s-01/web  80    7            0       0     2025-11-26T00:00:00Z  2025-11-26T00:01:00Z\n"
+          "The filters (--exclude c-0*) left out 1 more node that the whole graph lists here.\n");
+    auto filtered_json = walk("impact", "s-01", dbs, {"--exclude", "c-0*"});
+    REQUIRE(filtered_json.exit_code == 0);
+    CHECK(listed(filtered_json.json(), "dependents") == std::vector<std::string>{"198.18.8.9@1"});
+    CHECK(filtered_json.json()["left_out_by_filters"] == 1);
 }

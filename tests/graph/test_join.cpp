@@ -423,9 +423,11 @@ TEST_CASE("filters: --min-connections counts attempts after grouping, --exclude 
     TempDir dir;
     auto dbs = write_small_fleet(dir);
     auto busy = render_json(dbs, {"--min-connections", "12"});
-    CHECK(busy["edges"].size() == 3);  // the external client's 40, the loopback's 40, redis's 12
+    // the external client's 40, the loopback's 40, redis's 12, and postgres's 10 for its 2 open connections
+    CHECK(busy["edges"].size() == 4);
     CHECK(find_edge(busy, "web-01/app", "cache-01/redis").is_object());
-    CHECK(find_edge(busy, "web-01/app", "db-01/postgres").is_null());
+    CHECK(find_edge(busy, "web-01/app", "db-01/postgres")["open"] == 2);
+    CHECK(find_edge(busy, "web-02/app", "db-01/postgres").is_null());  // 8, none open
     auto roles = render_json(dbs, {"--group-by", "role", "--min-connections", "16"});
     CHECK(find_edge(roles, "web", "db")["connections"] == 16);
 

@@ -51,7 +51,7 @@ TEST_CASE("render svg: a well-formed document with every node's label") {
         CHECK(svg.has_text(label));
     }
     // 8 edges, few enough to carry labels with their port and count
-    CHECK(svg.has_text(":5432 (10)"));
+    CHECK(svg.has_text(":5432 (10, 2 open)"));  // a pool's open connections are evidence too
     CHECK(svg.has_text(":80 (40)"));
 }
 
@@ -67,7 +67,7 @@ TEST_CASE("render svg: failed edges red and dashed, disputed ones orange, extern
         return d.attribute("fill") + " " + d.attribute("stroke") + " " + d.attribute("stroke-dasharray");
     };
     CHECK(look("edge", "web-01/app -> 93.184.216.34:443, 3 connections, 1 failed") == "none red 5,2");
-    CHECK(look("edge", "web-01/app -> db-01/postgres:5432, 10 connections, 0 failed") == "none black ");
+    CHECK(look("edge", "web-01/app -> db-01/postgres:5432, 10 connections, 0 failed, 2 open at the end") == "none black ");
     CHECK(look("edge", "web-01/app -> cache-01/redis:6379, 12 connections, 0 failed, the two hosts' counts disagree "
                        "(the larger is shown)") == "none darkorange ");
     for (const char* external : {"93.184.216.34", "203.0.113.5", "198.18.0.77"}) {
@@ -286,8 +286,8 @@ TEST_CASE("a failed edge's label counts its failures, in red, and the edge is dr
     const auto& db = svg.find("edge", "web-02/app -> db-01/postgres:5432, 6 connections, 2 failed");
     CHECK(db.texts == std::vector<std::string>{":5432 (6, 2 failed)"});
     CHECK(db.text_fill == "red");
-    const auto& ok = svg.find("edge", "web-01/app -> db-01/postgres:5432, 10 connections, 0 failed");
-    CHECK(ok.texts == std::vector<std::string>{":5432 (10)"});
+    const auto& ok = svg.find("edge", "web-01/app -> db-01/postgres:5432, 10 connections, 0 failed, 2 open at the end");
+    CHECK(ok.texts == std::vector<std::string>{":5432 (10, 2 open)"});
     CHECK(ok.text_fill.empty());
     // Graphviz paints edges in the order they come: those of the two clients with failed edges last, so no
     // other client's edge covers a red one; and the thinner red one (4 attempts, where the graph's edges run
@@ -314,7 +314,7 @@ TEST_CASE("edge widths run from the graph's quietest edge to its busiest; crowde
     CHECK(width("198.18.0.77 -> cache-01/redis:6379, 1 connections, 0 failed") == "0.5");  // the quietest
     CHECK(width("203.0.113.5 -> web-01/nginx:80, 40 connections, 0 failed") == "4");      // the busiest
     // 0.5 + 3.5 * (log 11 - log 2) / (log 41 - log 2)
-    CHECK(width("web-01/app -> db-01/postgres:5432, 10 connections, 0 failed") == "2.48");
+    CHECK(width("web-01/app -> db-01/postgres:5432, 10 connections, 0 failed, 2 open at the end") == "2.48");
     // a graph too big for edge labels: its edges half transparent
     write_ring(dir.file("ring.db"), 30, 7);
     auto ring = run_depgraph({"render", "--db", dir.file("ring.db"), "-o", "-", "--format", "svg"});
