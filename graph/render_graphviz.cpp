@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <numeric>
 #include <set>
@@ -181,13 +182,35 @@ std::string ports_text(const std::set<int>& ports) {
 }
 
 // Inside its host's box a node is named by its process; alone, by host/process;
-// an external address by its name above it, when it has one.
-std::string node_label(const Node& n, bool in_cluster) {
+// an external address by its name above it, when it has one. `unanswered`:
+// its ports that every attempt failed on, said apart from the ports it serves.
+std::string node_label(const Node& n, bool in_cluster, const std::set<int>& unanswered) {
     std::string label = label_text(n.process.empty() || !in_cluster ? n.id : n.process);
     if (!n.name.empty()) label = label_text(n.name) + "\\n" + label;
     if (n.members.size() > 1) label += " (" + std::to_string(n.members.size()) + " hosts)";
-    if (!n.ports.empty()) label += "\\n" + ports_text(n.ports);
+    std::set<int> answered;
+    std::set_difference(n.ports.begin(), n.ports.end(), unanswered.begin(), unanswered.end(),
+                        std::inserter(answered, answered.end()));
+    if (!answered.empty()) label += "\\n" + ports_text(answered);
+    if (!unanswered.empty()) label += "\\n" + ports_text(unanswered) + " no answer";
     return label;
+}
+
+// Each node's ports on which no connection was made or open in the window:
+// refused or timed out every time (nothing listening, a firewall). Drawn as a
+// service they would pass for one.
+std::vector<std::set<int>> unanswered_ports(const Graph& graph) {
+    std::vector<std::set<int>> unanswered(graph.nodes.size());
+    std::set<std::pair<size_t, int>> answered;
+    for (const auto& e : graph.edges) {
+        if (e.traffic.connections > 0 || e.traffic.open > 0) answered.emplace(e.target, e.port);
+    }
+    for (size_t i = 0; i < graph.nodes.size(); i++) {
+        for (int port : graph.nodes[i].ports) {
+            if (!answered.count({i, port})) unanswered[i].insert(port);
+        }
+    }
+    return unanswered;
 }
 
 // "via 198.18.5.5:80": what the clients dialled before NAT sent them here.
@@ -242,6 +265,7 @@ CGraph build(const Graph& graph, const RenderOptions& options, const std::string
     std::vector<std::string> shown_ids;
     shown_ids.reserve(graph.nodes.size());
     for (const auto& n : graph.nodes) shown_ids.push_back(label_text(n.id));
+    auto unanswered = unanswered_ports(graph);
     // Graphviz paints the edges (outputorder=edgesfirst) client by client, in
     // the order the nodes were made (each client's by service, in that order,
     // then as made): the clients with failed edges come last, or busy black
@@ -267,7 +291,7 @@ CGraph build(const Graph& graph, const RenderOptions& options, const std::string
         std::string node_name = "n" + std::to_string(i);
         Agnode_t* node = agnode(parent, node_name.data(), 1);
         placed[i] = node;
-        set(node, "label", node_label(n, parent != g.get()));
+        set(node, "label", node_label(n, parent != g.get(), unanswered[i]));
         set(node, "tooltip", shown_ids[i]);
         set(node, "fontname", "Helvetica");
         if (n.kind == NodeKind::external) {
@@ -280,6 +304,12 @@ CGraph build(const Graph& graph, const RenderOptions& options, const std::string
             set(node, "shape", n.kind == NodeKind::service ? "box" : "ellipse");
             set(node, "style", "filled,rounded");
             set(node, "fillcolor", n.kind == NodeKind::service ? "lightblue" : "white");
+            // A service that never answered: red and dashed, as the edges that failed to reach it.
+            if (n.kind == NodeKind::service && unanswered[i].size() == n.ports.size()) {
+                set(node, "style", "filled,dashed,rounded");
+                set(node, "fillcolor", "mistyrose");
+                set(node, "color", "red");
+            }
         }
         if (options.highlight.count(i)) {  // its style stays: an external target still looks external
             set(node, "fillcolor", "gold");

@@ -483,3 +483,35 @@ TEST_CASE("a render of more nodes than a picture shows says what draws fewer; a 
     REQUIRE(small.exit_code == 0);
     CHECK(small.err.empty());
 }
+
+// c-01 tries s-01:5433 where nothing listens (refused, 3 times) and uses s-01's postgres on 5432: 5433 is no
+// service of s-01, and the drawing says so instead of drawing one.
+TEST_CASE("render: a port that never answered is drawn apart from the ports a node serves") {
+    TempDir dir;
+    std::vector<std::string> dbs{dir.file("c-01.db"), dir.file("s-01.db")};
+    {
+        HostDb client(dbs[0], "c-01");
+        client.address("198.18.8.1", kT0, kT0 + 3600);
+        client.bucket(client.edge("out", "app", "198.18.8.1", "198.18.8.2", 5432), kT0, {.connects = 4});
+        client.bucket(client.edge("out", "app", "198.18.8.1", "198.18.8.2", 5433), kT0, {.failed = 3, .refused = 3});
+        HostDb server(dbs[1], "s-01");
+        server.address("198.18.8.2", kT0, kT0 + 3600);
+        server.bucket(server.edge("in", "postgres", "198.18.8.2", "198.18.8.1", 5432), kT0, {.accepts = 4});
+    }
+    auto by_process = run_depgraph(render_args(dbs, {"-o", "-", "--format", "svg"}));
+    INFO(by_process.err);
+    REQUIRE(by_process.exit_code == 0);
+    auto svg = parse_svg(by_process.out);
+    const auto& nobody = svg.find("node", "s-01/(unknown)");
+    CHECK(nobody.texts == std::vector<std::string>{"(unknown)", ":5433 no answer"});  // in s-01's box
+    CHECK(nobody.attribute("fill") + " " + nobody.attribute("stroke") + " " + nobody.attribute("stroke-dasharray") ==
+          "mistyrose red 5,2");
+    CHECK(svg.find("node", "s-01/postgres").texts == std::vector<std::string>{"postgres", ":5432"});
+    CHECK(svg.find("node", "s-01/postgres").attribute("fill") == "lightblue");
+
+    auto by_host = run_depgraph(render_args(dbs, {"-o", "-", "--format", "svg", "--group-by", "host"}));
+    REQUIRE(by_host.exit_code == 0);
+    const auto& host = parse_svg(by_host.out).find("node", "s-01");
+    CHECK(host.texts == std::vector<std::string>{"s-01", ":5432", ":5433 no answer"});
+    CHECK(host.attribute("fill") == "lightblue");  // it serves 5432
+}
