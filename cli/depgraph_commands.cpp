@@ -194,6 +194,22 @@ RenderOptions render_options(const GraphOptions& graph, std::string title) {
     return options;
 }
 
+// "depgraph: the beginning to now, traffic seen 2026-11-26T19:04:00Z to
+// 2026-11-26T19:09:00Z (--no-external)": a window that starts at the
+// beginning says when the traffic drawn was.
+std::string drawing_title(const std::string& what, const Graph& graph, const std::string& filters) {
+    std::string title = what + ": " + window_text(graph.window);
+    if (!graph.window.bounded_since() && !graph.edges.empty()) {
+        int64_t first = INT64_MAX, last = INT64_MIN;
+        for (const auto& e : graph.edges) {
+            first = std::min(first, e.traffic.first_seen);
+            last = std::max(last, e.traffic.last_seen);
+        }
+        title += ", traffic seen " + format_iso8601(first) + " to " + format_iso8601(last);
+    }
+    return title + (filters.empty() ? "" : " (" + filters + ")");
+}
+
 // The extensions a written file's format follows, and the format each names.
 constexpr std::pair<std::string_view, std::string_view> kExtensions[] = {
     {".svg", "svg"}, {".png", "png"}, {".json", "json"}, {".dot", "dot"}, {".gv", "dot"}, {".txt", "table"}};
@@ -383,8 +399,7 @@ Status run_render(const RenderArgs& args) {
         std::cerr << "depgraph: note: " << fleet->graph.nodes.size() << " nodes are more than a picture shows "
                   << "legibly; --group-by role draws one node per role\n";
     }
-    auto options = render_options(args.graph, "depgraph: " + window_text(fleet->graph.window) +
-                                                  (filters.empty() ? "" : " (" + filters + ")"));
+    auto options = render_options(args.graph, drawing_title("depgraph", fleet->graph, filters));
     options.layout = args.layout;
     auto bytes = draw(fleet->graph, *format, options);
     if (!bytes) return bytes.error();
@@ -414,10 +429,9 @@ Status run_walk(const WalkArgs& args) {
         for (const auto& r : reached) keep[r.node] = true;
         auto drawn = subgraph(graph, keep);
         auto filters = filters_text(args.graph.filters);
-        auto options = render_options(args.graph, std::string("depgraph ") +
-                                                      (args.dependencies ? "deps" : "impact") + " of " +
-                                                      args.target + ": " + window_text(graph.window) +
-                                                      (filters.empty() ? "" : " (" + filters + ")"));
+        auto options = render_options(args.graph, drawing_title(std::string("depgraph ") +
+                                                                    (args.dependencies ? "deps" : "impact") + " of " +
+                                                                    args.target, drawn, filters));
         options.layout = args.layout;
         for (size_t n : target->nodes) options.highlight.insert(*drawn.find(graph.nodes[n].id));
         auto bytes = draw(drawn, format, options);

@@ -248,7 +248,14 @@ CGraph build(const Graph& graph, const RenderOptions& options, const std::string
     CGraph g(agopen(name.data(), Agdirected, nullptr));
     set(g.get(), "layout", engine);
     set(g.get(), "rankdir", "LR");
-    set(g.get(), "label", label_text(options.title));
+    // What the colours that need words mean, under the title: orange is no
+    // convention, and a tooltip is not there in PNG or print.
+    std::string title = label_text(options.title);
+    if (size_t disputed = std::count_if(graph.edges.begin(), graph.edges.end(), [](const Edge& e) { return e.disputed; })) {
+        title += "\\norange: " + std::to_string(disputed) + (disputed == 1 ? " edge" : " edges") +
+                 " whose two hosts counted differently (an agent was not running): the larger count is drawn";
+    }
+    set(g.get(), "label", title);
     set(g.get(), "labelloc", "t");
     set(g.get(), "fontname", "Helvetica");
     set(g.get(), "overlap", "false");

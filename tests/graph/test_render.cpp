@@ -46,7 +46,11 @@ TEST_CASE("render svg: a well-formed document with every node's label") {
     // web-01 runs two processes: a box labelled web-01 around them; other hosts have one: "host/process".
     for (const auto* label : {"web-01", "nginx", "app", ":80", ":8080", "web-02/app", "db-01/postgres", ":5432",
                               "cache-01/redis", ":6379", "batch-01/(unknown)", "203.0.113.5", "93.184.216.34",
-                              "198.18.0.77", "depgraph: the beginning to now"}) {
+                              "198.18.0.77",
+                              "depgraph: the beginning to now, traffic seen 2025-11-26T00:00:00Z to 2025-11-26T00:01:00Z",
+                              // orange, with a word on what it means: two of the 8 edges' halves disagree
+                              "orange: 2 edges whose two hosts counted differently (an agent was not running): the "
+                              "larger count is drawn"}) {
         INFO(label);
         CHECK(svg.has_text(label));
     }
@@ -366,7 +370,8 @@ TEST_CASE("the title names the filters, so a filtered picture does not pass for 
                                             "--min-connections", "5"}));
     REQUIRE(r.exit_code == 0);
     CHECK(parse_svg(r.out).has_text(
-        "depgraph: the beginning to now (--exclude batch-*, --no-external, --min-connections 5)"));
+        "depgraph: the beginning to now, traffic seen 2025-11-26T00:00:00Z to 2025-11-26T00:01:00Z (--exclude batch-*, "
+        "--no-external, --min-connections 5)"));
     std::vector<std::string> impact{"impact", "cache-01", "--since", "2025-01-01", "--format", "svg",
                                     "--min-connections", "5"};
     for (const auto& a : db_args(dbs)) impact.push_back(a);
@@ -511,7 +516,8 @@ TEST_CASE("render: a port that never answered is drawn apart from the ports a no
 
     auto by_host = run_depgraph(render_args(dbs, {"-o", "-", "--format", "svg", "--group-by", "host"}));
     REQUIRE(by_host.exit_code == 0);
-    const auto& host = parse_svg(by_host.out).find("node", "s-01");
+    auto by_host_svg = parse_svg(by_host.out);
+    const auto& host = by_host_svg.find("node", "s-01");
     CHECK(host.texts == std::vector<std::string>{"s-01", ":5432", ":5433 no answer"});
     CHECK(host.attribute("fill") == "lightblue");  // it serves 5432
 }
