@@ -385,6 +385,9 @@ Status run_render(const RenderArgs& args) {
     if (*format == "png" && args.output == "-" && isatty(STDOUT_FILENO)) {
         return Error{"not writing a PNG image to the terminal: give -o a file name, or pipe it"};
     }
+    if (!args.graph.roles_file.empty() && args.graph.group_by != "role") {
+        std::cerr << "depgraph: warning: --roles only applies with --group-by role\n";
+    }
     auto fleet = load_fleet(args.graph);
     if (!fleet) return fleet.error();
     // Still drawn (a script may expect the file), but a picture of nothing is rarely what was meant.

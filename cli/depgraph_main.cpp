@@ -158,7 +158,8 @@ void add_graph_options(CLI::App& cmd, GraphOptions& g) {
     cmd.add_option("--group-by", g.group_by, "one node per process, host or role")
         ->check(CLI::IsMember({"process", "host", "role"}))
         ->capture_default_str();
-    cmd.add_option("--roles", g.roles_file, "file of 'PATTERN ROLE' lines (default: hostname without its number)")
+    cmd.add_option("--roles", g.roles_file, "file of 'PATTERN ROLE' lines: a shell glob on host names (any case), the first match wins, '#' "
+                   "comments; a host no line matches, or without the file: its name without the number")
         ->check(PathValidator());
     cmd.add_option("--min-connections", g.filters.min_connections,
                    "leave out edges with fewer connection attempts, unless a connection on the edge is open (default: 0, "
@@ -166,7 +167,7 @@ void add_graph_options(CLI::App& cmd, GraphOptions& g) {
         ->check(WholeNumberValidator(0, std::numeric_limits<int64_t>::max()));
     cmd.add_option("--exclude", g.filters.excludes,
                    "leave out nodes whose id, host, process, address, hosts-file name or (grouped by role) role "
-                   "match this glob (repeat for several)")
+                   "match this glob, in any case (repeat for several)")
         ->allow_extra_args(false)
         ->check([](const std::string& pattern) { return glob_problem(pattern); });
     cmd.add_flag("--no-external", g.filters.no_external, "leave out addresses that no agent reports for");

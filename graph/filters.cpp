@@ -7,8 +7,9 @@
 namespace depgraph {
 namespace {
 
+// In any case, as targets are: DB-01 is db-01.
 bool matches(const std::string& pattern, const std::string& text) {
-    return fnmatch(pattern.c_str(), text.c_str(), 0) == 0;
+    return fnmatch(pattern.c_str(), text.c_str(), FNM_CASEFOLD) == 0;
 }
 
 // `role`: the role the node is drawn in, or "" when not grouping by role.

@@ -70,7 +70,7 @@ Result<RoleRules> RoleRules::parse(const std::string& text, const std::string& o
 
 std::string RoleRules::role_of(const std::string& host) const {
     for (const auto& [pattern, role] : rules_) {
-        if (fnmatch(pattern.c_str(), host.c_str(), 0) == 0) return role;
+        if (fnmatch(pattern.c_str(), host.c_str(), FNM_CASEFOLD) == 0) return role;  // host names are case-blind
     }
     return strip_trailing_number(host);
 }

@@ -14,7 +14,7 @@ namespace depgraph {
 
 enum class GroupBy { process, host, role };
 
-// Lines of "PATTERN ROLE" (shell glob on the hostname), first match wins;
+// Lines of "PATTERN ROLE" (shell glob on the hostname, in any case), first match wins;
 // '#' starts a comment. A host no rule matches gets its name without the
 // trailing number: web-01 -> web.
 // Why a shell glob is malformed, or "" when it is not. fnmatch() would take an

@@ -418,6 +418,9 @@ TEST_CASE("--exclude matches role names when grouping by role, and hosts and pro
     CHECK(render({"--group-by", "role", "--roles", dir.file("roles.txt"), "--exclude", "db-01"}) == without_database);
     CHECK(render({"--group-by", "host", "--exclude", "postgres"}) ==
           std::vector<std::string>{"198.18.0.77", "203.0.113.5", "93.184.216.34", "cache-01", "web-01"});
+    // In any case, as targets are.
+    CHECK(render({"--group-by", "host", "--exclude", "POSTGRES"}) ==
+          std::vector<std::string>{"198.18.0.77", "203.0.113.5", "93.184.216.34", "cache-01", "web-01"});
     // A role is not a name at the other groupings: "web" is no host or process here.
     CHECK(render({"--group-by", "host", "--exclude", "web"}) ==
           std::vector<std::string>{"198.18.0.77", "203.0.113.5", "93.184.216.34", "batch-01", "cache-01", "db-01",

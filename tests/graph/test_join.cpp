@@ -400,7 +400,8 @@ TEST_CASE("a roles file assigns roles by glob, first match first") {
     TempDir dir;
     auto dbs = write_small_fleet(dir);
     // web-01, db-01 and cache-01 match a rule before the catch-all that batch-01 matches first.
-    std::ofstream(dir.file("roles")) << "# role rules\nweb-0[12]  frontend\ndb-*  storage\ncache-*  storage\n"
+    // Host names are case-blind: DB-* is db-01's rule.
+    std::ofstream(dir.file("roles")) << "# role rules\nweb-0[12]  frontend\nDB-*  storage\ncache-*  storage\n"
                                         "*-01  other\n";
     auto g = render_json(dbs, {"--group-by", "role", "--roles", dir.file("roles")});
     CHECK(find_node(g, "frontend")["members"] == 2);
@@ -411,6 +412,11 @@ TEST_CASE("a roles file assigns roles by glob, first match first") {
     CHECK(find_edge(g, "frontend", "storage")["port"] == 5432);  // edges stay per port
     CHECK(find_edge(g, "frontend", "storage")["connections"] == 16);
     CHECK(g["edges"].size() == 7);
+
+    // Without --group-by role a roles file changes no drawing: said, not ignored in silence.
+    auto unused = run_depgraph({"render", "-o", "-", "--format", "json", "--db", dbs[0], "--roles", dir.file("roles")});
+    CHECK(unused.exit_code == 0);
+    CHECK(unused.err == "depgraph: warning: --roles only applies with --group-by role\n");
 
     std::ofstream(dir.file("bad-roles")) << "web-01\n";
     auto r = run_depgraph({"render", "-o", "-", "--format", "json", "--db", dbs[0], "--group-by", "role",
