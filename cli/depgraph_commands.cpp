@@ -51,6 +51,10 @@ Result<Window> window_of(const Inputs& in) {
         if (!point) return point.error();
         window.since = *point;
     }
+    // A window that starts later than now holds nothing yet: a mistyped year, not a question.
+    if (!in.since.empty() && window.since > now) {
+        return Error{"--since " + in.since + " is in the future (now is " + format_iso8601(now) + ")"};
+    }
     if (window.since >= window.until) return Error{"--since must be earlier than --until"};
     return window;
 }
@@ -318,6 +322,7 @@ Status run_edges(const Inputs& in) {
                         std::to_string(e.bytes_sent), std::to_string(e.bytes_received), std::to_string(e.open),
                         format_iso8601(e.first_seen), format_iso8601(e.last_seen)});
     }
+    if (rows.empty()) return write_output("-", "No edges recorded from " + window_text(*window) + ".\n");
     std::ostringstream table;
     print_table(table,
                 {"HOST", "DIR", "PROCESS", "LOCAL", "REMOTE", "PORT", "CONNECTS", "FAILED", "ACCEPTS", "SENT",

@@ -284,7 +284,21 @@ int run(int argc, char** argv) {
     } catch (const CLI::CallForVersion& e) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
-        std::cerr << "depgraph: error: " << e.what() << '\n';
+        // An option this subcommand lacks, or no subcommand: where to look next.
+        // Other errors say what is wrong with the value given.
+        std::string message = e.what();
+        if (dynamic_cast<const CLI::ExtrasError*>(&e)) {  // CLI11 lists them last first: "role --group-by"
+            message = "unexpected arguments:";
+            std::string help = "depgraph --help";
+            for (const auto* sub : app.get_subcommands()) {
+                for (const auto& arg : sub->remaining()) message += " " + printable(arg);
+                help = "depgraph " + sub->get_name() + " --help";
+            }
+            message += " (see '" + help + "')";
+        } else if (app.get_subcommands().empty()) {
+            message += " (see 'depgraph --help')";
+        }
+        std::cerr << "depgraph: error: " << message << '\n';
         return 2;
     }
     auto status = command();

@@ -107,6 +107,11 @@ Result<int64_t> parse_time_point(std::string_view text, int64_t now) {
         if (!d) return d.error();
         return std::max<int64_t>(now - *d, 0);  // further back than the epoch: from the beginning
     }
+    // Neither a number nor a date ("yesterday"): both forms are what was meant to be given.
+    if (!std::isdigit(static_cast<unsigned char>(text[0]))) {
+        return Error{"invalid time '" + std::string(text) +
+                     "': expected a duration back from now (7d, 12h) or ISO 8601 like 2026-11-26T04:30:00Z"};
+    }
     return parse_iso8601(text);
 }
 

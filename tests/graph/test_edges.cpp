@@ -84,6 +84,11 @@ TEST_CASE("edges without a window counts everything; --since limits it") {
     auto none = run_depgraph({"edges", "--db", dir.file("web.db"), "--format", "json", "--since", "1h"});
     REQUIRE(none.exit_code == 0);
     CHECK(none.json().empty());
+    // A table of nothing is said in words, not as a header alone.
+    auto empty_table = run_depgraph({"edges", "--db", dir.file("web.db"), "--since", "2025-12-01", "--until",
+                                     "2025-12-02"});
+    REQUIRE(empty_table.exit_code == 0);
+    CHECK(empty_table.out == "No edges recorded from 2025-12-01T00:00:00Z to 2025-12-02T00:00:00Z.\n");
 }
 
 TEST_CASE("edges given the same database twice does not double any count") {

@@ -107,7 +107,10 @@ TEST_CASE("usage errors exit 2 with one line") {
     }
     // Times are checked as they are parsed, and the message says what is wrong with this one.
     for (const auto& [since, error] : std::vector<std::pair<std::string, std::string>>{
-             {"yesterday", "invalid time 'yesterday': expected ISO 8601 like 2026-11-26 or 2026-11-26T04:30:00Z"},
+             {"yesterday",
+              "invalid time 'yesterday': expected a duration back from now (7d, 12h) or ISO 8601 like "
+              "2026-11-26T04:30:00Z"},
+             {"2026-13-01", "invalid time '2026-13-01': expected ISO 8601 like 2026-11-26 or 2026-11-26T04:30:00Z"},
              {"-1d", "invalid duration '-1d': write it without a sign, like 5m"},
              {"7D", "invalid duration '7D': the unit is one of s, m, h, d and w, in lower case"},
              {"0s", "invalid duration '0s': it must be longer than zero"},
@@ -117,6 +120,17 @@ TEST_CASE("usage errors exit 2 with one line") {
         CHECK(r.exit_code == 2);
         CHECK(r.err == "depgraph: error: --since: " + error + "\n");
     }
+    // A time that has not come: an error, as a window that ends before it starts is.
+    auto future = run_depgraph({"render", "-o", "-", "--since", "2999-01-01"});
+    CHECK(future.exit_code == 1);
+    CHECK(future.err.rfind("depgraph: error: --since 2999-01-01 is in the future (now is 20", 0) == 0);
+    // What to run next, where the message alone leaves one guessing.
+    auto none = run_depgraph({});
+    CHECK(none.exit_code == 2);
+    CHECK(none.err == "depgraph: error: A subcommand is required (see 'depgraph --help')\n");
+    auto extras = run_depgraph({"edges", "--group-by", "role"});
+    CHECK(extras.exit_code == 2);
+    CHECK(extras.err == "depgraph: error: unexpected arguments: --group-by role (see 'depgraph edges --help')\n");
     auto mistyped = run_depgraph({"rendr", "-o", "-"});
     CHECK(mistyped.exit_code == 2);
     CHECK(mistyped.err ==
