@@ -377,8 +377,8 @@ Status run_merge(const std::string& output, const std::vector<std::string>& inpu
     if (!summary) return summary.error();
     auto counted = [](int64_t n, const char* what) { return std::to_string(n) + " " + what + (n == 1 ? "" : "s"); };
     std::cerr << "merged " << counted(summary->databases, "database") << " into " << printable(output)
-              << ", which holds " << counted(summary->edges, "edge") << " and " << counted(summary->buckets, "bucket")
-              << " (new: " << counted(summary->new_edges, "edge") << ", " << counted(summary->new_buckets, "bucket")
+              << ", which holds " << counted(summary->edges, "edge") << " in " << counted(summary->buckets, "bucket row")
+              << " (new: " << counted(summary->new_edges, "edge") << ", " << counted(summary->new_buckets, "bucket row")
               << ")\n";
     return ok_status();
 }

@@ -597,3 +597,16 @@ TEST_CASE("a VIP switched to another backend: the old one's lingering entries at
     check_edge(later, "cli-01/curl", "b2-01/python3", 6, false, "00:01:00", "00:02:00");
     CHECK(find_edge(later, "cli-01/curl", "b2-01/python3")["via"] == json::array({"198.18.71.1:8080"}));
 }
+
+// web_01 and web.02 are both web: a host name's number goes with the separator before it.
+TEST_CASE("default roles strip the trailing number after -, _ or .") {
+    TempDir dir;
+    std::vector<std::string> dbs;
+    for (const char* host : {"web_01", "web.02"}) {
+        dbs.push_back(dir.file(std::string(host) + ".db"));
+        HostDb h(dbs.back(), host);
+        h.bucket(h.edge("out", "curl", "198.18.9.1", "203.0.113.9", 443), kT0, {.connects = 1});
+    }
+    auto g = render_json(dbs, {"--group-by", "role"});
+    CHECK(find_node(g, "web")["members"] == 2);
+}

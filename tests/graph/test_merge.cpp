@@ -200,7 +200,7 @@ TEST_CASE("a merged database holds the same edges and graph as its inputs") {
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
     CHECK(r.err == "merged 5 databases into " + dir.file("fleet.db") +
-                       ", which holds 12 edges and 12 buckets (new: 12 edges, 12 buckets)\n");
+                       ", which holds 12 edges in 12 bucket rows (new: 12 edges, 12 bucket rows)\n");
     CHECK(edges_of({dir.file("fleet.db")}) == edges_of(dbs));
     CHECK(graph_of({dir.file("fleet.db")}) == graph_of(dbs));
 }
@@ -348,11 +348,11 @@ TEST_CASE("merge says what its output holds and what the merge added, not the ro
     auto r = merge(twice, {path, path});
     REQUIRE(r.exit_code == 0);
     CHECK(r.err == "merged 2 databases into " + twice +
-                   ", which holds 2 edges and 3 buckets (new: 2 edges, 3 buckets)\n");
+                   ", which holds 2 edges in 3 bucket rows (new: 2 edges, 3 bucket rows)\n");
     r = merge(twice, {path});
     REQUIRE(r.exit_code == 0);
     CHECK(r.err == "merged 1 database into " + twice +
-                   ", which holds 2 edges and 3 buckets (new: 0 edges, 0 buckets)\n");
+                   ", which holds 2 edges in 3 bucket rows (new: 0 edges, 0 bucket rows)\n");
     {
         HostDb h(path, "h-01");
         h.bucket(edge, kT0 + 120, {.connects = 1});
@@ -360,7 +360,7 @@ TEST_CASE("merge says what its output holds and what the merge added, not the ro
     r = merge(twice, {path});
     REQUIRE(r.exit_code == 0);
     CHECK(r.err == "merged 1 database into " + twice +
-                   ", which holds 2 edges and 4 buckets (new: 0 edges, 1 bucket)\n");
+                   ", which holds 2 edges in 4 bucket rows (new: 0 edges, 1 bucket row)\n");
 }
 
 TEST_CASE("a later bucket of an edge already merged adds to it; the same bucket does not") {
@@ -487,4 +487,21 @@ TEST_CASE("reading commands never write to their databases") {
     }
     CHECK(read_file(dbs[0]) == before);
     chmod(dir.path.c_str(), 0755);
+}
+
+// Every counter, refused included, survives a re-merge undoubled.
+TEST_CASE("re-merging a database doubles no failed or refused count") {
+    TempDir dir;
+    auto path = dir.file("h.db");
+    {
+        HostDb h(path, "h-01");
+        h.run("run-1", kT0, 0, kT0 + 60);
+        h.bucket(h.edge("out", "app", "198.18.0.1", "198.18.0.2", 80), kT0, {.failed = 3, .refused = 2});
+    }
+    REQUIRE(merge(dir.file("fleet.db"), {path}).exit_code == 0);
+    REQUIRE(merge(dir.file("fleet.db"), {path}).exit_code == 0);
+    auto edges = edges_of({dir.file("fleet.db")});
+    REQUIRE(edges.size() == 1);
+    CHECK(edges[0]["failed"] == 3);
+    CHECK(edges[0]["refused"] == 2);
 }

@@ -283,3 +283,12 @@ TEST_CASE("table columns line up by characters, not bytes") {
     CHECK(r.out.rfind("HOST       DIR  PROCESS", 0) == 0);
     CHECK(r.out.find("\nсервер-01  out  app ") != std::string::npos);
 }
+
+// The first version past this build's, not only a far one.
+TEST_CASE("a database one schema version newer is refused") {
+    TempDir dir;
+    auto good = write_small_fleet(dir)[0];
+    std::filesystem::copy_file(good, dir.file("next.db"));
+    sql(dir.file("next.db"), ("PRAGMA user_version = " + std::to_string(depgraph::kSchemaVersion + 1)).c_str());
+    expect_one_error_line(run_depgraph({"edges", "--db", dir.file("next.db")}), "newer than this build reads");
+}
