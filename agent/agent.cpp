@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <fcntl.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -58,6 +59,25 @@ Result<std::string> host_name(const AgentOptions& options) {
     char buf[256] = {};
     if (gethostname(buf, sizeof buf - 1) != 0) return errno_error("cannot read the hostname", errno);
     return std::string(buf);
+}
+
+// The inode of a namespace link such as /proc/self/ns/uts; nullopt when it
+// cannot be read (another user's process, without CAP_SYS_PTRACE).
+std::optional<ino_t> namespace_inode(const char* path) {
+    struct stat st {};
+    if (::stat(path, &st) != 0) return std::nullopt;
+    return st.st_ino;
+}
+
+// Whether the agent has the host name of the machine (or container) it runs
+// on: a namespace made with `ip netns` keeps its UTS namespace, and so its
+// host name. PID 1's namespace says what that is; when it cannot be read,
+// the kernel's first UTS namespace (fixed inode PROC_UTS_INIT_INO), which
+// PID 1 of a machine is in.
+bool shares_init_uts() {
+    constexpr ino_t kInitUtsInode = 0xEFFFFFFEu;
+    auto own = namespace_inode("/proc/self/ns/uts");
+    return own && *own == namespace_inode("/proc/1/ns/uts").value_or(kInitUtsInode);
 }
 
 dg_process to_bpf_process(const ProcessIdentity& p) {
@@ -665,6 +685,13 @@ Status run_agent(const AgentOptions& options) {
 
     Agent agent(options, std::move(sources), std::move(*store), *host, *own_netns);
     if (auto s = agent.start(unix_now()); !s) return s;
+    // Said once tracing works, so that a failure stays one line. A warning, not
+    // a refusal: one --scope netns agent on a machine is fine.
+    if (options.scope == Scope::netns && options.hostname.empty() && shares_init_uts()) {
+        std::fprintf(stderr, "depgraph-agent: warning: --scope netns without --hostname records this machine's "
+                             "host name, \"%s\": agents in its other network namespaces record the same name and "
+                             "their edges merge into one host; give each one --hostname NAME\n", host->c_str());
+    }
     if (options.verbose) std::fprintf(stderr, "depgraph-agent: tracing, writing to %s\n", options.db_path.c_str());
     if (options.once) return agent.stop(unix_now());
 

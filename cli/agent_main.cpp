@@ -49,7 +49,8 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--scope", scope,
                    "host: every network namespace on the machine; netns: only the agent's own, so that one agent "
-                   "per namespace acts as a separate host")
+                   "per namespace acts as a separate host, named by --hostname (namespaces made with `ip netns` "
+                   "share the machine's host name, and agents that record one name merge into one host)")
         ->check(CLI::IsMember({"host", "netns"}))
         ->capture_default_str();
     app.add_option("--source", source,

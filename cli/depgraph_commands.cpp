@@ -334,6 +334,13 @@ Status run_edges(const Inputs& in) {
 Status run_hosts(const Inputs& in) {
     auto hosts = load_hosts(in.dbs);
     if (!hosts) return hosts.error();
+    for (const auto& h : *hosts) {
+        if (!h.shared_name) continue;
+        std::cerr << "depgraph: warning: host " << printable(h.host) << ": two agents recorded under one host name "
+                  << "at once (network namespaces " << h.shared_name->netns << " and " << h.shared_name->other_netns
+                  << ", from " << format_iso8601(h.shared_name->since) << "), so their edges are one host's: "
+                  << "give each agent --hostname NAME\n";
+    }
     auto optional_time = [](const std::optional<int64_t>& t) { return time_or_null(t.value_or(0), t.has_value()); };
     if (in.format == "json") {
         auto rows = json::array();

@@ -8,6 +8,24 @@
 
 namespace depgraph {
 
+namespace {
+
+// A run without a recorded stop (still running, or it died) is known to
+// have run until its last report.
+int64_t run_end(const RunRecord& run) { return run.stopped_at.value_or(run.last_report_at); }
+
+// `runs` oldest first.
+std::optional<SharedHostName> shared_host_name(const std::vector<RunRecord>& runs) {
+    for (size_t i = 0; i < runs.size(); i++) {
+        for (size_t j = i + 1; j < runs.size() && runs[j].started_at < run_end(runs[i]); j++) {
+            if (runs[j].netns != runs[i].netns) return SharedHostName{runs[j].started_at, runs[i].netns, runs[j].netns};
+        }
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
 // Several files may hold the same run, edge or loss (a host's file and a
 // merged one, copies taken at different times): each counts once, combined
 // as `depgraph merge` combines them, so that the report on the files equals
@@ -20,9 +38,10 @@ Result<std::vector<HostReport>> load_hosts(const std::vector<std::string>& db_pa
         auto db = Database::open_read_only(path);
         if (!db) return db.error();
         auto s = for_each_row(*db,
-            "SELECT host, run_id, version, started_at, stopped_at, last_report_at FROM agent_runs",
+            "SELECT host, run_id, version, started_at, stopped_at, last_report_at, netns FROM agent_runs",
             [&](const Statement& r) {
-                RunRecord run{r.column_text(1), r.column_text(2), r.column_int(3), std::nullopt, r.column_int(5)};
+                RunRecord run{r.column_text(1), r.column_text(2), r.column_int(3), std::nullopt, r.column_int(5),
+                              r.column_int(6)};
                 if (!r.column_is_null(4)) run.stopped_at = r.column_int(4);
                 auto [it, first] = runs.try_emplace(run.run_id, r.column_text(0), run);
                 if (first) return;
@@ -61,6 +80,7 @@ Result<std::vector<HostReport>> load_hosts(const std::vector<std::string>& db_pa
     for (auto& [name, report] : hosts) {
         std::sort(report.runs.begin(), report.runs.end(),
                   [](const RunRecord& a, const RunRecord& b) { return a.started_at < b.started_at; });
+        report.shared_name = shared_host_name(report.runs);
         reports.push_back(std::move(report));
     }
     return reports;

@@ -18,6 +18,15 @@ struct RunRecord {
     int64_t started_at = 0;
     std::optional<int64_t> stopped_at;  // none: still running, or it died
     int64_t last_report_at = 0;
+    int64_t netns = 0;  // the agent's own network namespace inode
+};
+
+// Two runs of a host at once in different network namespaces: two agents
+// recorded one host name (--scope netns without --hostname in namespaces
+// that share the machine's), and their edges read as one host's.
+struct SharedHostName {
+    int64_t since = 0;  // the later run's start: both agents ran from then on
+    int64_t netns = 0, other_netns = 0;
 };
 
 struct HostReport {
@@ -26,6 +35,7 @@ struct HostReport {
     std::map<std::string, int64_t> losses;    // counter -> total over all runs
     int64_t edges = 0;
     std::optional<int64_t> last_report_at;
+    std::optional<SharedHostName> shared_name;
 };
 
 Result<std::vector<HostReport>> load_hosts(const std::vector<std::string>& db_paths);

@@ -36,11 +36,11 @@ Statement& HostDb::statement(int which, std::string_view sql) {
     return *slot;
 }
 
-void HostDb::run(const std::string& run_id, int64_t started, int64_t stopped, int64_t last_report) {
+void HostDb::run(const std::string& run_id, int64_t started, int64_t stopped, int64_t last_report, int64_t netns) {
     auto& stmt = statement(0,
         "INSERT INTO agent_runs (run_id, host, started_at, stopped_at, last_report_at, version, kernel, scope, netns) "
-        "VALUES (?, ?, ?, ?, ?, '0.1.0', '6.1.0', 'netns', 4026531840)");
-    stmt.bind(1, run_id).bind(2, host_).bind(3, started).bind(5, last_report);
+        "VALUES (?, ?, ?, ?, ?, '0.1.0', '6.1.0', 'netns', ?)");
+    stmt.bind(1, run_id).bind(2, host_).bind(3, started).bind(5, last_report).bind(6, netns);
     if (stopped == 0) {
         stmt.bind_null(4);
     } else {

@@ -33,8 +33,9 @@ class HostDb {
 public:
     HostDb(const std::string& path, std::string host);
 
-    // An agent run from `started` to `stopped` (0: still running).
-    void run(const std::string& run_id, int64_t started, int64_t stopped, int64_t last_report);
+    // An agent run from `started` to `stopped` (0: still running), in network namespace `netns`.
+    void run(const std::string& run_id, int64_t started, int64_t stopped, int64_t last_report,
+             int64_t netns = kRootNetns);
     void address(const std::string& addr, int64_t first_seen, int64_t last_seen, int64_t netns = kRootNetns);
     // An edge, by default in the host's root network namespace; returns its edge_id.
     int64_t edge(const std::string& direction, const std::string& process, const std::string& local_addr,

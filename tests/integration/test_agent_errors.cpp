@@ -122,6 +122,33 @@ TEST_CASE("--once records what is open at that moment, from both ends, and exits
     CHECK(runs->column_int(0) == 1);
 }
 
+// Namespaces made with `ip netns` (as TestNetns makes them) keep the machine's
+// UTS namespace, so every --scope netns agent in them records the machine's
+// host name, and `depgraph` reads them as one host.
+TEST_CASE("--scope netns without --hostname warns that agents in other namespaces record the same host name") {
+    TempDir dir;
+    TestNetns ns;
+    const std::string advice = "give each one --hostname NAME";
+    auto out = run_agent({"--db", dir.db("a"), "--once", "--scope", "netns"}, 0, ns.path());
+    INFO(out.err);
+    CHECK(out.exit_code == 0);
+    char machine[256] = {};
+    REQUIRE(gethostname(machine, sizeof machine - 1) == 0);
+    CHECK(out.err.find("depgraph-agent: warning: --scope netns without --hostname records this machine's host "
+                       "name, \"" + std::string(machine) + "\": agents in its other network namespaces record the "
+                       "same name and their edges merge into one host; " + advice + "\n") != std::string::npos);
+    // Named, or in a UTS namespace of its own (a container with its own host name): nothing to say.
+    auto named = run_agent({"--db", dir.db("b"), "--once", "--scope", "netns", "--hostname", "b"}, 0, ns.path());
+    auto own_uts = run_captured({"/usr/bin/unshare", "--uts", std::getenv("DEPGRAPH_AGENT"), "--db", dir.db("c"),
+                                 "--once", "--scope", "netns"},
+                                ns.path());
+    for (const auto& quiet : {named, own_uts}) {
+        INFO(quiet.err);
+        CHECK(quiet.exit_code == 0);
+        CHECK(quiet.err.find(advice) == std::string::npos);
+    }
+}
+
 // An unset variable in a unit file gives --db "": SQLite would take that, and
 // ":memory:" or a "file:" URI, as somewhere that is gone at exit.
 TEST_CASE("a database name that is not a file is refused") {
