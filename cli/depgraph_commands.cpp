@@ -345,36 +345,49 @@ Status run_hosts(const Inputs& in) {
     if (in.format == "json") {
         auto rows = json::array();
         for (const auto& h : *hosts) {
-            json runs = json::array();
+            json runs = json::array(), not_running = json::array();
             for (const auto& r : h.runs) {
-                runs.push_back({{"run_id", r.run_id}, {"version", r.version},
-                                {"started_at", format_iso8601(r.started_at)}, {"stopped_at", optional_time(r.stopped_at)},
+                runs.push_back({{"run_id", r.run_id}, {"version", r.version}, {"kernel", r.kernel}, {"scope", r.scope},
+                                {"netns", r.netns}, {"started_at", format_iso8601(r.started_at)},
+                                {"stopped_at", optional_time(r.stopped_at)},
                                 {"last_report_at", format_iso8601(r.last_report_at)}});
             }
+            for (const auto& gap : h.not_running) {
+                not_running.push_back({{"from", format_iso8601(gap.from)}, {"until", format_iso8601(gap.until)}});
+            }
             rows.push_back({{"host", h.host}, {"edges", h.edges}, {"losses", h.losses},
-                            {"last_report_at", optional_time(h.last_report_at)}, {"runs", runs}});
+                            {"last_report_at", optional_time(h.last_report_at)}, {"runs", runs},
+                            {"not_running", not_running}});
         }
         std::ostringstream text;
         print_json(text, rows);
         return write_output("-", text.str());
     }
+    // A row per run, and one per time between runs when the agent was not
+    // running; HOST on every row, so that grep and sort keep each row whole.
+    // EDGES and LOSSES are the host's, on its first row.
     std::vector<std::vector<std::string>> rows;
     for (const auto& h : *hosts) {
         std::string losses;
         for (const auto& [counter, value] : h.losses) losses += (losses.empty() ? "" : ",") + counter + "=" + std::to_string(value);
-        std::string first = h.host;
+        std::vector<std::string> totals{std::to_string(h.edges), losses.empty() ? "-" : losses};
+        if (h.runs.empty()) rows.push_back({h.host, "-", "-", "-", "-", "-", totals[0], totals[1]});
+        auto gap = h.not_running.begin();
         for (const auto& r : h.runs) {
-            rows.push_back({first, format_iso8601(r.started_at),
-                            // No stop recorded: still running, or it died; its last report says since when.
-                            r.stopped_at ? format_iso8601(*r.stopped_at) : "not recorded", format_iso8601(r.last_report_at),
-                            r.version, first.empty() ? "" : std::to_string(h.edges),
-                            first.empty() ? "" : (losses.empty() ? "-" : losses)});
-            first.clear();
+            if (gap != h.not_running.end() && gap->until == r.started_at) {
+                rows.push_back({h.host, "NOT RUNNING", format_iso8601(gap->from), format_iso8601(gap->until), "-", "-"});
+                ++gap;
+            }
+            std::vector<std::string> row{h.host, "running", format_iso8601(r.started_at),
+                                         // No stop recorded: still running, or it died; its last report says since when.
+                                         r.stopped_at ? format_iso8601(*r.stopped_at) : "not recorded",
+                                         format_iso8601(r.last_report_at), r.version};
+            if (&r == &h.runs.front()) row.insert(row.end(), totals.begin(), totals.end());
+            rows.push_back(std::move(row));
         }
-        if (h.runs.empty()) rows.push_back({h.host, "-", "-", "-", "-", std::to_string(h.edges), losses.empty() ? "-" : losses});
     }
     std::ostringstream table;
-    print_table(table, {"HOST", "RUN_STARTED", "RUN_STOPPED", "LAST_REPORT", "VERSION", "EDGES", "LOSSES"}, rows);
+    print_table(table, {"HOST", "AGENT", "FROM", "UNTIL", "LAST_REPORT", "VERSION", "EDGES", "LOSSES"}, rows);
     return write_output("-", table.str());
 }
 

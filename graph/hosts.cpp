@@ -14,6 +14,17 @@ namespace {
 // have run until its last report.
 int64_t run_end(const RunRecord& run) { return run.stopped_at.value_or(run.last_report_at); }
 
+// `runs` oldest first. Runs that overlap (two agents at once) have no gap between them.
+std::vector<NotRunning> not_running(const std::vector<RunRecord>& runs) {
+    std::vector<NotRunning> gaps;
+    std::optional<int64_t> ran_until;
+    for (const auto& run : runs) {
+        if (ran_until && run.started_at > *ran_until) gaps.push_back({*ran_until, run.started_at});
+        ran_until = std::max(ran_until.value_or(run_end(run)), run_end(run));
+    }
+    return gaps;
+}
+
 // `runs` oldest first.
 std::optional<SharedHostName> shared_host_name(const std::vector<RunRecord>& runs) {
     for (size_t i = 0; i < runs.size(); i++) {
@@ -38,10 +49,11 @@ Result<std::vector<HostReport>> load_hosts(const std::vector<std::string>& db_pa
         auto db = Database::open_read_only(path);
         if (!db) return db.error();
         auto s = for_each_row(*db,
-            "SELECT host, run_id, version, started_at, stopped_at, last_report_at, netns FROM agent_runs",
+            "SELECT host, run_id, version, started_at, stopped_at, last_report_at, kernel, scope, netns "
+            "FROM agent_runs",
             [&](const Statement& r) {
                 RunRecord run{r.column_text(1), r.column_text(2), r.column_int(3), std::nullopt, r.column_int(5),
-                              r.column_int(6)};
+                              r.column_text(6), r.column_text(7), r.column_int(8)};
                 if (!r.column_is_null(4)) run.stopped_at = r.column_int(4);
                 auto [it, first] = runs.try_emplace(run.run_id, r.column_text(0), run);
                 if (first) return;
@@ -80,6 +92,7 @@ Result<std::vector<HostReport>> load_hosts(const std::vector<std::string>& db_pa
     for (auto& [name, report] : hosts) {
         std::sort(report.runs.begin(), report.runs.end(),
                   [](const RunRecord& a, const RunRecord& b) { return a.started_at < b.started_at; });
+        report.not_running = not_running(report.runs);
         report.shared_name = shared_host_name(report.runs);
         reports.push_back(std::move(report));
     }

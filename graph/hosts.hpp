@@ -18,7 +18,16 @@ struct RunRecord {
     int64_t started_at = 0;
     std::optional<int64_t> stopped_at;  // none: still running, or it died
     int64_t last_report_at = 0;
+    std::string kernel;
+    std::string scope;  // "host" or "netns"
     int64_t netns = 0;  // the agent's own network namespace inode
+};
+
+// A time between two runs when no agent of the host ran: from a run's stop
+// (or, without one, its last report) to the next run's start.
+struct NotRunning {
+    int64_t from = 0;
+    int64_t until = 0;
 };
 
 // Two runs of a host at once in different network namespaces: two agents
@@ -32,6 +41,7 @@ struct SharedHostName {
 struct HostReport {
     std::string host;
     std::vector<RunRecord> runs;               // oldest first
+    std::vector<NotRunning> not_running;       // between those runs, oldest first
     std::map<std::string, int64_t> losses;    // counter -> total over all runs
     int64_t edges = 0;
     std::optional<int64_t> last_report_at;

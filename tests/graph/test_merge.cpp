@@ -267,10 +267,12 @@ TEST_CASE("hosts over several files counts each edge, run and loss once, as host
     REQUIRE(hosts[0]["runs"].size() == 2);
     CHECK(hosts[0]["runs"][0]["stopped_at"] == at(kT0 + day));
     CHECK(hosts[0]["runs"][1]["stopped_at"] == nullptr);
+    CHECK(hosts[0]["not_running"] == json::array({{{"from", at(kT0 + day)}, {"until", at(kT0 + 2 * day)}}}));
     CHECK(hosts[1]["host"] == "h-02");
     CHECK(hosts[1]["edges"] == 2);
     CHECK(hosts[1]["losses"] == json{{"ring_lost", 2 + 3}});  // each bucket's loss once, though in two files
     REQUIRE(hosts[1]["runs"].size() == 1);
+    CHECK(hosts[1]["not_running"].empty());
     CHECK(hosts[1]["runs"][0]["stopped_at"] == at(kT0 + 600));  // the copy's missing stop does not undo it
     CHECK(hosts[1]["last_report_at"] == at(kT0 + 600));
 
@@ -298,10 +300,11 @@ TEST_CASE("a host's file merged with an older copy of itself, in either order, o
     }
     const char* kTables[] = {"agent_runs", "host_addresses", "losses", "nat_translations"};
     auto at = [](int64_t t) { return depgraph::format_iso8601(t); };
-    json run = {{"run_id", "run-1"}, {"version", "0.1.0"}, {"started_at", at(kT0)}, {"stopped_at", at(kT0 + 600)},
+    json run = {{"run_id", "run-1"}, {"version", "0.1.0"}, {"kernel", "6.1.0"}, {"scope", "netns"},
+                {"netns", kRootNetns}, {"started_at", at(kT0)}, {"stopped_at", at(kT0 + 600)},
                 {"last_report_at", at(kT0 + 600)}};
     json host = {{"host", "h-01"}, {"edges", 1}, {"losses", {{"ring_lost", 2}}}, {"last_report_at", at(kT0 + 600)},
-                 {"runs", json::array({run})}};
+                 {"runs", json::array({run})}, {"not_running", json::array()}};
     const json expected = json::array({host});
     CHECK(hosts_of({live}) == expected);
     auto translations = table_rows(live, "nat_translations");
