@@ -673,7 +673,7 @@ Status run_agent(const AgentOptions& options) {
     EdgeSources sources;
     if (options.source == EdgeSourceKind::ebpf) {
         auto tracer = Tracer::start(options.scope == Scope::netns ? *own_netns : 0);
-        if (!tracer) return Error{tracer.error().message + " (or use --source conntrack)"};
+        if (!tracer) return tracer.error();  // which says whether --source conntrack would do
         sources.tracer.emplace(std::move(*tracer));
     } else {
         // Checked before the database is created, as the BPF load is.

@@ -47,6 +47,14 @@ Error malformed(const std::string& where, const std::string& problem) {
 // the subsystem lacks.
 bool means_unavailable(int err) { return err == EPROTONOSUPPORT || err == EINVAL || err == EOPNOTSUPP; }
 
+// Conntrack over netlink answers EPERM to a process without CAP_NET_ADMIN,
+// and says no more: the message names what is missing.
+Error refused(const std::string& what, int err) {
+    Error e = errno_error(what, err);
+    if (err == EPERM || err == EACCES) e.message += " (conntrack needs root or CAP_NET_ADMIN)";
+    return e;
+}
+
 Error unavailable(const std::string& what, int err) {
     return Error{kUnavailable + " (" + what + ": " + errno_text(err) +
                  "): NAT is not followed; load nf_conntrack_netlink to enable it"};
@@ -271,7 +279,7 @@ Status probe(const mnl_socket* nl, const std::string& what) {
     errno = 0;
     if (mnl_cb_run(buf, static_cast<size_t>(n), seq, mnl_socket_get_portid(nl), nullptr, nullptr) < 0) {
         if (means_unavailable(errno)) return unavailable("conntrack statistics request", errno);
-        return errno_error(what + ": conntrack statistics request", errno);
+        return refused(what + ": conntrack statistics request", errno);
     }
     return ok_status();
 }
@@ -445,9 +453,7 @@ Result<ConntrackEvents> ConntrackEvents::open(const Options& options) {
     if (auto st = probe(dumps->get(), kEventsFailed); !st) return st.error();
     for (int group : {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY}) {
         if (mnl_socket_setsockopt(events->get(), NETLINK_ADD_MEMBERSHIP, &group, sizeof group) < 0) {
-            return errno_error(kEventsFailed + ": join multicast group " + std::to_string(group) +
-                                   " (is the agent running as root or with CAP_NET_ADMIN?)",
-                               errno);
+            return refused(kEventsFailed + ": join multicast group " + std::to_string(group), errno);
         }
     }
     auto granted = set_receive_buffer(mnl_socket_get_fd(events->get()), options.receive_buffer_bytes);

@@ -29,11 +29,15 @@ int libbpf_print(enum libbpf_print_level, const char* format, va_list args) {
     return g_libbpf_verbose ? std::vfprintf(stderr, format, args) : 0;
 }
 
+// Where the programs cannot load, --source conntrack is the fallback; but
+// not for want of privileges alone, since conntrack needs them too.
 Error load_error(const char* what, int err) {
     std::string message = std::string(what) + ": " + errno_text(err);
-    if (err == -EPERM || err == -EACCES)
-        message += " (run depgraph-agent as root, or with CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN)";
-    return Error{message};
+    if (err == -EPERM || err == -EACCES) {
+        return Error{message + " (run depgraph-agent as root, or with CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN; "
+                               "--source conntrack needs root or CAP_NET_ADMIN)"};
+    }
+    return Error{message + " (or use --source conntrack)"};
 }
 
 }  // namespace
@@ -53,7 +57,7 @@ Result<Tracer> Tracer::start(uint32_t netns_filter) {
     // a cryptic ENOENT, so say what is missing instead.
     if (!std::filesystem::exists("/sys/kernel/btf/vmlinux")) {
         return Error{"this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): "
-                     "depgraph-agent needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"};
+                     "depgraph-agent needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (or use --source conntrack)"};
     }
     libbpf_set_print(libbpf_print);
     auto skel = std::make_unique<Skeleton>();
