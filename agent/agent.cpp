@@ -206,8 +206,8 @@ public:
     }
 
     // A database that stays locked gets this long after a stop signal
-    // before the counts still unwritten are given up (systemd waits 90 s
-    // before it kills a service that does not stop).
+    // before the counts still unwritten are given up. The systemd unit
+    // (examples/) waits longer before it kills the agent: TimeoutStopSec.
     static constexpr int64_t kStopPatienceS = 60;
 
     Status stop(int64_t now) {

@@ -19,4 +19,8 @@ if grep "depgraph-agent" "$dir/out"; then echo "FAIL: systemd-analyze verify war
 for key in ProtectSystem=strict StateDirectory=depgraph Restart=on-failure NoNewPrivileges=yes CapabilityBoundingSet=; do
   grep -q "^$key" "$unit" || { echo "FAIL: $key is missing"; exit 1; }
 done
+# After SIGTERM the agent waits up to 60 s for a locked database (kStopPatienceS in agent/agent.cpp), then
+# writes: systemd must not kill it before that and the drain are done, or the last counts are lost.
+stop=$(sed -n 's/^TimeoutStopSec=\([0-9][0-9]*\)s\{0,1\}$/\1/p' "$unit")
+[ -n "$stop" ] && [ "$stop" -ge 75 ] || { echo "FAIL: TimeoutStopSec must be at least 75s (60 s wait + drain)"; exit 1; }
 echo "ok: $(basename "$unit") verifies"
