@@ -191,7 +191,7 @@ int run(int argc, char** argv) {
     edges->callback([&] { command = [&] { return run_edges(edges_in); }; });
 
     Inputs hosts_in;
-    auto* hosts = app.add_subcommand("hosts", "each host's agent runs, loss counters and last report");
+    auto* hosts = app.add_subcommand("hosts", "each host's agent runs and the times between them, loss counters and last report");
     add_db_option(*hosts, hosts_in);
     add_format(*hosts, hosts_in, {"table", "json"});
     hosts->footer("Example:\n  depgraph hosts --db fleet.db");
