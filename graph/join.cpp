@@ -21,6 +21,8 @@ Traffic service_side(const EdgeRecord& e) {
     return {e.accepts, 0, e.bytes_received, e.bytes_sent, e.open, e.first_seen, e.last_seen};
 }
 
+const std::set<std::string> kNoVia;  // a call that NAT did not translate
+
 std::set<std::string> vias(const EdgeRecord& e) {
     if (e.via.empty()) return {};
     return {std::string(e.via)};
@@ -81,11 +83,6 @@ class Joiner {
 public:
     Joiner(const Records& records, Graph& graph) : records_(records), book_(records.addresses), graph_(graph) {
         bundles_.reserve(records.edges.size());  // at most one per record: never rehashed
-        for (const auto& e : records.edges) {
-            if (e.outgoing()) continue;
-            listeners_[{e.host, e.port}][e.process] += e.accepts + 1;
-            listeners_on_address_[{e.host, e.local_addr, e.port}][e.process] += e.accepts + 1;
-        }
     }
 
     // A half whose far address belonged to one host goes whole to that
@@ -95,18 +92,19 @@ public:
     // the halves placed before it already explain: placed after those with
     // a single owner.
     void run() {
-        std::vector<std::pair<const EdgeRecord*, std::set<std::string_view>>> shared;
+        std::vector<std::pair<const EdgeRecord*, std::vector<std::string_view>>> shared;
         std::vector<std::pair<const EdgeRecord*, std::string_view>> single;
         single.reserve(records_.edges.size());
+        std::vector<std::string_view> far;
         for (const auto& e : records_.edges) {
-            auto far = far_hosts(e);
+            far_hosts(e, far);
             if (far.empty()) {
                 place_external(e);
             } else if (far.size() == 1) {
-                place(e, *far.begin());
-                single.emplace_back(&e, *far.begin());
+                place(e, far[0]);
+                single.emplace_back(&e, far[0]);
             } else {
-                shared.emplace_back(&e, std::move(far));
+                shared.emplace_back(&e, far);
             }
         }
         if (!shared.empty()) {
@@ -120,6 +118,10 @@ public:
             for (const auto& [e, far] : single) placed_[{pair_of(*e), far}] += connections_of(*e);
         }
         for (const auto& [e, far] : shared) place_shared(*e, far);
+        // Only a bundle without incoming halves asks who listens: most fleets have few or none.
+        if (std::any_of(bundles_.begin(), bundles_.end(), [](const auto& b) { return b.second.incoming.empty(); })) {
+            find_listeners();
+        }
         for (const auto& [key, bundle] : bundles_) join(key, bundle);
     }
 
@@ -131,13 +133,24 @@ private:
         return graph_.node(id_, kind, host, process);
     }
 
-    // The hosts at the far end of a half: itself for loopback or an address
-    // it held at the time; else whoever held the address then.
-    std::set<std::string_view> far_hosts(const EdgeRecord& e) const {
-        if (e.loopback) return {e.host};
-        auto owners = book_.owners(e.remote_addr, e.first_seen - kOwnershipSlack, e.last_seen + kOwnershipSlack);
-        if (owners.count(e.host)) return {e.host};
-        return owners;
+    // The hosts at the far end of a half, in name order, into `far`: itself
+    // for loopback or an address it held at the time; else whoever held the
+    // address then.
+    void far_hosts(const EdgeRecord& e, std::vector<std::string_view>& far) const {
+        far.clear();
+        if (!e.loopback) {
+            book_.owners(e.remote_addr, e.first_seen - kOwnershipSlack, e.last_seen + kOwnershipSlack, far);
+        }
+        if (e.loopback || std::binary_search(far.begin(), far.end(), e.host)) far.assign(1, e.host);
+    }
+
+    // Each (host, port)'s and (host, address, port)'s accepting processes, for service_process.
+    void find_listeners() {
+        for (const auto& e : records_.edges) {
+            if (e.outgoing()) continue;
+            listeners_[{e.host, e.port}][e.process] += e.accepts + 1;
+            listeners_on_address_[{e.host, e.local_addr, e.port}][e.process] += e.accepts + 1;
+        }
     }
 
     static Pair pair_of(const EdgeRecord& e) { return {e.host, e.outgoing(), e.port, e.local_addr, e.remote_addr}; }
@@ -162,8 +175,7 @@ private:
         }
     }
 
-    void place_shared(const EdgeRecord& e, const std::set<std::string_view>& far) {
-        std::vector<std::string_view> owners(far.begin(), far.end());
+    void place_shared(const EdgeRecord& e, const std::vector<std::string_view>& owners) {
         std::vector<int64_t> weights;
         for (auto owner : owners) {
             auto counted = counted_.find(seen_from(owner, e));
@@ -250,7 +262,10 @@ private:
         if (seen_by_service.last_seen > seen_by_clients.last_seen) top.last_seen = seen_by_service.last_seen;
         for (const auto& [name, traffic] : by_process) {
             size_t client = process_node(client_host, name, NodeKind::client);
-            graph_.connect(client, service, port, traffic, disputed, via_by_process[name]);
+            // Looked up, not indexed: an empty set made for each name is an allocation and a free.
+            auto via = via_by_process.find(name);
+            graph_.connect(client, service, port, traffic, disputed,
+                           via == via_by_process.end() ? kNoVia : via->second);
         }
     }
 
@@ -285,11 +300,18 @@ const std::vector<AddressRecord>& AddressBook::records_of(std::string_view addr)
 }
 
 std::set<std::string_view> AddressBook::owners(std::string_view addr, int64_t from, int64_t to) const {
-    std::set<std::string_view> hosts;
+    std::vector<std::string_view> hosts;
+    owners(addr, from, to, hosts);
+    return {hosts.begin(), hosts.end()};
+}
+
+void AddressBook::owners(std::string_view addr, int64_t from, int64_t to, std::vector<std::string_view>& hosts) const {
+    hosts.clear();
     for (const auto& a : records_of(addr)) {
-        if (a.first_seen <= to && a.last_seen >= from) hosts.insert(a.host);
+        if (a.first_seen <= to && a.last_seen >= from) hosts.push_back(a.host);
     }
-    return hosts;
+    std::sort(hosts.begin(), hosts.end());
+    hosts.erase(std::unique(hosts.begin(), hosts.end()), hosts.end());
 }
 
 int64_t AddressBook::time_owned(std::string_view addr, std::string_view host, int64_t from, int64_t to) const {

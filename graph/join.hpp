@@ -23,6 +23,9 @@ class AddressBook {
 public:
     explicit AddressBook(const std::vector<AddressRecord>& addresses);
     std::set<std::string_view> owners(std::string_view addr, int64_t from, int64_t to) const;
+    // The same into `hosts`, in name order: the join asks this of every
+    // record, and a set allocates for each.
+    void owners(std::string_view addr, int64_t from, int64_t to, std::vector<std::string_view>& hosts) const;
     // How many seconds of [from, to] `host` owned `addr`.
     int64_t time_owned(std::string_view addr, std::string_view host, int64_t from, int64_t to) const;
 
