@@ -45,6 +45,9 @@ std::optional<size_t> Graph::find(const std::string& id) const {
 
 void Graph::connect(size_t source, size_t target, int port, const Traffic& traffic, bool disputed,
                     const std::set<std::string>& via) {
+    if (edge_index_.empty()) {
+        for (size_t i = 0; i < edges.size(); i++) edge_index_[{edges[i].source, edges[i].target, edges[i].port}] = i;
+    }
     auto [it, inserted] = edge_index_.try_emplace({source, target, port}, edges.size());
     if (inserted) {
         edges.push_back({source, target, port, traffic, disputed, via});
@@ -76,8 +79,8 @@ void Graph::settle() {
         return std::tie(a.source, a.target, a.port) < std::tie(b.source, b.target, b.port);
     });
     index_.clear();
+    // Rebuilt by the next connect(), if any: most settled graphs are only read.
     edge_index_.clear();
-    edge_index_.reserve(edges.size());
     for (size_t i = 0; i < nodes.size(); i++) {
         index_[nodes[i].id] = i;
         if (nodes[i].members.empty() && nodes[i].kind != NodeKind::external) nodes[i].members.insert(nodes[i].host);
@@ -85,9 +88,7 @@ void Graph::settle() {
         // took a port's edges away takes the port off its label too.
         nodes[i].ports.clear();
     }
-    for (size_t i = 0; i < edges.size(); i++) {
-        auto& e = edges[i];
-        edge_index_[{e.source, e.target, e.port}] = i;
+    for (const auto& e : edges) {
         auto& target = nodes[e.target];
         target.ports.insert(e.port);
         if (target.kind != NodeKind::external) target.kind = NodeKind::service;

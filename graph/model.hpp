@@ -69,8 +69,9 @@ public:
     void connect(size_t source, size_t target, int port, const Traffic& traffic, bool disputed,
                  const std::set<std::string>& via = {});
     // Puts nodes in id order and edges in (source, target, port) order, so
-    // every output is deterministic, and rebuilds the indexes; a node that an
-    // edge enters becomes a service with that edge's port. Node indices change.
+    // every output is deterministic, and rebuilds the id index (the edge
+    // index is rebuilt by the next connect()); a node that an edge enters
+    // becomes a service with that edge's port. Node indices change.
     void settle();
 
 private:
