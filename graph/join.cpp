@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <deque>
 #include <map>
+#include <numeric>
+#include <span>
 #include <tuple>
 
 namespace depgraph {
@@ -31,8 +33,8 @@ std::set<std::string> vias(const EdgeRecord& e) {
 // Both halves of the connections from one client host to one service
 // address and port on a host.
 struct Bundle {
-    std::vector<const EdgeRecord*> outgoing;
-    std::vector<const EdgeRecord*> incoming;
+    std::span<const EdgeRecord* const> outgoing;
+    std::span<const EdgeRecord* const> incoming;
 };
 // Client host, service host, service address, port, and for loopback the
 // namespace: two pods on a host may serve one port on their own addresses,
@@ -82,7 +84,8 @@ Pair seen_from(std::string_view far_host, const EdgeRecord& e) {
 class Joiner {
 public:
     Joiner(const Records& records, Graph& graph) : records_(records), book_(records.addresses), graph_(graph) {
-        bundles_.reserve(records.edges.size());  // at most one per record: never rehashed
+        bundle_numbers_.reserve(records.edges.size());  // at most one per record: never rehashed
+        halves_.reserve(records.edges.size());          // one per record, more only where a half is split
     }
 
     // A half whose far address belonged to one host goes whole to that
@@ -118,11 +121,34 @@ public:
             for (const auto& [e, far] : single) placed_[{pair_of(*e), far}] += connections_of(*e);
         }
         for (const auto& [e, far] : shared) place_shared(*e, far);
-        // Only a bundle without incoming halves asks who listens: most fleets have few or none.
-        if (std::any_of(bundles_.begin(), bundles_.end(), [](const auto& b) { return b.second.incoming.empty(); })) {
-            find_listeners();
+        // The halves side by side, bundle by bundle, each bundle's outgoing
+        // ones first, in the order placed: a vector of each per bundle was
+        // an allocation and a free for most halves.
+        std::vector<size_t> start(bundle_numbers_.size() + 1);
+        for (const auto& [bundle, half] : halves_) start[bundle + 1]++;
+        std::partial_sum(start.begin(), start.end(), start.begin());
+        std::vector<const EdgeRecord*> side_by_side(halves_.size());
+        auto next = start;
+        for (const auto& [bundle, half] : halves_) {
+            if (half->outgoing()) side_by_side[next[bundle]++] = half;
         }
-        for (const auto& [key, bundle] : bundles_) join(key, bundle);
+        const auto first_incoming = next;
+        for (const auto& [bundle, half] : halves_) {
+            if (!half->outgoing()) side_by_side[next[bundle]++] = half;
+        }
+        std::span<const EdgeRecord* const> all(side_by_side);
+        auto bundle_of = [&](size_t b) {
+            return Bundle{all.subspan(start[b], first_incoming[b] - start[b]),
+                          all.subspan(first_incoming[b], start[b + 1] - first_incoming[b])};
+        };
+        // Only a bundle without incoming halves asks who listens: most fleets have few or none.
+        for (size_t b = 0; b < bundle_numbers_.size(); b++) {
+            if (bundle_of(b).incoming.empty()) {
+                find_listeners();
+                break;
+            }
+        }
+        for (const auto& [key, b] : bundle_numbers_) join(key, bundle_of(b));
     }
 
 private:
@@ -157,11 +183,9 @@ private:
 
     void place(const EdgeRecord& e, std::string_view far) {
         int64_t netns = e.loopback ? e.netns : 0;
-        if (e.outgoing()) {
-            bundles_[{e.host, far, e.remote_addr, e.port, netns}].outgoing.push_back(&e);
-        } else {
-            bundles_[{far, e.host, e.local_addr, e.port, netns}].incoming.push_back(&e);
-        }
+        auto key = e.outgoing() ? BundleKey{e.host, far, e.remote_addr, e.port, netns}
+                                : BundleKey{far, e.host, e.local_addr, e.port, netns};
+        halves_.emplace_back(bundle_numbers_.try_emplace(key, bundle_numbers_.size()).first->second, &e);
     }
 
     void place_external(const EdgeRecord& e) {
@@ -275,7 +299,9 @@ private:
     // A name's accepts on each (host, port): ordered, so that a tie goes to the first name.
     std::unordered_map<HostPort, std::map<std::string_view, int64_t>, KeyHash> listeners_;
     std::unordered_map<HostAddressPort, std::map<std::string_view, int64_t>, KeyHash> listeners_on_address_;
-    std::unordered_map<BundleKey, Bundle, KeyHash> bundles_;
+    // Each bundle's number, and the halves placed with their bundle's number.
+    std::unordered_map<BundleKey, size_t, KeyHash> bundle_numbers_;
+    std::vector<std::pair<size_t, const EdgeRecord*>> halves_;
     // The split halves' parts, which bundles point into: a deque never moves them.
     std::deque<EdgeRecord> parts_;
     // Per pair, what its side counted; per pair and far host, what the halves
