@@ -46,6 +46,10 @@ using HostAddressPort = std::tuple<std::string_view, std::string_view, int>;
 // outgoing, port, its own address, the other's.
 using Pair = std::tuple<std::string_view, bool, int, std::string_view, std::string_view>;
 
+// Where a host's name and a process's name lie, and their lengths: the same
+// places hold the same text, whatever it is.
+using TextPlaces = std::tuple<const char*, size_t, const char*, size_t>;
+
 // The join's keys are views of the records' text, hashed by content. The
 // graph comes out in its own order (Graph::settle), whatever order the
 // bundles are joined in: no two bundles make the same edge.
@@ -70,6 +74,11 @@ struct KeyHash {
     }
     size_t operator()(const std::pair<Pair, std::string_view>& k) const {
         return mix(operator()(k.first), std::hash<std::string_view>{}(k.second));
+    }
+    size_t operator()(const TextPlaces& k) const {
+        auto& [host, host_size, process, process_size] = k;
+        return mix(mix(std::hash<const char*>{}(host), host_size),
+                   mix(std::hash<const char*>{}(process), process_size));
     }
 };
 
@@ -152,11 +161,18 @@ public:
     }
 
 private:
-    // The node of a host's process. Most calls find it already there: its id
-    // is built in one reused buffer, not a new string each time.
+    // The node of a host's process. Most calls find it already there, by
+    // where the two names lie, without hashing their text: the records' text
+    // is interned, one place per name. A name from elsewhere only misses here
+    // and is found by its id, built in one reused buffer.
     size_t process_node(std::string_view host, std::string_view process, NodeKind kind) {
-        id_.assign(host).append("/").append(process);
-        return graph_.node(id_, kind, host, process);
+        auto [known, added] =
+            process_nodes_.try_emplace({host.data(), host.size(), process.data(), process.size()}, 0);
+        if (added) {
+            id_.assign(host).append("/").append(process);
+            known->second = graph_.node(id_, kind, host, process);
+        }
+        return known->second;
     }
 
     // The hosts at the far end of a half, in name order, into `far`: itself
@@ -234,6 +250,11 @@ private:
     // names another address); else on the port, whatever the address.
     std::string_view service_process(std::string_view host, std::string_view addr, int port,
                                      const Bundle& bundle) const {
+        // Most services are one process: it needs no tally.
+        auto same_process = [&](const EdgeRecord* in) { return in->process == bundle.incoming[0]->process; };
+        if (!bundle.incoming.empty() && std::all_of(bundle.incoming.begin(), bundle.incoming.end(), same_process)) {
+            return bundle.incoming[0]->process;
+        }
         std::map<std::string_view, int64_t> accepted;
         for (const auto* in : bundle.incoming) accepted[in->process] += in->accepts + 1;
         if (accepted.empty()) {
@@ -311,6 +332,7 @@ private:
     // Per pair, the first and last time its side saw it.
     std::unordered_map<Pair, std::pair<int64_t, int64_t>, KeyHash> seen_;
     std::string id_;  // process_node's buffer
+    std::unordered_map<TextPlaces, size_t, KeyHash> process_nodes_;
 };
 
 }  // namespace
