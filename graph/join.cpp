@@ -332,7 +332,7 @@ private:
     // Per pair, the first and last time its side saw it.
     std::unordered_map<Pair, std::pair<int64_t, int64_t>, KeyHash> seen_;
     std::string id_;  // process_node's buffer
-    std::unordered_map<TextPlaces, size_t, KeyHash> process_nodes_;
+    std::unordered_map<TextPlaces, size_t, KeyHash> process_nodes_;  // process_node's, by where the names lie
 };
 
 }  // namespace
