@@ -149,6 +149,10 @@ TEST_CASE("impact --depth stops the walk; a port narrows only the first hop") {
     REQUIRE(one.exit_code == 0);
     CHECK(listed(one.json(), "dependents") ==
           std::vector<std::string>{"batch-01/(unknown)@1", "web-01/app@1", "web-02/app@1"});
+    auto two = walk("impact", "db-01", dbs, {"--depth", "2"});  // 203.0.113.5, three levels up, is not reached
+    REQUIRE(two.exit_code == 0);
+    CHECK(listed(two.json(), "dependents") ==
+          std::vector<std::string>{"batch-01/(unknown)@1", "web-01/app@1", "web-02/app@1", "web-01/nginx@2"});
     auto redis = walk("impact", "198.18.0.31:6379", dbs);
     REQUIRE(redis.exit_code == 0);
     CHECK(listed(redis.json(), "dependents") ==

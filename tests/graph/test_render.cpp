@@ -101,6 +101,7 @@ TEST_CASE("render picks the format from the extension, or --format, and '-o -' w
     auto dot = read_file(dir.file("fleet.gv"));
     CHECK(dot.rfind("digraph depgraph {", 0) == 0);
     CHECK(dot.find("layout=dot") != std::string::npos);
+    CHECK(dot.find("rankdir=LR") != std::string::npos);  // tiers left to right, clients first
     CHECK(dot.find("subgraph cluster_") != std::string::npos);
     REQUIRE(run_depgraph(render_args(dbs, {"-o", dir.file("fleet.json")})).exit_code == 0);
     CHECK(json::parse(read_file(dir.file("fleet.json")))["edges"].size() == 8);

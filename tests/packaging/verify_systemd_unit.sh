@@ -16,9 +16,13 @@ if ! systemd-analyze verify "$dir/depgraph-agent.service" >"$dir/out" 2>&1; then
 fi
 # verify also reads the units this one names (network.target, ...): only lines about ours count.
 if grep "depgraph-agent" "$dir/out"; then echo "FAIL: systemd-analyze verify warned"; exit 1; fi
-for key in ProtectSystem=strict StateDirectory=depgraph Restart=on-failure NoNewPrivileges=yes CapabilityBoundingSet=; do
+for key in ProtectSystem=strict StateDirectory=depgraph Restart=on-failure NoNewPrivileges=yes; do
   grep -q "^$key" "$unit" || { echo "FAIL: $key is missing"; exit 1; }
 done
+# Exactly the six capabilities README's Privileges section found necessary, in any order.
+caps=$(sed -n 's/^CapabilityBoundingSet=//p' "$unit" | tr ' ' '\n' | sort | tr '\n' ' ')
+[ "$caps" = "CAP_BPF CAP_DAC_READ_SEARCH CAP_NET_ADMIN CAP_PERFMON CAP_SYS_ADMIN CAP_SYS_PTRACE " ] ||
+    { echo "FAIL: CapabilityBoundingSet is '$caps', not the six README names"; exit 1; }
 # After SIGTERM the agent waits up to 60 s for a locked database (kStopPatienceS in agent/agent.cpp), then
 # writes: systemd must not kill it before that and the drain are done, or the last counts are lost.
 stop=$(sed -n 's/^TimeoutStopSec=\([0-9][0-9]*\)s\{0,1\}$/\1/p' "$unit")
