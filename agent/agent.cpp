@@ -69,15 +69,13 @@ std::optional<ino_t> namespace_inode(const char* path) {
     return st.st_ino;
 }
 
-// Whether the agent has the host name of the machine (or container) it runs
-// on: a namespace made with `ip netns` keeps its UTS namespace, and so its
-// host name. PID 1's namespace says what that is; when it cannot be read,
-// the kernel's first UTS namespace (fixed inode PROC_UTS_INIT_INO), which
-// PID 1 of a machine is in.
+// Whether the agent has the machine's own host name: a namespace made with
+// `ip netns` keeps the kernel's first UTS namespace (fixed inode
+// PROC_UTS_INIT_INO), and so the machine's name. A container with a UTS
+// namespace of its own has a name of its own, whatever its PID 1 shares.
 bool shares_init_uts() {
     constexpr ino_t kInitUtsInode = 0xEFFFFFFEu;
-    auto own = namespace_inode("/proc/self/ns/uts");
-    return own && *own == namespace_inode("/proc/1/ns/uts").value_or(kInitUtsInode);
+    return namespace_inode("/proc/self/ns/uts") == kInitUtsInode;
 }
 
 dg_process to_bpf_process(const ProcessIdentity& p) {

@@ -33,6 +33,11 @@ int libbpf_print(enum libbpf_print_level, const char* format, va_list args) {
 // not for want of privileges alone, since conntrack needs them too.
 Error load_error(const char* what, int err) {
     std::string message = std::string(what) + ": " + errno_text(err);
+    // Refused to root, it is the kernel's policy (lockdown, an LSM), not a missing privilege.
+    if ((err == -EPERM || err == -EACCES) && geteuid() == 0) {
+        return Error{message + " (refused although running as root: kernel lockdown or a security module? "
+                               "or use --source conntrack)"};
+    }
     if (err == -EPERM || err == -EACCES) {
         return Error{message + " (run depgraph-agent as root, or with CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN; "
                                "--source conntrack needs root or CAP_NET_ADMIN)"};

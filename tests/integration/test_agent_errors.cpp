@@ -142,7 +142,11 @@ TEST_CASE("--scope netns without --hostname warns that agents in other namespace
     auto own_uts = run_captured({"/usr/bin/unshare", "--uts", std::getenv("DEPGRAPH_AGENT"), "--db", dir.db("c"),
                                  "--once", "--scope", "netns"},
                                 ns.path());
-    for (const auto& quiet : {named, own_uts}) {
+    // A container: its own PID namespace too, so its PID 1 shares its host name.
+    auto container = run_captured({"/usr/bin/unshare", "--uts", "--pid", "--fork", "--mount", "--mount-proc",
+                                   std::getenv("DEPGRAPH_AGENT"), "--db", dir.db("d"), "--once", "--scope", "netns"},
+                                  ns.path());
+    for (const auto& quiet : {named, own_uts, container}) {
         INFO(quiet.err);
         CHECK(quiet.exit_code == 0);
         CHECK(quiet.err.find(advice) == std::string::npos);
