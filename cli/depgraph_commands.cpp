@@ -260,6 +260,18 @@ std::string filters_text(const Filters& filters) {
     return text;
 }
 
+// The graph the walk's filters were applied to, without them, and the target in it.
+struct Unfiltered {
+    Graph graph;
+    Result<Target> target;
+};
+
+Unfiltered unfiltered(const Fleet& fleet, const WalkArgs& args) {
+    auto whole = fleet_graph(fleet, fleet.graph.window, args.graph.group_by, Filters{});
+    auto target = resolve_target(whole, args.target, AddressBook(fleet.records.addresses), fleet.roles);
+    return {std::move(whole), std::move(target)};
+}
+
 // A target the filtered graph lacks may be one the filters left out: an empty
 // answer or "no such node" would then mislead, so the error says which it is.
 // Unknown either way: the unfiltered graph's error, whose suggestions are not
@@ -267,11 +279,10 @@ std::string filters_text(const Filters& filters) {
 Error unresolved_target(const Fleet& fleet, const WalkArgs& args, const Error& filtered) {
     auto filters = filters_text(args.graph.filters);
     if (filters.empty()) return filtered;
-    auto whole = fleet_graph(fleet, fleet.graph.window, args.graph.group_by, Filters{});
-    auto target = resolve_target(whole, args.target, AddressBook(fleet.records.addresses), fleet.roles);
-    if (!target) return target.error();
+    auto whole = unfiltered(fleet, args);
+    if (!whole.target) return whole.target.error();
     std::string matched;
-    for (size_t n : target->nodes) matched += (matched.empty() ? "" : ", ") + whole.nodes[n].id;
+    for (size_t n : whole.target->nodes) matched += (matched.empty() ? "" : ", ") + whole.graph.nodes[n].id;
     return Error{"no node matches '" + args.target + "' once filtered (" + filters +
                  "); without the filters it matches " + matched};
 }
@@ -280,14 +291,15 @@ Error unresolved_target(const Fleet& fleet, const WalkArgs& args, const Error& f
 // filtered one: the dependents the filters hid. 0 without filters.
 size_t left_out_by_filters(const Fleet& fleet, const WalkArgs& args, const std::vector<Reached>& reached) {
     if (filters_text(args.graph.filters).empty()) return 0;
-    auto whole = fleet_graph(fleet, fleet.graph.window, args.graph.group_by, Filters{});
-    auto target = resolve_target(whole, args.target, AddressBook(fleet.records.addresses), fleet.roles);
-    if (!target) return 0;
+    auto whole = unfiltered(fleet, args);
+    if (!whole.target) return 0;
     auto direction = args.dependencies ? Direction::dependencies : Direction::dependents;
     std::set<std::string> kept;
     for (const auto& r : reached) kept.insert(fleet.graph.nodes[r.node].id);
     size_t hidden = 0;
-    for (const auto& r : walk(whole, *target, direction, args.depth)) hidden += !kept.count(whole.nodes[r.node].id);
+    for (const auto& r : walk(whole.graph, *whole.target, direction, args.depth)) {
+        hidden += !kept.count(whole.graph.nodes[r.node].id);
+    }
     return hidden;
 }
 
@@ -527,8 +539,8 @@ Status run_walk(const WalkArgs& args) {
     // that lets a change go ahead.
     std::string filters = filters_text(args.graph.filters), hidden;
     if (left_out > 0) {
-        hidden = "The filters (" + filters + ") left out " + std::to_string(left_out) + " more " +
-                 (left_out == 1 ? "node" : "nodes") + " that the whole graph lists here.\n";
+        hidden = "The filters left out " + std::to_string(left_out) + " more " + (left_out == 1 ? "node" : "nodes") +
+                 " that the whole graph lists here.\n";
     }
     if (reached.empty()) {
         return write_output(args.output, (args.dependencies ? subject + " depends on nothing, "
@@ -543,7 +555,7 @@ Status run_walk(const WalkArgs& args) {
         auto called = neighbours(r);
         std::string others = called.size() > 1 ? " +" + std::to_string(called.size() - 1) : "";
         any_through_external |= r.through_external;
-        rows.push_back({std::to_string(r.depth), shown(r.node) + (r.through_external ? " *" : ""),
+        rows.push_back({std::to_string(r.depth) + (r.through_external ? "*" : ""), shown(r.node),
                         shown(called[0]) + others, std::to_string(busiest.port), std::to_string(total.connections),
                         std::to_string(total.failed), std::to_string(total.open), format_iso8601(total.first_seen),
                         format_iso8601(total.last_seen)});
@@ -554,9 +566,11 @@ Status run_walk(const WalkArgs& args) {
     print_table(table, {"DEPTH", "NODE", args.dependencies ? "FROM" : "CALLS", "PORT", "CONNECTIONS", "FAILED",
                         "OPEN", "FIRST_SEEN", "LAST_SEEN"}, rows);
     if (any_through_external) {
-        table << "* reached only through an address no agent reports for: what runs there is unknown, so this "
-                 "may not depend on "
-              << printable(args.target) << " at all\n";
+        // Said of the dependent (impact) or of the target (deps): the unknown link is between them.
+        table << "* reached only through an address no agent reports for: what runs there is unknown, so "
+              << (args.dependencies ? printable(args.target) + " may not depend on it" 
+                                    : "it may not depend on " + printable(args.target))
+              << " at all\n";
     }
     table << hidden;
     return write_output(args.output, table.str());

@@ -135,14 +135,20 @@ Result<Target> resolve_target(const Graph& graph, const std::string& text, const
     return Error{unknown + closest_matches(graph, name, roles)};
 }
 
-std::vector<Reached> walk(const Graph& graph, const Target& target, Direction direction, int depth_limit) {
+namespace {
+
+// Breadth-first from the targets, each node listed once at its shortest depth
+// with every edge to the level before; `passes(n)`: whether the walk goes on
+// from node n once reached. The targets are never listed.
+std::vector<Reached> breadth_first(const Graph& graph, const Target& target, Direction direction, int depth_limit,
+                                   const std::function<bool(size_t)>& passes) {
     // Edges by the node a walk arrives from: the service for dependents, the client for dependencies.
     std::vector<std::vector<size_t>> arriving(graph.nodes.size());
     for (size_t i = 0; i < graph.edges.size(); i++) {
         const auto& e = graph.edges[i];
         arriving[direction == Direction::dependents ? e.target : e.source].push_back(i);
     }
-    // Where each node sits in `reached`; SIZE_MAX: not reached; the targets are never listed.
+    // Where each node sits in `reached`; SIZE_MAX: not reached.
     constexpr size_t kTarget = SIZE_MAX - 1;
     std::vector<size_t> position(graph.nodes.size(), SIZE_MAX);
     std::vector<size_t> frontier = target.nodes;
@@ -158,7 +164,7 @@ std::vector<Reached> walk(const Graph& graph, const Target& target, Direction di
                 if (position[other] == SIZE_MAX) {
                     position[other] = reached.size();
                     reached.push_back({other, depth, {edge}});
-                    next.push_back(other);
+                    if (passes(other)) next.push_back(other);
                 } else if (position[other] != kTarget && reached[position[other]].depth == depth) {
                     reached[position[other]].edges.push_back(edge);
                 }
@@ -166,17 +172,23 @@ std::vector<Reached> walk(const Graph& graph, const Target& target, Direction di
         }
         frontier = std::move(next);
     }
-    // In the order reached, so a node one level closer is settled before the nodes it leads to.
-    auto closer = [&](const Edge& e) { return direction == Direction::dependents ? e.target : e.source; };
+    return reached;
+}
+
+}  // namespace
+
+std::vector<Reached> walk(const Graph& graph, const Target& target, Direction direction, int depth_limit) {
+    auto reached = breadth_first(graph, target, direction, depth_limit, [](size_t) { return true; });
+    // A second walk that does not go on from an address no agent reports for, at any depth: what it
+    // does not reach depends on the target only through such an address.
+    std::vector<bool> by_agents(graph.nodes.size());
+    auto agents_only = [&](size_t n) { return graph.nodes[n].kind != NodeKind::external; };
+    for (const auto& r : breadth_first(graph, target, direction, 0, agents_only)) by_agents[r.node] = true;
     for (auto& r : reached) {
         std::stable_sort(r.edges.begin(), r.edges.end(), [&](size_t a, size_t b) {
             return graph.edges[a].traffic.attempts() > graph.edges[b].traffic.attempts();
         });
-        r.through_external = std::all_of(r.edges.begin(), r.edges.end(), [&](size_t edge) {
-            size_t n = closer(graph.edges[edge]);
-            if (position[n] == kTarget) return false;
-            return graph.nodes[n].kind == NodeKind::external || reached[position[n]].through_external;
-        });
+        r.through_external = !by_agents[r.node];
     }
     return reached;
 }

@@ -196,14 +196,17 @@ std::string node_label(const Node& n, bool in_cluster, const std::set<int>& unan
     return label;
 }
 
-// Each node's ports on which no connection was made or open in the window:
-// refused or timed out every time (nothing listening, a firewall). Drawn as a
-// service they would pass for one.
+// Each node's ports on which every attempt in the window failed (refused or
+// timed out: nothing listening, a firewall). Drawn as a service they would
+// pass for one. A port with no attempt at all (a connection made before the
+// window that closed in it) answered when it was asked.
 std::vector<std::set<int>> unanswered_ports(const Graph& graph) {
     std::vector<std::set<int>> unanswered(graph.nodes.size());
     std::set<std::pair<size_t, int>> answered;
     for (const auto& e : graph.edges) {
-        if (e.traffic.connections > 0 || e.traffic.open > 0) answered.emplace(e.target, e.port);
+        if (e.traffic.connections > 0 || e.traffic.open > 0 || e.traffic.failed == 0) {
+            answered.emplace(e.target, e.port);
+        }
     }
     for (size_t i = 0; i < graph.nodes.size(); i++) {
         for (int port : graph.nodes[i].ports) {
@@ -253,7 +256,7 @@ CGraph build(const Graph& graph, const RenderOptions& options, const std::string
     std::string title = label_text(options.title);
     if (size_t disputed = std::count_if(graph.edges.begin(), graph.edges.end(), [](const Edge& e) { return e.disputed; })) {
         title += "\\norange: " + std::to_string(disputed) + (disputed == 1 ? " edge" : " edges") +
-                 " whose two hosts counted differently (an agent was not running): the larger count is drawn";
+                 " whose two hosts counted differently (an agent was not running, or lost counts): the larger count is drawn";
     }
     set(g.get(), "label", title);
     set(g.get(), "labelloc", "t");

@@ -548,9 +548,15 @@ TEST_CASE("a dependent reached only through an address no agent reports for is m
           "Who depends on s-01 (s-01/web), 2025-11-01T00:00:00Z to now:\n"
           "DEPTH  NODE        CALLS       PORT  CONNECTIONS  FAILED  OPEN  FIRST_SEEN            LAST_SEEN\n"
           "1      198.18.8.9  s-01/web    80    7            0       0     2025-11-26T00:00:00Z  2025-11-26T00:01:00Z\n"
-          "2      c-01/app *  198.18.8.9  9999  3            0       0     2025-11-26T00:00:00Z  2025-11-26T00:01:00Z\n"
-          "* reached only through an address no agent reports for: what runs there is unknown, so this may not "
+          "2*     c-01/app    198.18.8.9  9999  3            0       0     2025-11-26T00:00:00Z  2025-11-26T00:01:00Z\n"
+          "* reached only through an address no agent reports for: what runs there is unknown, so it may not "
           "depend on s-01 at all\n");
+    // The other way round, the doubt is the target's.
+    auto deps = walk("deps", "c-01/app", dbs, {}, "table");
+    REQUIRE(deps.exit_code == 0);
+    CHECK(deps.out.find("\n2*     s-01/web ") != std::string::npos);
+    CHECK(deps.out.find("\n* reached only through an address no agent reports for: what runs there is unknown, so "
+                        "c-01/app may not depend on it at all\n") != std::string::npos);
 
     // Without c-01, the answer says what the filter hid.
     auto filtered = walk("impact", "s-01", dbs, {"--exclude", "c-0*"}, "table");
@@ -559,9 +565,48 @@ TEST_CASE("a dependent reached only through an address no agent reports for is m
           "Who depends on s-01 (s-01/web), 2025-11-01T00:00:00Z to now (--exclude c-0*):\n"
           "DEPTH  NODE        CALLS     PORT  CONNECTIONS  FAILED  OPEN  FIRST_SEEN            LAST_SEEN\n"
           "1      198.18.8.9  s-01/web  80    7            0       0     2025-11-26T00:00:00Z  2025-11-26T00:01:00Z\n"
-          "The filters (--exclude c-0*) left out 1 more node that the whole graph lists here.\n");
+          "The filters left out 1 more node that the whole graph lists here.\n");
     auto filtered_json = walk("impact", "s-01", dbs, {"--exclude", "c-0*"});
     REQUIRE(filtered_json.exit_code == 0);
     CHECK(listed(filtered_json.json(), "dependents") == std::vector<std::string>{"198.18.8.9@1"});
     CHECK(filtered_json.json()["left_out_by_filters"] == 1);
+}
+
+// c-01/app reaches s-01 in two hops through 198.18.8.9, which no agent reports for, and in three through
+// m-01 and m-02, which have agents: it depends on s-01 whatever runs at 198.18.8.9, and is not marked.
+TEST_CASE("a dependent also reached through agents alone, however longer the way, is not marked") {
+    TempDir dir;
+    std::vector<std::string> dbs{dir.file("c-01.db"), dir.file("s-01.db"), dir.file("m-01.db"), dir.file("m-02.db")};
+    {
+        HostDb client(dbs[0], "c-01"), server(dbs[1], "s-01"), m1(dbs[2], "m-01"), m2(dbs[3], "m-02");
+        client.address("198.18.8.1", kT0, kT0 + 3600);
+        server.address("198.18.8.2", kT0, kT0 + 3600);
+        m1.address("198.18.8.3", kT0, kT0 + 3600);
+        m2.address("198.18.8.4", kT0, kT0 + 3600);
+        client.bucket(client.edge("out", "app", "198.18.8.1", "198.18.8.9", 9999), kT0, {.connects = 3});
+        server.bucket(server.edge("in", "web", "198.18.8.2", "198.18.8.9", 80), kT0, {.accepts = 5});
+        // c-01 -> m-01:7000 -> m-02:7001 -> s-01:80
+        client.bucket(client.edge("out", "app", "198.18.8.1", "198.18.8.3", 7000), kT0, {.connects = 2});
+        m1.bucket(m1.edge("in", "a", "198.18.8.3", "198.18.8.1", 7000), kT0, {.accepts = 2});
+        m1.bucket(m1.edge("out", "a", "198.18.8.3", "198.18.8.4", 7001), kT0, {.connects = 2});
+        m2.bucket(m2.edge("in", "b", "198.18.8.4", "198.18.8.3", 7001), kT0, {.accepts = 2});
+        m2.bucket(m2.edge("out", "b", "198.18.8.4", "198.18.8.2", 80), kT0, {.connects = 2});
+        server.bucket(server.edge("in", "web", "198.18.8.2", "198.18.8.4", 80), kT0, {.accepts = 2});
+    }
+    auto r = walk("impact", "s-01", dbs);
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    auto doc = r.json();
+    REQUIRE(listed(doc, "dependents") ==
+            std::vector<std::string>{"198.18.8.9@1", "m-02/b@1", "c-01/app@2", "m-01/a@2"});
+    for (const auto& d : doc["dependents"]) {
+        INFO(d["node"]);
+        CHECK(d["through_external"] == false);
+    }
+    // Without the way through agents it is marked: the mark is about c-01's only way, not its shortest.
+    auto short_only = walk("impact", "s-01", dbs, {"--depth", "2", "--exclude", "m-01"});
+    REQUIRE(short_only.exit_code == 0);
+    REQUIRE(listed(short_only.json(), "dependents") ==
+            std::vector<std::string>{"198.18.8.9@1", "m-02/b@1", "c-01/app@2"});
+    CHECK(short_only.json()["dependents"][2]["through_external"] == true);
 }

@@ -49,8 +49,8 @@ TEST_CASE("render svg: a well-formed document with every node's label") {
                               "198.18.0.77",
                               "depgraph: the beginning to now, traffic seen 2025-11-26T00:00:00Z to 2025-11-26T00:01:00Z",
                               // orange, with a word on what it means: two of the 8 edges' halves disagree
-                              "orange: 2 edges whose two hosts counted differently (an agent was not running): the "
-                              "larger count is drawn"}) {
+                              "orange: 2 edges whose two hosts counted differently (an agent was not running, or lost "
+                              "counts): the larger count is drawn"}) {
         INFO(label);
         CHECK(svg.has_text(label));
     }
@@ -500,9 +500,12 @@ TEST_CASE("render: a port that never answered is drawn apart from the ports a no
         client.address("198.18.8.1", kT0, kT0 + 3600);
         client.bucket(client.edge("out", "app", "198.18.8.1", "198.18.8.2", 5432), kT0, {.connects = 4});
         client.bucket(client.edge("out", "app", "198.18.8.1", "198.18.8.2", 5433), kT0, {.failed = 3, .refused = 3});
+        // A connection made before the window that closed in it: no attempt, and no failure either.
+        client.bucket(client.edge("out", "app", "198.18.8.1", "198.18.8.2", 6432), kT0, {.closes = 1});
         HostDb server(dbs[1], "s-01");
         server.address("198.18.8.2", kT0, kT0 + 3600);
         server.bucket(server.edge("in", "postgres", "198.18.8.2", "198.18.8.1", 5432), kT0, {.accepts = 4});
+        server.bucket(server.edge("in", "pgbouncer", "198.18.8.2", "198.18.8.1", 6432), kT0, {.closes = 1});
     }
     auto by_process = run_depgraph(render_args(dbs, {"-o", "-", "--format", "svg"}));
     INFO(by_process.err);
@@ -514,11 +517,13 @@ TEST_CASE("render: a port that never answered is drawn apart from the ports a no
           "mistyrose red 5,2");
     CHECK(svg.find("node", "s-01/postgres").texts == std::vector<std::string>{"postgres", ":5432"});
     CHECK(svg.find("node", "s-01/postgres").attribute("fill") == "lightblue");
+    CHECK(svg.find("node", "s-01/pgbouncer").texts == std::vector<std::string>{"pgbouncer", ":6432"});
+    CHECK(svg.find("node", "s-01/pgbouncer").attribute("fill") == "lightblue");
 
     auto by_host = run_depgraph(render_args(dbs, {"-o", "-", "--format", "svg", "--group-by", "host"}));
     REQUIRE(by_host.exit_code == 0);
     auto by_host_svg = parse_svg(by_host.out);
     const auto& host = by_host_svg.find("node", "s-01");
-    CHECK(host.texts == std::vector<std::string>{"s-01", ":5432", ":5433 no answer"});
+    CHECK(host.texts == std::vector<std::string>{"s-01", ":5432 :6432", ":5433 no answer"});
     CHECK(host.attribute("fill") == "lightblue");  // it serves 5432
 }
