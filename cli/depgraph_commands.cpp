@@ -51,10 +51,6 @@ Result<Window> window_of(const Inputs& in) {
         if (!point) return point.error();
         window.since = *point;
     }
-    // A window that starts later than now holds nothing yet: a mistyped year, not a question.
-    if (!in.since.empty() && window.since > now) {
-        return Error{"--since " + in.since + " is in the future (now is " + format_iso8601(now) + ")"};
-    }
     if (window.since >= window.until) return Error{"--since must be earlier than --until"};
     return window;
 }

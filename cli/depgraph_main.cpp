@@ -84,12 +84,17 @@ private:
 
 // --since and --until are checked as they are parsed, so that a bad one is
 // a usage error like any other; "" too, which would otherwise mean "not given".
+// `start`: the start of a window, which cannot be later than now: a window
+// that starts in the future holds nothing yet (a mistyped year, not a question).
 struct TimePointValidator : CLI::Validator {
-    TimePointValidator() {
+    explicit TimePointValidator(bool start) {
         name_ = "TIME";
-        func_ = [](const std::string& text) {
-            auto point = parse_time_point(text, unix_now());
-            return point ? std::string() : point.error().message;
+        func_ = [start](const std::string& text) {
+            int64_t now = unix_now();
+            auto point = parse_time_point(text, now);
+            if (!point) return point.error().message;
+            if (start && *point > now) return text + " is in the future (now is " + format_iso8601(now) + ")";
+            return std::string();
         };
     }
 };
@@ -109,9 +114,9 @@ void add_inputs(CLI::App& cmd, Inputs& in, const std::string& default_since) {
                    "start of the window: a duration back from now (7d) or ISO 8601 (default: " +
                        (default_since.empty() ? std::string("everything") : default_since + " before --until") + ")" +
                        zones)
-        ->check(TimePointValidator());
+        ->check(TimePointValidator(true));
     cmd.add_option("--until", in.until, "end of the window: a duration back from now or ISO 8601 (default: now)")
-        ->check(TimePointValidator());
+        ->check(TimePointValidator(false));
     in.default_since = default_since;
 }
 
@@ -286,14 +291,13 @@ int run(int argc, char** argv) {
     } catch (const CLI::ParseError& e) {
         // An option this subcommand lacks, or no subcommand: where to look next.
         // Other errors say what is wrong with the value given.
-        std::string message = e.what();
+        // What was typed is untrusted: a control character in it must not reach the terminal raw.
+        std::string message = printable(e.what());
         if (dynamic_cast<const CLI::ExtrasError*>(&e)) {  // CLI11 lists them last first: "role --group-by"
             message = "unexpected arguments:";
+            for (const auto& arg : app.remaining(true)) message += " " + printable(arg);
             std::string help = "depgraph --help";
-            for (const auto* sub : app.get_subcommands()) {
-                for (const auto& arg : sub->remaining()) message += " " + printable(arg);
-                help = "depgraph " + sub->get_name() + " --help";
-            }
+            for (const auto* sub : app.get_subcommands()) help = "depgraph " + sub->get_name() + " --help";
             message += " (see '" + help + "')";
         } else if (app.get_subcommands().empty()) {
             message += " (see 'depgraph --help')";

@@ -122,12 +122,18 @@ TEST_CASE("usage errors exit 2 with one line") {
     }
     // A time that has not come: an error, as a window that ends before it starts is.
     auto future = run_depgraph({"render", "-o", "-", "--since", "2999-01-01"});
-    CHECK(future.exit_code == 1);
-    CHECK(future.err.rfind("depgraph: error: --since 2999-01-01 is in the future (now is 20", 0) == 0);
+    CHECK(future.exit_code == 2);  // a bad value, as every other bad time is
+    CHECK(future.err.rfind("depgraph: error: --since: 2999-01-01 is in the future (now is 20", 0) == 0);
     // What to run next, where the message alone leaves one guessing.
     auto none = run_depgraph({});
     CHECK(none.exit_code == 2);
     CHECK(none.err == "depgraph: error: A subcommand is required (see 'depgraph --help')\n");
+    auto before = run_depgraph({"--bogus", "edges"});
+    CHECK(before.err == "depgraph: error: unexpected arguments: --bogus (see 'depgraph edges --help')\n");
+    // A control character typed into a value is not echoed raw to the terminal.
+    auto escaped = run_depgraph({"edges", "--since", "x\x1b[31m"});
+    CHECK(escaped.exit_code == 2);
+    CHECK(escaped.err.find('\x1b') == std::string::npos);
     auto extras = run_depgraph({"edges", "--group-by", "role"});
     CHECK(extras.exit_code == 2);
     CHECK(extras.err == "depgraph: error: unexpected arguments: --group-by role (see 'depgraph edges --help')\n");
