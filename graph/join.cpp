@@ -163,8 +163,11 @@ public:
 private:
     // The node of a host's process. Most calls find it already there, by
     // where the two names lie, without hashing their text: the records' text
-    // is interned, one place per name. A name from elsewhere only misses here
-    // and is found by its id, built in one reused buffer.
+    // is interned, one place per name. So every name given here must lie
+    // where it is, unchanged, for the whole join (the records' text, a
+    // static string): a key is the place, not the text, and a buffer freed
+    // and reused for another name would find this one's node. A second place
+    // of one name only misses, and is found by its id, built in one reused buffer.
     size_t process_node(std::string_view host, std::string_view process, NodeKind kind) {
         auto [known, added] =
             process_nodes_.try_emplace({host.data(), host.size(), process.data(), process.size()}, 0);
@@ -332,7 +335,8 @@ private:
     // Per pair, the first and last time its side saw it.
     std::unordered_map<Pair, std::pair<int64_t, int64_t>, KeyHash> seen_;
     std::string id_;  // process_node's buffer
-    std::unordered_map<TextPlaces, size_t, KeyHash> process_nodes_;  // process_node's, by where the names lie
+    // process_node's, by where the names lie: names that live as long as the join (see there)
+    std::unordered_map<TextPlaces, size_t, KeyHash> process_nodes_;
 };
 
 }  // namespace
