@@ -70,7 +70,10 @@ run=""
 pids=()
 cleanup() {
   local status=$?
-  trap - EXIT INT TERM
+  # A second Ctrl-C or SIGTERM (a test runner's timeout, an impatient user) must not cut the cleanup short
+  # and leave namespaces behind: it runs to the end.
+  trap - EXIT
+  trap '' INT TERM
   set +e
   # Polite first: agents drain their counters, postgres shuts down cleanly.
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done

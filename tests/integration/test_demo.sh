@@ -11,7 +11,13 @@ set -euo pipefail
 [ "$(id -u)" -eq 0 ] || { echo "not root: skipped"; exit 77; }
 demo=${DEMO:?DEMO must name examples/demo.sh}
 out=$(mktemp -d /tmp/depgraph-test-demo.XXXXXX)
-trap 'rm -rf "$out"' EXIT
+demo_pid=
+# Interrupted, the demo is stopped first: started with '&', it ignores Ctrl-C, and would go on for its whole
+# run with its namespaces, servers and agents after this script was gone. It cleans up on SIGTERM.
+stop_demo() { [ -z "$demo_pid" ] || { kill -TERM "$demo_pid" 2>/dev/null; wait "$demo_pid" 2>/dev/null || true; }; }
+trap 'stop_demo; rm -rf "$out"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 for requests in 4 12; do
   echo "--- demo.sh --requests $requests"
@@ -19,6 +25,7 @@ for requests in 4 12; do
   bash "$demo" --out "$out" --requests "$requests" &
   demo_pid=$!
   wait "$demo_pid"
+  demo_pid=
 
   # Nothing of the run is left: namespaces (and with them veths, bridge and the servers), agents.
   left=$(ip netns list | awk -v prefix="dgdemo$demo_pid-" 'index($1, prefix) == 1 {print $1}')
