@@ -103,7 +103,9 @@ public:
         AgentRun run{random_run_id(), host_, now, DEPGRAPH_VERSION, kernel_release(),
                      options_.scope == Scope::host ? "host" : "netns", own_netns_,
                      conntrack_edges_ ? "conntrack" : "ebpf"};
-        if (auto s = store_.begin_run(run); !s) return s;
+        auto begun = store_.begin_run(run);
+        if (!begun) return begun.error();
+        note_written(*begun);
         auto was_open = store_.open_edges_of_host(host_);
         if (!was_open) return was_open.error();
         was_open_ = std::move(*was_open);
@@ -203,47 +205,55 @@ public:
         }
     }
 
-    // A database that stays locked gets this long after a stop signal
-    // before the counts still unwritten are given up. The systemd unit
-    // (examples/) waits longer before it kills the agent: TimeoutStopSec.
+    // A database that stays locked or full gets this long after a stop
+    // signal before the counts still unwritten are given up. The systemd
+    // unit (examples/) waits longer before it kills the agent: TimeoutStopSec.
     static constexpr int64_t kStopPatienceS = 60;
 
     Status stop(int64_t now) {
         if (auto s = flush(now, true); !s) return s;
         const int64_t deadline = unix_now() + kStopPatienceS;
+        // A full disk fails at once, unlike a lock: wait a second between tries.
         while (!unwritten_.empty() && unix_now() < deadline) {
             if (auto s = write_unwritten(); !s) return s;
+            if (!unwritten_.empty()) sleep(1);
         }
         if (!unwritten_.empty()) {
-            return Error{"database " + options_.db_path + " stayed locked by another writer: the counts of its last " +
+            return Error{"database " + options_.db_path + " " + why_unwritable() + ": the counts of its last " +
                          std::to_string(unwritten_.size()) + " bucket(s) were not written"};
         }
         for (;;) {
             auto ended = store_.end_run(now);
             if (!ended) return ended.error();
+            note_written(*ended);
             if (*ended == Written::yes) return ok_status();
-            if (unix_now() >= deadline) return Error{"database " + options_.db_path + " stayed locked by another "
-                                                     "writer: the run's end was not recorded"};
+            if (unix_now() >= deadline) {
+                return Error{"database " + options_.db_path + " " + why_unwritable() + ": the run's end was not recorded"};
+            }
+            sleep(1);
         }
     }
 
 private:
-    // Another process holding the write lock past the busy timeout is
-    // transient (a backup, an sqlite3 shell): the flush stays in memory, in
-    // order, and is written at the next flush. Flushes of one bucket are
-    // merged, so memory grows with the buckets a lock spans, not the flushes.
+    // Another process holding the write lock past the busy timeout, or a
+    // full file system or quota, is transient (a backup, an sqlite3 shell, a
+    // log that gets rotated): the flush stays in memory, in order, and is
+    // written at the next flush. Flushes of one bucket are merged, so memory
+    // grows with the buckets the trouble spans, not the flushes.
     void keep_unwritten(Flush f) {
         if (!unwritten_.empty() && unwritten_.back().bucket_start == f.bucket_start) {
             unwritten_.back().absorb(f);
         } else {
             unwritten_.push_back(std::move(f));
         }
-        // Past the bound the oldest bucket is given up, and that is counted.
+        // Past the bound the oldest bucket is given up, and that is counted,
+        // under the trouble that made it wait.
+        const char* dropped = unwritable_ == Written::full ? "db_full_rows_dropped" : "db_locked_rows_dropped";
         size_t rows = 0;
         for (const auto& u : unwritten_) rows += u.rows();
         while (rows > kMaxUnwrittenRows && unwritten_.size() > 1) {
             rows -= unwritten_.front().rows();
-            unwritten_[1].loss_deltas["db_locked_rows_dropped"] += unwritten_.front().rows();
+            unwritten_[1].loss_deltas[dropped] += unwritten_.front().rows();
             unwritten_.erase(unwritten_.begin());
         }
     }
@@ -252,19 +262,34 @@ private:
         while (!unwritten_.empty()) {
             auto written = store_.write(unwritten_.front());
             if (!written) return written.error();
-            if (*written == Written::busy) {
-                if (!db_locked_) {
-                    std::fprintf(stderr, "depgraph-agent: database %s is locked by another writer: keeping the "
-                                 "counts in memory and trying again at each flush\n", options_.db_path.c_str());
-                }
-                db_locked_ = true;
+            if (*written != Written::yes) {
+                note_written(*written);
                 return ok_status();
             }
             unwritten_.erase(unwritten_.begin());
         }
-        if (db_locked_) std::fprintf(stderr, "depgraph-agent: database %s is writable again\n", options_.db_path.c_str());
-        db_locked_ = false;
+        note_written(Written::yes);
         return ok_status();
+    }
+
+    // Says once when writes start failing, and why, and once when they land again.
+    void note_written(Written w) {
+        if (w == unwritable_) return;
+        const char* path = options_.db_path.c_str();
+        if (w == Written::busy) {
+            std::fprintf(stderr, "depgraph-agent: database %s is locked by another writer: keeping the counts in "
+                         "memory and trying again at each flush\n", path);
+        } else if (w == Written::full) {
+            std::fprintf(stderr, "depgraph-agent: database %s is on a full file system (or over its quota): keeping "
+                         "the counts in memory and trying again at each flush\n", path);
+        } else {
+            std::fprintf(stderr, "depgraph-agent: database %s is writable again\n", path);
+        }
+        unwritable_ = w;
+    }
+
+    std::string why_unwritable() const {
+        return unwritable_ == Written::full ? "stayed full" : "stayed locked by another writer";
     }
 
     Result<std::vector<EdgeSample>> drain() {
@@ -622,8 +647,8 @@ private:
     uint64_t reported_enobufs_ = 0;
     // About 16 flushes' worth of full edge maps.
     static constexpr size_t kMaxUnwrittenRows = size_t{16} * 16384;
-    std::vector<Flush> unwritten_;  // oldest first: what a locked database has not taken yet
-    bool db_locked_ = false;        // said on stderr; said again when it clears
+    std::vector<Flush> unwritten_;  // oldest first: what a locked or full database has not taken yet
+    Written unwritable_ = Written::yes;  // why the last write failed, as said on stderr; yes: it did not
     std::vector<NetnsRef> spaces_;            // the traced namespaces, as listed at this flush
     mutable std::set<uint32_t> unreachable_;  // of those, the ones that could not be entered
     mutable std::set<uint32_t> warned_netns_;

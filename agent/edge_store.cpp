@@ -44,16 +44,28 @@ Result<EdgeStore> EdgeStore::open(const std::string& path) {
     return EdgeStore(std::move(lock), std::move(*db));
 }
 
-Status EdgeStore::begin_run(const AgentRun& run) {
+Result<Written> EdgeStore::begin_run(const AgentRun& run) {
     run_ = run;
+    if (auto s = record_run(); !s) return unwritten(Error{"cannot record the agent run in " + db_.path() + ": " +
+                                                          s.error().message});
+    run_recorded_ = true;
+    return Written::yes;
+}
+
+Status EdgeStore::record_run() {
     auto stmt = db_.prepare(
         "INSERT INTO agent_runs (run_id, host, started_at, last_report_at, version, kernel, scope, netns) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
     if (!stmt) return stmt.error();
-    stmt->bind(1, run.run_id).bind(2, run.host).bind(3, run.started_at).bind(4, run.started_at);
-    stmt->bind(5, run.version).bind(6, run.kernel).bind(7, run.scope).bind(8, static_cast<int64_t>(run.netns));
-    if (auto s = stmt->run(); !s) return Error{"cannot record the agent run in " + db_.path() + ": " + s.error().message};
-    return ok_status();
+    stmt->bind(1, run_.run_id).bind(2, run_.host).bind(3, run_.started_at).bind(4, run_.started_at);
+    stmt->bind(5, run_.version).bind(6, run_.kernel).bind(7, run_.scope).bind(8, static_cast<int64_t>(run_.netns));
+    return stmt->run();
+}
+
+Result<Written> EdgeStore::unwritten(const Error& e) {
+    if (db_.busy()) return Written::busy;
+    if (db_.full()) return Written::full;
+    return e;
 }
 
 Result<int64_t> EdgeStore::edge_id(const EdgeIdentity& edge, const std::string& host) {
@@ -76,18 +88,27 @@ Result<int64_t> EdgeStore::edge_id(const EdgeIdentity& edge, const std::string& 
 }
 
 Result<Written> EdgeStore::write(const Flush& flush) {
-    auto s = write_in_transaction(flush);
+    std::map<HostAddress, int64_t> present;
+    auto tx = Transaction::begin(db_);
+    Status s = tx ? write_rows(flush, present) : Status(tx.error());
+    if (s) s = tx->commit();
+    if (s) {
+        run_recorded_ = true;
+        address_first_seen_ = std::move(present);
+        return Written::yes;
+    }
     // Ids of edges inserted by a rolled-back transaction do not exist.
-    if (!s) edge_ids_.clear();
-    return s;
+    edge_ids_.clear();
+    // Before the rollback (the transaction's end), which resets SQLite's error code.
+    return unwritten(s.error());
 }
 
-Result<Written> EdgeStore::write_in_transaction(const Flush& flush) {
-    auto tx = Transaction::begin(db_);
-    if (!tx) {
-        // In WAL mode only taking the write lock can find the database busy.
-        if (db_.busy()) return Written::busy;
-        return tx.error();
+// The body of write(): SQLite keeps a failed transaction's file intact
+// (a full disk included), so none of it lands unless all of it does.
+Status EdgeStore::write_rows(const Flush& flush, std::map<HostAddress, int64_t>& present) {
+    // Its row could not be written when it began (a full disk).
+    if (!run_recorded_) {
+        if (auto s = record_run(); !s) return s;
     }
     // The same counters go to the bucket and, added up, to the day's rollup.
     constexpr const char* kAddCounters =
@@ -135,7 +156,6 @@ Result<Written> EdgeStore::write_in_transaction(const Flush& flush) {
                            "VALUES (?, ?, ?, ?, ?)");
     if (!extend) return extend.error();
     if (!add) return add.error();
-    std::map<HostAddress, int64_t> present;
     for (const auto& a : flush.addresses) {
         auto known = address_first_seen_.find(a);
         bool seen_before = known != address_first_seen_.end();
@@ -174,20 +194,15 @@ Result<Written> EdgeStore::write_in_transaction(const Flush& flush) {
     auto report = db_.prepare("UPDATE agent_runs SET last_report_at = ? WHERE run_id = ?");
     if (!report) return report.error();
     report->bind(1, flush.now).bind(2, run_.run_id);
-    if (auto s = report->run(); !s) return s.error();
-    if (auto s = tx->commit(); !s) return s.error();
-    address_first_seen_ = std::move(present);
-    return Written::yes;
+    return report->run();
 }
 
 Result<Written> EdgeStore::end_run(int64_t now) {
     auto stmt = db_.prepare("UPDATE agent_runs SET stopped_at = ?, last_report_at = ? WHERE run_id = ?");
     if (!stmt) return stmt.error();
     stmt->bind(1, now).bind(2, now).bind(3, run_.run_id);
-    auto row = stmt->step();
-    if (row) return Written::yes;
-    if (db_.busy()) return Written::busy;
-    return row.error();
+    if (auto s = stmt->run(); !s) return unwritten(s.error());
+    return Written::yes;
 }
 
 Result<std::vector<EdgeIdentity>> EdgeStore::open_edges_of_host(const std::string& host) {

@@ -90,15 +90,16 @@ struct Flush {
 };
 
 // A write either lands, or finds the database locked by another writer for
-// longer than the busy timeout: then nothing was written, and the same flush
-// can be written later.
-enum class Written { yes, busy };
+// longer than the busy timeout, or finds no space for it (a full file system
+// or quota): then nothing was written, and the same flush can be written later.
+enum class Written { yes, busy, full };
 
 class EdgeStore {
 public:
     static Result<EdgeStore> open(const std::string& path);
 
-    Status begin_run(const AgentRun& run);
+    // Not written (busy, full): the run's row goes with the first flush that is.
+    Result<Written> begin_run(const AgentRun& run);
     // One transaction: all of it lands or none of it does.
     Result<Written> write(const Flush& flush);
     Result<Written> end_run(int64_t now);
@@ -109,7 +110,10 @@ public:
 
 private:
     EdgeStore(UniqueFd writer_lock, Database db) : writer_lock_(std::move(writer_lock)), db_(std::move(db)) {}
-    Result<Written> write_in_transaction(const Flush& flush);
+    Status write_rows(const Flush& flush, std::map<HostAddress, int64_t>& present);
+    Status record_run();
+    // After a failed statement: busy or full, or the error itself.
+    Result<Written> unwritten(const Error& e);
     Result<int64_t> edge_id(const EdgeIdentity& edge, const std::string& host);
 
     // Held for the agent's life. Declared first, so closed after SQLite's
@@ -118,6 +122,7 @@ private:
     UniqueFd writer_lock_;
     Database db_;
     AgentRun run_;
+    bool run_recorded_ = false;
     std::map<EdgeIdentity, int64_t> edge_ids_;
     std::map<HostAddress, int64_t> address_first_seen_;  // addresses present at the last flush
 };

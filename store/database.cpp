@@ -477,6 +477,12 @@ bool is_database_file(const std::string& path, const std::string& db) {
 
 bool Database::busy() const { return (sqlite3_extended_errcode(db_.get()) & 0xff) == SQLITE_BUSY; }
 
+bool Database::full() const {
+    int code = sqlite3_extended_errcode(db_.get()) & 0xff;
+    int err = sqlite3_system_errno(db_.get());
+    return code == SQLITE_FULL || (code == SQLITE_IOERR && (err == ENOSPC || err == EDQUOT));
+}
+
 Status Database::exec(std::string_view sql) {
     char* msg = nullptr;
     std::string text(sql);

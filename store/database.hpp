@@ -41,6 +41,9 @@ public:
     // Whether the last statement failed because another connection held the
     // lock past the busy timeout. Read it at once: a ROLLBACK resets it.
     bool busy() const;
+    // Whether it failed for want of space: SQLITE_FULL, or an I/O error
+    // whose errno says the file system or the quota is full. Read it at once too.
+    bool full() const;
 
     sqlite3* handle() const { return db_.get(); }
     const std::string& path() const { return path_; }

@@ -190,6 +190,16 @@ inline ChildProcess dial(TestNetns& ns, const std::string& addr, uint16_t port, 
     });
 }
 
+// A tmpfs of its own, mounted on `dir` and unmounted when the test ends.
+struct TestMount {
+    std::string dir;
+    explicit TestMount(const std::string& d) : dir(d) {
+        run_command({"mount", "-t", "tmpfs", "-o", "size=4m", "depgraph-test", dir});
+    }
+    ~TestMount() { (void)run_captured({"/bin/umount", dir}); }
+    void read_only() { run_command({"mount", "-o", "remount,ro", dir}); }
+};
+
 // Runs the agent as the user nobody, with `args`, from a copy in `dir` that
 // nobody may execute: the build tree can sit under /root (mode 700). `dir`
 // is opened to everyone, so the agent could create its database there.

@@ -3,6 +3,7 @@
 // over IPv6, and holds one that was open before the agents started; each
 // agent's database must show exactly that, and nothing from elsewhere.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -559,6 +560,105 @@ TEST_CASE("a database locked by another writer for longer than the busy timeout 
     CHECK(occurrences_in(log, kLocked) == 2);
     CHECK(occurrences_in(log, kWritable) == 2);
     CHECK(occurrences_in(log, "error") == 0);
+}
+
+namespace {
+
+// Takes every free byte of the file system `db` is on, in the file `filler`,
+// after emptying the database's write-ahead log: the agent's next write,
+// which appends to that log, finds no room.
+void fill_up(const std::string& db, const std::string& filler) {
+    auto d = Database::open_for_write(db);
+    REQUIRE(d.ok());
+    // Not while the agent writes: then the checkpoint reports itself busy (1).
+    REQUIRE(eventually([&] {
+        auto checkpoint = d->prepare("PRAGMA wal_checkpoint(TRUNCATE)");
+        return checkpoint.ok() && *checkpoint->step() && checkpoint->column_int(0) == 0;
+    }, 20000));
+    int fd = ::open(filler.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    REQUIRE(fd >= 0);
+    std::string block(4096, 'x');
+    while (write(fd, block.data(), block.size()) > 0) {
+    }
+    CHECK(errno == ENOSPC);
+    close(fd);
+}
+
+}  // namespace
+
+// A full disk used to end the agent with an error, losing what it had
+// drained and what the kernel held, and a restart died again. Like a lock,
+// it passes (a log rotated, a quota raised): nothing may be lost meanwhile,
+// neither while running, nor at a stop, nor for an agent that starts while
+// the disk is full.
+TEST_CASE("a database on a full file system loses no counts, and takes them once there is space") {
+    constexpr uint16_t kPort = 8095;
+    constexpr int kSaidWithinMs = 20000;
+    const std::string kFull = "is on a full file system", kWritable = "is writable again";
+    TestNetns host;
+    TempDir dir;
+    auto fs_dir = dir.path / "fs";
+    std::filesystem::create_directory(fs_dir);
+    TestMount mount(fs_dir.string());
+    std::string db = (fs_dir / "host.db").string(), filler = (fs_dir / "filler").string();
+    std::string log = (dir.path / "agent.err").string(), log2 = (dir.path / "agent2.err").string();
+    auto server = ChildProcess::fork_in(host.path(), "dg-server", [] { return accept_and_close(kPort); });
+    auto agent = start_agent(host, "host", db, {}, log);
+    auto said = [&](const std::string& path, const std::string& text, size_t times) {
+        return eventually([&] { return occurrences_in(path, text) >= times; }, kSaidWithinMs);
+    };
+    auto edge_counts = [&] {
+        auto d = Database::open_read_only(db);
+        REQUIRE(d.ok());
+        auto out = totals(*d, "out", "dg-dialler", "127.0.0.1", "127.0.0.1", kPort);
+        auto in = totals(*d, "in", "dg-server", "127.0.0.1", "127.0.0.1", kPort);
+        return std::vector<int64_t>{out.connects, out.closes, in.accepts, in.closes};
+    };
+
+    {  // while running: the counts wait in memory and land once there is space
+        fill_up(db, filler);
+        REQUIRE(dial(host, "127.0.0.1", kPort, 5).wait_exit(10000) == 0);
+        REQUIRE(said(log, kFull, 1));
+        CHECK(kill(agent.pid(), 0) == 0);
+        std::filesystem::remove(filler);
+        REQUIRE(said(log, kWritable, 1));
+        CHECK(edge_counts() == std::vector<int64_t>{5, 5, 5, 5});
+    }
+    {  // at stop: the last flush waits for space instead of giving up
+        fill_up(db, filler);
+        REQUIRE(dial(host, "127.0.0.1", kPort, 3).wait_exit(10000) == 0);
+        REQUIRE(kill(agent.pid(), SIGTERM) == 0);
+        REQUIRE(said(log, kFull, 2));
+        std::filesystem::remove(filler);
+        REQUIRE(agent.wait_exit(20000) == 0);
+        CHECK(edge_counts() == std::vector<int64_t>{8, 8, 8, 8});
+    }
+    {  // started on a full disk: it runs, and its run and counts are written once there is space
+        fill_up(db, filler);
+        auto second = launch_agent(host, "host", db, {}, log2);
+        REQUIRE(said(log2, kFull, 1));
+        REQUIRE(wait_attached(second.pid()));
+        REQUIRE(dial(host, "127.0.0.1", kPort, 2).wait_exit(10000) == 0);
+        std::filesystem::remove(filler);
+        REQUIRE(said(log2, kWritable, 1));
+        REQUIRE(second.stop(SIGTERM) == 0);
+        CHECK(edge_counts() == std::vector<int64_t>{10, 10, 10, 10});
+    }
+    auto d = Database::open_read_only(db);
+    REQUIRE(d.ok());
+    CHECK(count(*d, "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check = 'ok'") == 1);
+    // Nothing was given up: a few seconds' counts are far below the bound.
+    CHECK(count(*d, "SELECT coalesce(sum(value), 0) FROM losses") == 0);
+    CHECK(count(*d, "SELECT count(*) FROM agent_runs WHERE stopped_at IS NOT NULL") == 2);
+    CHECK(count(*d, "SELECT count(*) FROM agent_runs") == 2);
+    for (const auto& path : {log, log2}) {
+        std::ifstream in(path);
+        INFO(std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()));
+        // Once per time the disk was full, not once per flush.
+        CHECK(occurrences_in(path, kFull) == (path == log ? 2 : 1));
+        CHECK(occurrences_in(path, kWritable) == (path == log ? 2 : 1));
+        CHECK(occurrences_in(path, "error") == 0);
+    }
 }
 
 // A stop just after a bucket boundary used to write its counts into the

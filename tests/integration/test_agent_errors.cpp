@@ -166,20 +166,6 @@ TEST_CASE("a database name that is not a file is refused") {
     }
 }
 
-namespace {
-
-// A tmpfs of its own, mounted on `dir` and unmounted when the test ends.
-struct TestMount {
-    std::string dir;
-    explicit TestMount(const std::string& d) : dir(d) {
-        run_command({"mount", "-t", "tmpfs", "-o", "size=4m", "depgraph-test", dir});
-    }
-    ~TestMount() { (void)run_captured({"/bin/umount", dir}); }
-    void read_only() { run_command({"mount", "-o", "remount,ro", dir}); }
-};
-
-}  // namespace
-
 TEST_CASE("a database on a read-only file system is named as such, not as a foreign file") {
     TempDir dir;
     TestMount mount(dir.path.string());
