@@ -138,8 +138,24 @@ public:
             auto edge = identity(s.key, listeners_refreshed);
             f.edges[edge].sums += s.counters;
         }
-        for (auto& [edge, c] : f.edges) {
-            open_[edge] += static_cast<int64_t>(c.sums.connects + c.sums.accepts) - static_cast<int64_t>(c.sums.closes);
+        if (tracer_) {
+            // Read from the programs' sockets at each flush, not carried as
+            // connects + accepts - closes: a close whose count was lost (a
+            // full edge map) or drained a flush before its accept (another
+            // CPU's cache) would throw that off for good.
+            auto open = tracer_->open_connections();
+            if (!open) return open.error();
+            auto before = std::move(open_);
+            open_.clear();
+            for (const auto& [key, n] : *open) open_[identity(key, listeners_refreshed)] += n;
+            // An edge whose last connection closed unseen gets its gauge set back to 0.
+            for (const auto& [edge, n] : before) {
+                if (!open_.count(edge)) f.edges.try_emplace(edge);
+            }
+        } else {
+            for (auto& [edge, c] : f.edges) {
+                open_[edge] += static_cast<int64_t>(c.sums.connects + c.sums.accepts) - static_cast<int64_t>(c.sums.closes);
+            }
         }
         // A connection that stays open shows in every bucket it is open in.
         for (auto it = open_.begin(); it != open_.end();) {

@@ -8,7 +8,10 @@
 #include <cstdarg>
 #include <ctime>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <map>
+#include <string>
 
 #include "common/unique_fd.hpp"
 #include "depgraph.skel.h"
@@ -43,6 +46,24 @@ Error load_error(const char* what, int err) {
                                "--source conntrack needs root or CAP_NET_ADMIN)"};
     }
     return Error{message + " (or use --source conntrack)"};
+}
+
+// Calls `each` on every value of the map, read in chunks that keep the
+// agent's memory small. `what` names the map in an error.
+template <typename Key, typename Value, typename Each>
+Status for_each_value(int fd, const char* what, Each each) {
+    constexpr uint32_t kChunk = 4096;
+    std::vector<Key> keys(kChunk);
+    std::vector<Value> values(kChunk);
+    Key next{};
+    for (bool first = true, more = true; more; first = false) {
+        uint32_t count = kChunk;
+        int err = bpf_map_lookup_batch(fd, first ? nullptr : &next, &next, keys.data(), values.data(), &count, nullptr);
+        if (err != 0 && errno != ENOENT) return errno_error(std::string("failed to read the ") + what, errno);
+        more = err == 0;
+        for (uint32_t i = 0; i < count; ++i) each(values[i]);
+    }
+    return ok_status();
 }
 
 }  // namespace
@@ -165,6 +186,28 @@ Result<LossCounters> Tracer::losses() const {
     return totals;
 }
 
+Result<std::vector<std::pair<dg_edge_key, int64_t>>> Tracer::open_connections() const {
+    // By the key's bytes: no edge key holds padding.
+    std::map<std::string, int64_t> per_edge;
+    auto note = [&](const dg_sock_info& info) {
+        if (info.state == DG_SOCK_OPEN) per_edge[std::string(reinterpret_cast<const char*>(&info.edge), sizeof info.edge)]++;
+    };
+    auto slots = for_each_value<uint32_t, dg_sock_slot>(bpf_map__fd(skel_->bpf->maps.sock_slots), "socket slots",
+                                                        [&](const dg_sock_slot& slot) {
+                                                            if (slot.sk != 0) note(slot.info);
+                                                        });
+    if (!slots) return slots.error();
+    auto hashed = for_each_value<uint64_t, dg_sock_info>(bpf_map__fd(skel_->bpf->maps.socks), "socket map", note);
+    if (!hashed) return hashed.error();
+    std::vector<std::pair<dg_edge_key, int64_t>> out;
+    for (const auto& [bytes, n] : per_edge) {
+        dg_edge_key key;
+        std::memcpy(&key, bytes.data(), sizeof key);
+        out.emplace_back(key, n);
+    }
+    return out;
+}
+
 Status Tracer::seed_listener(const dg_listener_key& key, const dg_listener& listener) {
     if (bpf_map_update_elem(bpf_map__fd(skel_->bpf->maps.listeners), &key, &listener, BPF_NOEXIST) != 0 &&
         errno != EEXIST) {
@@ -179,23 +222,12 @@ Status Tracer::seed_listener(const dg_listener_key& key, const dg_listener& list
 
 Status Tracer::note_traced_sockets() {
     // A slot is chosen by the socket's kernel address, which sock_diag does
-    // not report: read them all, in chunks that keep the agent's memory small.
-    int fd = bpf_map__fd(skel_->bpf->maps.sock_slots);
-    constexpr uint32_t kChunk = 4096;
-    std::vector<uint32_t> keys(kChunk);
-    std::vector<dg_sock_slot> slots(kChunk);
-    uint32_t next = 0;
+    // not report: read them all.
     traced_cookies_.clear();
-    for (bool first = true, more = true; more; first = false) {
-        uint32_t count = kChunk;
-        int err = bpf_map_lookup_batch(fd, first ? nullptr : &next, &next, keys.data(), slots.data(), &count, nullptr);
-        if (err != 0 && errno != ENOENT) return errno_error("failed to read the socket slots", errno);
-        more = err == 0;
-        for (uint32_t i = 0; i < count; ++i) {
-            if (slots[i].sk != 0) traced_cookies_.insert(slots[i].cookie);
-        }
-    }
-    return ok_status();
+    return for_each_value<uint32_t, dg_sock_slot>(bpf_map__fd(skel_->bpf->maps.sock_slots), "socket slots",
+                                                  [&](const dg_sock_slot& slot) {
+                                                      if (slot.sk != 0) traced_cookies_.insert(slot.cookie);
+                                                  });
 }
 
 void Tracer::end_seeding() {

@@ -35,6 +35,11 @@ public:
     Result<std::vector<EdgeSample>> drain();
     // Totals since start, summed over CPUs.
     Result<LossCounters> losses() const;
+    // The connections open now, per edge, as the programs hold their
+    // sockets: every one they saw open or were told of, and have not seen
+    // close. Unlike connects + accepts - closes, this is not thrown off for
+    // good by a close whose count was lost (a full edge map).
+    Result<std::vector<std::pair<dg_edge_key, int64_t>>> open_connections() const;
 
     // A listener that existed before tracing; one the programs saw themselves wins.
     Status seed_listener(const dg_listener_key& key, const dg_listener& listener);

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -485,6 +486,104 @@ TEST_CASE("sixteen edges taking turns in an eight-entry cache: every count exact
         CHECK(in.closes == kRounds);
     }
     CHECK(count(*d, "SELECT coalesce(sum(value), 0) FROM losses") == 0);
+}
+
+namespace {
+
+// Runs the calling process on CPU 0 only: the programs' edge caches are per CPU.
+bool on_cpu_zero() {
+    cpu_set_t cpus;
+    CPU_ZERO(&cpus);
+    CPU_SET(0, &cpus);
+    return sched_setaffinity(0, sizeof cpus, &cpus) == 0;
+}
+
+}  // namespace
+
+// The open gauge used to be connects + accepts - closes, carried from flush
+// to flush: a close lost to a full edge map left its edge open for as long
+// as the agent ran. The recipe, all on CPU 0, in one flush interval: with a
+// connection to :9090 open (and recorded so), 9,000 connections from distinct
+// sources fill the edge map; the :9090 connection closes, which its edge's
+// cache entries hold; one connection to :9098, whose edges take the same
+// cache entries ((port ^ direction ^ the addresses' last bytes) % 8), pushes
+// them into the full map, where they are lost.
+TEST_CASE("a close lost to a full edge map does not leave its edge open") {
+    constexpr uint16_t kHeldPort = 9090, kFloodPort = 8080, kEvictPort = 9098;
+    constexpr int kFlood = 9000;  // two edges each: more than the map's 16,384
+    static_assert(kHeldPort % DG_EDGE_CACHE_SLOTS == kEvictPort % DG_EDGE_CACHE_SLOTS);
+    static_assert(kHeldPort % DG_EDGE_CACHE_SLOTS != kFloodPort % DG_EDGE_CACHE_SLOTS);
+    TestNetns host;
+    TempDir dir;
+    std::string db = dir.db("host");
+    auto agent = start_agent(host, "host", db, {"--flush-interval", "10s", "--bucket", "10s"});
+    Signal opened, release;
+    auto holder = ChildProcess::fork_in(host.path(), "dg-holder", [&] {
+        auto addr = socket_address("127.0.0.1", kHeldPort);
+        int ls = socket(AF_INET, SOCK_STREAM, 0);
+        if (!on_cpu_zero() || bind(ls, addr.get(), addr.length) != 0 || listen(ls, 4) != 0) return 2;
+        int c = connect_to("127.0.0.1", kHeldPort);
+        int a = accept(ls, nullptr, nullptr);
+        if (c < 0 || a < 0) return 3;
+        opened.send();
+        if (!release.wait(120000)) return 4;
+        close(a);
+        finish(c);
+        return 0;
+    });
+    auto pinned_server = [](uint16_t port) {
+        return [port] { return on_cpu_zero() ? accept_and_close(port) : 2; };
+    };
+    auto flood_server = ChildProcess::fork_in(host.path(), "dg-server", pinned_server(kFloodPort));
+    auto evict_server = ChildProcess::fork_in(host.path(), "dg-server", pinned_server(kEvictPort));
+    REQUIRE(opened.wait(5000));
+    const std::string held_open = "SELECT count(*) FROM edges JOIN edge_buckets USING (edge_id) WHERE port = 9090 AND open = 1";
+    wait_for_count(db, held_open, 2);
+    // Just after a flush, for the whole interval.
+    const std::string last_report = "SELECT max(last_report_at) FROM agent_runs";
+    const int64_t flood_bucket = count_in(db, last_report) + 10;
+    wait_for_flush_at(db, flood_bucket);
+    auto flood = ChildProcess::fork_in(host.path(), "dg-flood", [&] {
+        if (!on_cpu_zero()) return 2;
+        for (int i = 0; i < kFlood; i++) {
+            // Sources 127.b.x.y with y % 8 == 1: edges in other cache entries than :9090's.
+            auto source = socket_address("127." + std::to_string(1 + i / 8192) + "." + std::to_string(i / 32 % 256) +
+                                             "." + std::to_string(i % 32 * 8 + 1), 0);
+            auto target = socket_address("127.0.0.1", kFloodPort);
+            int fd = socket(AF_INET, SOCK_STREAM, 0);
+            int on = 1;  // the port is chosen at connect: bind's own search is slow
+            setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &on, sizeof on);
+            if (bind(fd, source.get(), source.length) != 0 || connect(fd, target.get(), target.length) != 0) return 3;
+            finish(fd);  // in step with the server: a full accept queue would drop SYNs, and cost a second each
+        }
+        return 0;
+    });
+    REQUIRE(flood.wait_exit(60000) == 0);
+    release.send();
+    REQUIRE(holder.wait_exit(10000) == 0);
+    auto evict = ChildProcess::fork_in(host.path(), "dg-evict", [&] {
+        if (!on_cpu_zero()) return 2;
+        int fd = connect_to("127.0.0.1", kEvictPort);
+        if (fd < 0) return 3;
+        finish(fd);
+        return 0;
+    });
+    REQUIRE(evict.wait_exit(10000) == 0);
+    // The interval's flush and the next one.
+    wait_for_flush_at(db, flood_bucket + 20, 40000);
+    REQUIRE(agent.stop(SIGTERM) == 0);
+
+    auto d = Database::open_read_only(db);
+    REQUIRE(d.ok());
+    auto out = totals(*d, "out", "dg-holder", "127.0.0.1", "127.0.0.1", kHeldPort);
+    auto in = totals(*d, "in", "dg-holder", "127.0.0.1", "127.0.0.1", kHeldPort);
+    // The recipe worked: the close is lost (should a flush have split it, say so).
+    INFO("edge_map_full " << count(*d, "SELECT coalesce(sum(value), 0) FROM losses WHERE counter = 'edge_map_full'"));
+    REQUIRE(out.closes + in.closes == 0);
+    CHECK(out.open == 0);
+    CHECK(in.open == 0);
+    CHECK(count(*d, "SELECT count(*) FROM edges JOIN edge_buckets USING (edge_id) WHERE port = 9090 AND open > 0 "
+                    "AND bucket_start >= " + std::to_string(flood_bucket)) == 0);
 }
 
 namespace {
