@@ -327,7 +327,7 @@ private:
     }
 
     std::vector<NetnsRef> namespaces() const {
-        if (options_.scope == Scope::netns) return {NetnsRef{own_netns_, "/proc/thread-self/ns/net"}};
+        if (options_.scope == Scope::netns) return {NetnsRef{own_netns_, {"/proc/thread-self/ns/net"}}};
         return all_netns();
     }
 
@@ -338,10 +338,11 @@ private:
                 if (auto s = work(ns.inode); !s) return s;
                 continue;
             }
-            auto entered = in_netns(ns.path, [&] { return work(ns.inode); });
-            // A namespace may vanish between listing and entering it; one we
-            // cannot enter (setns needs CAP_SYS_ADMIN) is counted and said
-            // once, never skipped in silence.
+            auto entered = in_netns(ns, [&] { return work(ns.inode); });
+            // A namespace whose processes all exited between listing and
+            // entering it has nothing left to read: no loss. One we cannot
+            // enter (setns needs CAP_SYS_ADMIN) is counted and said once,
+            // never skipped in silence.
             if (!entered) {
                 unreachable_.insert(ns.inode);
                 if (warned_netns_.insert(ns.inode).second) {

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <exception>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <set>
 
@@ -59,14 +60,20 @@ Result<uint32_t> current_netns_inode() {
 }
 
 std::vector<NetnsRef> all_netns() {
+    // Enough to outlive a few short-lived processes; the rest of a busy
+    // namespace's thousands would only cost memory.
+    constexpr size_t kPathsPerNetns = 4;
     std::vector<NetnsRef> found;
-    std::set<uint32_t> seen;
+    std::map<uint32_t, size_t> index;  // inode -> its place in `found`
     for (pid_t pid : list_processes()) {
         std::string path = "/proc/" + std::to_string(pid) + "/ns/net";
         struct stat st {};
         if (::stat(path.c_str(), &st) != 0) continue;  // exited, or a kernel thread's ns we may not read
         auto inode = static_cast<uint32_t>(st.st_ino);
-        if (seen.insert(inode).second) found.push_back({inode, std::move(path)});
+        auto [at, added] = index.emplace(inode, found.size());
+        if (added) found.push_back({inode, {}});
+        auto& paths = found[at->second].paths;
+        if (paths.size() < kPathsPerNetns) paths.push_back(std::move(path));
     }
     return found;
 }
@@ -98,6 +105,20 @@ Status in_netns(const std::string& path, const std::function<Status()>& work) {
         return restored;
     }
     return result;
+}
+
+Result<Entered> in_netns(const NetnsRef& ns, const std::function<Status()>& work) {
+    for (const auto& path : ns.paths) {
+        // Held open, the namespace cannot go while `work` runs in it.
+        UniqueFd target(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!target.valid()) {
+            if (errno == ENOENT || errno == ESRCH) continue;  // that process exited
+            return errno_error("failed to open network namespace " + path, errno);
+        }
+        if (auto s = in_netns("/proc/self/fd/" + std::to_string(target.get()), work); !s) return s.error();
+        return Entered::yes;
+    }
+    return Entered::gone;
 }
 
 Result<std::vector<std::string>> try_local_addresses() {

@@ -15,16 +15,23 @@ namespace depgraph {
 Result<uint32_t> current_netns_inode();
 
 // Every distinct network namespace that some process is in (from /proc/*/ns/net),
-// each with a path that setns() can open.
+// each with paths that setns() can open: a few, since a process may exit
+// before its namespace is entered while others in it live on.
 struct NetnsRef {
     uint32_t inode = 0;
-    std::string path;  // e.g. /proc/1234/ns/net
+    std::vector<std::string> paths;  // e.g. /proc/1234/ns/net
 };
 std::vector<NetnsRef> all_netns();
 
 // Runs `work` with the calling thread moved into the namespace at `path`,
 // and moves it back afterwards, also when `work` fails.
 Status in_netns(const std::string& path, const std::function<Status()>& work);
+
+// The same through the first of the namespace's paths whose process is still
+// there; `gone` when none is: every process listed in it has exited, and with
+// them, as a rule, the namespace. That is no failure: nothing is left to read.
+enum class Entered { yes, gone };
+Result<Entered> in_netns(const NetnsRef& ns, const std::function<Status()>& work);
 
 // The addresses configured on this namespace's interfaces (getifaddrs), as
 // store text (common/address.hpp), loopback included, IPv6 link-local (fe80::/10)

@@ -46,16 +46,9 @@ struct TempDir {
     std::string db(const std::string& host) const { return (path / (host + ".db")).string(); }
 };
 
-// One agent in `ns` with --scope netns, flushing every second unless
-// `extra` says otherwise, started and not waited for. `stderr_path`, when
-// given, receives what the agent logs.
-inline ChildProcess launch_agent(TestNetns& ns, const std::string& host, const std::string& db,
-                                 const std::vector<std::string>& extra = {}, const std::string& stderr_path = "") {
-    std::vector<std::string> argv{std::getenv("DEPGRAPH_AGENT"), "--db", db, "--scope", "netns", "--hostname", host};
-    if (std::find(extra.begin(), extra.end(), "--flush-interval") == extra.end()) {
-        argv.insert(argv.end(), {"--flush-interval", "1s"});
-    }
-    argv.insert(argv.end(), extra.begin(), extra.end());
+// A command (the agent with arguments of the test's own) in `ns`, started
+// and not waited for; `stderr_path`, when given, receives what it logs.
+inline ChildProcess launch_command(TestNetns& ns, std::vector<std::string> argv, const std::string& stderr_path) {
     return stderr_path.empty() ? ChildProcess::exec_in(ns.path(), argv)
                                : ChildProcess::fork_in(ns.path(), "dg-agent", [&] {
                                      int fd = ::open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -66,6 +59,19 @@ inline ChildProcess launch_agent(TestNetns& ns, const std::string& host, const s
                                      execv(args[0], args.data());
                                      return 127;
                                  });
+}
+
+// One agent in `ns` with --scope netns, flushing every second unless
+// `extra` says otherwise, started and not waited for. `stderr_path`, when
+// given, receives what the agent logs.
+inline ChildProcess launch_agent(TestNetns& ns, const std::string& host, const std::string& db,
+                                 const std::vector<std::string>& extra = {}, const std::string& stderr_path = "") {
+    std::vector<std::string> argv{std::getenv("DEPGRAPH_AGENT"), "--db", db, "--scope", "netns", "--hostname", host};
+    if (std::find(extra.begin(), extra.end(), "--flush-interval") == extra.end()) {
+        argv.insert(argv.end(), {"--flush-interval", "1s"});
+    }
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return launch_command(ns, argv, stderr_path);
 }
 
 // Polls `condition` every 20 ms until it holds; false when it still does

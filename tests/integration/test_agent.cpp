@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -1182,4 +1183,45 @@ TEST_CASE("a listener that execs another program accepts under the new name") {
         CHECK(totals(*d, "in", "python3", "127.0.0.1", "127.0.0.1", kPort).accepts == 3);
         CHECK(count(*d, "SELECT count(*) FROM edges WHERE direction = 'in'") == 1);
     }
+}
+
+// With --scope host each flush lists the namespaces (/proc/*/ns/net), then
+// enters each. A short-lived process (a CI job, a CronJob's pod) may exit in
+// between, taking its namespace with it: that used to be counted as
+// netns_unreachable and said as "not traced", as if the agent lacked
+// privileges. Those namespaces had nothing left to read: no loss.
+TEST_CASE("with --scope host, namespaces whose processes exit before they are entered are no loss") {
+    constexpr int kChurners = 4, kNamespacesEach = 250;
+    TestNetns host;
+    TempDir dir;
+    std::string db = dir.db("host"), log = (dir.path / "agent.err").string();
+    auto agent = launch_command(host, {std::getenv("DEPGRAPH_AGENT"), "--db", db, "--scope", "host", "--hostname",
+                                       "host", "--flush-interval", "1s"}, log);
+    wait_first_flush(db);
+    std::vector<ChildProcess> churners;
+    for (int c = 0; c < kChurners; c++) {
+        churners.push_back(ChildProcess::fork_in("/proc/self/ns/net", "dg-churn", [] {
+            for (int i = 0; i < kNamespacesEach; i++) {
+                pid_t child = fork();
+                if (child == 0) {
+                    if (unshare(CLONE_NEWNET) != 0) _exit(1);
+                    usleep(static_cast<useconds_t>(1000 * (i % 20)));  // lives 0 to 19 ms
+                    _exit(0);
+                }
+                int status = 0;
+                if (child < 0 || waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                    return 2;
+                }
+            }
+            return 0;
+        }));
+    }
+    for (auto& c : churners) REQUIRE(c.wait_exit(120000) == 0);
+    // One more flush, after the last of them.
+    wait_for_flush_at(db, count_in(db, "SELECT max(last_report_at) FROM agent_runs") + 1);
+    REQUIRE(agent.stop(SIGTERM) == 0);
+    std::ifstream in(log);
+    INFO(std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()));
+    CHECK(count_in(db, "SELECT coalesce(sum(value), 0) FROM losses WHERE counter = 'netns_unreachable'") == 0);
+    CHECK(occurrences_in(log, "is not traced") == 0);
 }
