@@ -46,6 +46,7 @@ inline constexpr const char* kLossNames[DG_LOSS_COUNT] = {
     "listener_map_full",
     "close_of_unknown_socket",
     "program_skipped_nested",
+    "edge_map_full_closes",
 };
 
 }  // namespace depgraph

@@ -110,12 +110,17 @@ struct {
 	__type(value, __u64);
 } losses SEC(".maps");
 
-static __always_inline void count_loss(__u32 which)
+static __always_inline void count_losses(__u32 which, __u64 lost)
 {
 	__u64 *n = bpf_map_lookup_elem(&losses, &which);
 
 	if (n)
-		(*n)++;
+		*n += lost;
+}
+
+static __always_inline void count_loss(__u32 which)
+{
+	count_losses(which, 1);
 }
 
 static __always_inline void current_process(struct dg_process *p)
@@ -189,8 +194,11 @@ static __always_inline void spill(const struct dg_edge_key *key, const struct dg
 	if (!c) {
 		long err = bpf_map_update_elem(edges, key, &zero, BPF_NOEXIST);
 
+		/* Counted in what the entry held, not as one failure: one entry
+		 * can hold thousands of connections, or a single close. */
 		if (err && err != -EEXIST) {
-			count_loss(DG_LOSS_EDGE_MAP_FULL);
+			count_losses(DG_LOSS_EDGE_MAP_FULL, from->connects + from->failed + from->accepts);
+			count_losses(DG_LOSS_EDGE_MAP_FULL_CLOSES, from->closes);
 			return;
 		}
 		c = bpf_map_lookup_elem(edges, key);

@@ -144,6 +144,9 @@ struct dg_listener {
 /* Indexes into the loss counter array: every bounded map counts what it
  * could not hold, so nothing is dropped silently. */
 enum dg_loss {
+	/* Connections whose opening (connect, failed connect or accept) a full
+	 * edge map dropped, counted once per end traced: a loopback connection
+	 * seen from both ends counts two. */
 	DG_LOSS_EDGE_MAP_FULL = 0,
 	DG_LOSS_SOCK_MAP_FULL = 1,
 	DG_LOSS_LISTENER_MAP_FULL = 2,
@@ -152,7 +155,10 @@ enum dg_loss {
 	 * because the program was already running on that CPU (a transition in
 	 * an interrupt that arrived during a run). The agent reads it. */
 	DG_LOSS_SKIPPED_NESTED = 4,
-	DG_LOSS_COUNT = 5,
+	/* Closes (and their bytes and lifetimes) a full edge map dropped, in the
+	 * same unit as DG_LOSS_EDGE_MAP_FULL. */
+	DG_LOSS_EDGE_MAP_FULL_CLOSES = 5,
+	DG_LOSS_COUNT = 6,
 };
 
 #endif
