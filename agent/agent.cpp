@@ -133,6 +133,7 @@ public:
         // the bucket's that just ended. The last one (a stop, --once) runs
         // between ticks, so its data is in the bucket `now` is in.
         f.bucket_start = ((final ? now : now - 1) / options_.bucket_s) * options_.bucket_s;
+        if (!final) note_late_ticks(now, f);
         bool listeners_refreshed = false;
         for (const auto& s : *samples) {
             auto edge = identity(s.key, listeners_refreshed);
@@ -286,6 +287,23 @@ private:
         }
         note_written(Written::yes);
         return ok_status();
+    }
+
+    // A flush that took longer than the interval (writing many new edges
+    // does) makes the next tick come later: that drain covers several
+    // intervals, more than the edge map is sized for. The ticks skipped are
+    // counted (`flush_late`), and said once.
+    void note_late_ticks(int64_t tick, Flush& f) {
+        if (last_tick_ != 0 && tick - last_tick_ > options_.flush_interval_s) {
+            f.loss_deltas["flush_late"] += static_cast<uint64_t>((tick - last_tick_) / options_.flush_interval_s - 1);
+            if (!said_late_) {
+                std::fprintf(stderr, "depgraph-agent: a flush took longer than the flush interval (%llds): the next "
+                             "drains several intervals at once (counted as flush_late in losses)\n",
+                             static_cast<long long>(options_.flush_interval_s));
+            }
+            said_late_ = true;
+        }
+        last_tick_ = tick;
     }
 
     // Says once when writes start failing, and why, and once when they land again.
@@ -666,6 +684,8 @@ private:
     static constexpr size_t kMaxUnwrittenRows = size_t{16} * 16384;
     std::vector<Flush> unwritten_;  // oldest first: what a locked or full database has not taken yet
     Written unwritable_ = Written::yes;  // why the last write failed, as said on stderr; yes: it did not
+    int64_t last_tick_ = 0;              // of the last scheduled flush
+    bool said_late_ = false;
     std::vector<NetnsRef> spaces_;            // the traced namespaces, as listed at this flush
     mutable std::set<uint32_t> unreachable_;  // of those, the ones that could not be entered
     mutable std::set<uint32_t> warned_netns_;

@@ -83,6 +83,7 @@ Result<int64_t> EdgeStore::edge_id(const EdgeIdentity& edge, const std::string& 
     auto row = upsert->step();
     if (!row) return Error{row.error().message};
     int64_t id = upsert->column_int(0);
+    if (edge_ids_.size() >= kMaxCachedEdgeIds) edge_ids_.clear();
     edge_ids_.emplace(edge, id);
     return id;
 }

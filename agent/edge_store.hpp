@@ -123,6 +123,10 @@ private:
     Database db_;
     AgentRun run_;
     bool run_recorded_ = false;
+    // Ids of edges written lately, so that a flush need not ask SQLite for
+    // each again. Bounded (about 270 bytes an entry): a public server sees
+    // a new client address per edge, and a forgotten id costs one upsert.
+    static constexpr size_t kMaxCachedEdgeIds = 65536;
     std::map<EdgeIdentity, int64_t> edge_ids_;
     std::map<HostAddress, int64_t> address_first_seen_;  // addresses present at the last flush
 };
