@@ -297,7 +297,7 @@ TEST_CASE("two agents in two namespaces record exact connection counts") {
         CHECK(count(*b, "SELECT count(*) FROM edges") == 2);
         CHECK(count(*b, "SELECT count(*) FROM edges WHERE cgroup = '" + cgroup + "'") == 2);
         CHECK(count(*b, "SELECT count(*) FROM edges WHERE port = 9090 OR direction = 'out'") == 0);
-        CHECK(count(*b, "SELECT coalesce(sum(value), 0) FROM losses") == 0);
+        CHECK(count(*b, "SELECT coalesce(sum(value), 0) FROM losses WHERE counter <> 'flush_late'") == 0);
     }
 }
 
@@ -374,7 +374,7 @@ TEST_CASE("thousands of connections held open while others churn: every count ex
     CHECK(in.accepts == to_hold + kChurn);
     CHECK(in.closes == to_hold + kChurn);
     CHECK(in.open == 0);
-    CHECK(count(*d, "SELECT coalesce(sum(value), 0) FROM losses") == 0);
+    CHECK(count(*d, "SELECT coalesce(sum(value), 0) FROM losses WHERE counter <> 'flush_late'") == 0);
 }
 
 // Lifetimes are counted in jiffies: exact to one tick (at most 10 ms).
@@ -483,7 +483,7 @@ TEST_CASE("sixteen edges taking turns in an eight-entry cache: every count exact
         CHECK(in.accepts == kRounds);
         CHECK(in.closes == kRounds);
     }
-    CHECK(count(*d, "SELECT coalesce(sum(value), 0) FROM losses") == 0);
+    CHECK(count(*d, "SELECT coalesce(sum(value), 0) FROM losses WHERE counter <> 'flush_late'") == 0);
 }
 
 namespace {
@@ -711,7 +711,7 @@ TEST_CASE("connections that close while the agent starts are not left open") {
         CHECK(in.closes == *made);
         CHECK(out.open == 0);
         CHECK(in.open == 0);
-        CHECK(count(*d, "SELECT coalesce(sum(value), 0) FROM losses") == 0);
+        CHECK(count(*d, "SELECT coalesce(sum(value), 0) FROM losses WHERE counter <> 'flush_late'") == 0);
     }
 }
 
