@@ -2,6 +2,7 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -20,6 +21,14 @@ namespace depgraph {
 
 struct Tracer::Skeleton {
     std::unique_ptr<depgraph_bpf, Free<depgraph_bpf__destroy>> bpf;
+    // sock_slots, mapped read-only once loaded: the slots are scanned in place.
+    const dg_sock_slot* slots = nullptr;
+    ~Skeleton() {
+        if (slots) ::munmap(const_cast<dg_sock_slot*>(slots), kSlotsBytes);
+    }
+    static constexpr size_t kSlotsBytes = sizeof(dg_sock_slot) * DG_SOCK_SLOTS;
+    // The kernel lays the values out 8-byte aligned: the mapping is the array only if they already are.
+    static_assert(sizeof(dg_sock_slot) % 8 == 0);
 };
 
 namespace {
@@ -98,6 +107,9 @@ Result<Tracer> Tracer::start(uint32_t netns_filter) {
     if (int err = depgraph_bpf__attach(skel->bpf.get()); err) {
         return load_error("failed to attach to the tcp tracepoints", err);
     }
+    void* slots = ::mmap(nullptr, Skeleton::kSlotsBytes, PROT_READ, MAP_SHARED, bpf_map__fd(skel->bpf->maps.sock_slots), 0);
+    if (slots == MAP_FAILED) return errno_error("failed to map the socket slots", errno);
+    skel->slots = static_cast<const dg_sock_slot*>(slots);
     return Tracer(std::move(skel));
 }
 
@@ -192,11 +204,9 @@ Result<std::vector<std::pair<dg_edge_key, int64_t>>> Tracer::open_connections() 
     auto note = [&](const dg_sock_info& info) {
         if (info.state == DG_SOCK_OPEN) per_edge[std::string(reinterpret_cast<const char*>(&info.edge), sizeof info.edge)]++;
     };
-    auto slots = for_each_value<uint32_t, dg_sock_slot>(bpf_map__fd(skel_->bpf->maps.sock_slots), "socket slots",
-                                                        [&](const dg_sock_slot& slot) {
-                                                            if (slot.sk != 0) note(slot.info);
-                                                        });
-    if (!slots) return slots.error();
+    for (size_t i = 0; i < DG_SOCK_SLOTS; i++) {
+        if (skel_->slots[i].sk != 0) note(skel_->slots[i].info);
+    }
     auto hashed = for_each_value<uint64_t, dg_sock_info>(bpf_map__fd(skel_->bpf->maps.socks), "socket map", note);
     if (!hashed) return hashed.error();
     std::vector<std::pair<dg_edge_key, int64_t>> out;
@@ -224,10 +234,10 @@ Status Tracer::note_traced_sockets() {
     // A slot is chosen by the socket's kernel address, which sock_diag does
     // not report: read them all.
     traced_cookies_.clear();
-    return for_each_value<uint32_t, dg_sock_slot>(bpf_map__fd(skel_->bpf->maps.sock_slots), "socket slots",
-                                                  [&](const dg_sock_slot& slot) {
-                                                      if (slot.sk != 0) traced_cookies_.insert(slot.cookie);
-                                                  });
+    for (size_t i = 0; i < DG_SOCK_SLOTS; i++) {
+        if (skel_->slots[i].sk != 0) traced_cookies_.insert(skel_->slots[i].cookie);
+    }
+    return ok_status();
 }
 
 void Tracer::end_seeding() {
