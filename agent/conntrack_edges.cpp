@@ -77,10 +77,6 @@ Result<bool> conntrack_tracks_connections() {
     return false;
 }
 
-bool ConntrackEdgeSource::KeyLess::operator()(const dg_edge_key& a, const dg_edge_key& b) const {
-    return std::memcmp(&a, &b, sizeof a) < 0;
-}
-
 void ConntrackEdgeSource::set_addresses(const std::vector<HostAddress>& addresses) {
     const auto now = Clock::now();
     for (auto& [netns, ns] : namespaces_) ns.addresses.clear();

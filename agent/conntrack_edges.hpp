@@ -151,10 +151,6 @@ private:
     void count_settled(const Tracked& t);
     void count_end(const Tracked& t, bool established, bool refused);
 
-    struct KeyLess {
-        bool operator()(const dg_edge_key& a, const dg_edge_key& b) const;
-    };
-
     std::map<uint32_t, Namespace> namespaces_;
     std::map<FlowId, Tracked> flows_;
     // The flows of the tables at start by (netns, incoming, their socket's
@@ -166,7 +162,7 @@ private:
     std::unordered_map<uint64_t, ProcessIdentity> owners_;
     Clock::time_point owners_scanned_at_{};  // the last scan of all of /proc
     std::vector<ProcessIdentity> recent_owners_;  // most recent first
-    std::map<dg_edge_key, dg_edge_counters, KeyLess> counts_;  // since the last drain
+    std::map<dg_edge_key, dg_edge_counters, EdgeKeyLess> counts_;  // since the last drain
 };
 
 }  // namespace depgraph

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "depgraph.h"
 
@@ -33,6 +34,11 @@ static_assert(offsetof(dg_listener_key, netns_ino) == 16);
 static_assert(offsetof(dg_listener_key, family) == 22);
 static_assert(sizeof(dg_listener) == 32);
 static_assert(offsetof(dg_listener, tgid) == 24);
+
+// Edge keys in a std::map: bytewise, as keys are made zeroed whole and have no padding.
+struct EdgeKeyLess {
+    bool operator()(const dg_edge_key& a, const dg_edge_key& b) const { return std::memcmp(&a, &b, sizeof a) < 0; }
+};
 
 inline dg_edge_counters& operator+=(dg_edge_counters& to, const dg_edge_counters& from) {
     dg_add_counters(&to, &from);

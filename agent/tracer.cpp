@@ -199,22 +199,16 @@ Result<LossCounters> Tracer::losses() const {
 }
 
 Result<std::vector<std::pair<dg_edge_key, int64_t>>> Tracer::open_connections() const {
-    // By the key's bytes: no edge key holds padding.
-    std::map<std::string, int64_t> per_edge;
+    std::map<dg_edge_key, int64_t, EdgeKeyLess> per_edge;
     auto note = [&](const dg_sock_info& info) {
-        if (info.state == DG_SOCK_OPEN) per_edge[std::string(reinterpret_cast<const char*>(&info.edge), sizeof info.edge)]++;
+        if (info.state == DG_SOCK_OPEN) per_edge[info.edge]++;
     };
     for (size_t i = 0; i < DG_SOCK_SLOTS; i++) {
         if (skel_->slots[i].sk != 0) note(skel_->slots[i].info);
     }
     auto hashed = for_each_value<uint64_t, dg_sock_info>(bpf_map__fd(skel_->bpf->maps.socks), "socket map", note);
     if (!hashed) return hashed.error();
-    std::vector<std::pair<dg_edge_key, int64_t>> out;
-    for (const auto& [bytes, n] : per_edge) {
-        dg_edge_key key;
-        std::memcpy(&key, bytes.data(), sizeof key);
-        out.emplace_back(key, n);
-    }
+    std::vector<std::pair<dg_edge_key, int64_t>> out(per_edge.begin(), per_edge.end());
     return out;
 }
 

@@ -138,16 +138,13 @@ Result<Target> resolve_target(const Graph& graph, const std::string& text, const
 namespace {
 
 // Breadth-first from the targets, each node listed once at its shortest depth
-// with every edge to the level before; `passes(n)`: whether the walk goes on
-// from node n once reached. The targets are never listed.
-std::vector<Reached> breadth_first(const Graph& graph, const Target& target, Direction direction, int depth_limit,
+// with every edge to the level before; `arriving`: the edges by the node a
+// walk arrives from (the service for dependents, the client for
+// dependencies); `passes(n)`: whether the walk goes on from node n once
+// reached. The targets are never listed.
+std::vector<Reached> breadth_first(const Graph& graph, const std::vector<std::vector<size_t>>& arriving,
+                                   const Target& target, Direction direction, int depth_limit,
                                    const std::function<bool(size_t)>& passes) {
-    // Edges by the node a walk arrives from: the service for dependents, the client for dependencies.
-    std::vector<std::vector<size_t>> arriving(graph.nodes.size());
-    for (size_t i = 0; i < graph.edges.size(); i++) {
-        const auto& e = graph.edges[i];
-        arriving[direction == Direction::dependents ? e.target : e.source].push_back(i);
-    }
     // Where each node sits in `reached`; SIZE_MAX: not reached.
     constexpr size_t kTarget = SIZE_MAX - 1;
     std::vector<size_t> position(graph.nodes.size(), SIZE_MAX);
@@ -178,12 +175,17 @@ std::vector<Reached> breadth_first(const Graph& graph, const Target& target, Dir
 }  // namespace
 
 std::vector<Reached> walk(const Graph& graph, const Target& target, Direction direction, int depth_limit) {
-    auto reached = breadth_first(graph, target, direction, depth_limit, [](size_t) { return true; });
+    std::vector<std::vector<size_t>> arriving(graph.nodes.size());
+    for (size_t i = 0; i < graph.edges.size(); i++) {
+        const auto& e = graph.edges[i];
+        arriving[direction == Direction::dependents ? e.target : e.source].push_back(i);
+    }
+    auto reached = breadth_first(graph, arriving, target, direction, depth_limit, [](size_t) { return true; });
     // A second walk that does not go on from an address no agent reports for, at any depth: what it
     // does not reach depends on the target only through such an address.
     std::vector<bool> by_agents(graph.nodes.size());
     auto agents_only = [&](size_t n) { return graph.nodes[n].kind != NodeKind::external; };
-    for (const auto& r : breadth_first(graph, target, direction, 0, agents_only)) by_agents[r.node] = true;
+    for (const auto& r : breadth_first(graph, arriving, target, direction, 0, agents_only)) by_agents[r.node] = true;
     for (auto& r : reached) {
         std::stable_sort(r.edges.begin(), r.edges.end(), [&](size_t a, size_t b) {
             return graph.edges[a].traffic.attempts() > graph.edges[b].traffic.attempts();
