@@ -9,7 +9,6 @@
 #include <cstdarg>
 #include <ctime>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <map>
 #include <string>
